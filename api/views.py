@@ -1,0 +1,135 @@
+"""The send API: `POST /api.php` (the original PHP system's endpoint) and `POST /api/v1/send`.
+Thin on purpose: parsing and answering here, the rules in hub.sending."""
+
+from __future__ import annotations
+
+import time
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
+from rest_framework.exceptions import ParseError, UnsupportedMediaType
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from hub.delivery import deliver_batch
+from hub.models import SendLog, Site
+from hub.sending import Refusal, SendRequest, accept, authenticate, client_ip
+
+# Fields that may be given as a JSON list (or repeated form fields) of addresses.
+_LIST_FIELDS = ("to", "cc", "bcc", "reply_to")
+
+
+def refusal_response(refusal: Refusal) -> Response:
+    body = {"code": -1, "msg": refusal.msg, "error": refusal.error}
+    if refusal.error == "unknown_action":
+        body["code"] = 403  # what the original system answers
+    if refusal.detail:
+        body["detail"] = refusal.detail
+    return Response(body, status=refusal.http_status)
+
+
+def _field(data, name: str) -> str:
+    """One field as a string. Forms give strings; JSON may give numbers or lists."""
+    if hasattr(data, "getlist") and name in _LIST_FIELDS:
+        values = data.getlist(name)
+        value = values if len(values) > 1 else (values[0] if values else None)
+    else:
+        value = data.get(name)
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        raise Refusal("invalid_field", f"{name} must be a string")
+    if isinstance(value, (str, int)):
+        return str(value)
+    if isinstance(value, list) and name in _LIST_FIELDS and all(isinstance(v, str) for v in value):
+        return ", ".join(value)
+    raise Refusal("invalid_field", f"{name} must be a string")
+
+
+def log_status(row: SendLog) -> dict:
+    def ts(value):
+        return value.isoformat() if value else None
+
+    return {
+        "id": row.id,
+        "status": row.status,
+        "attempts": row.attempts,
+        "smtp_code": row.smtp_code,
+        "smtp_reply": row.smtp_reply,
+        "error": row.error,
+        "refused_recipients": row.refused_recipients,
+        "message_id": row.message_id,
+        "created_at": ts(row.created_at),
+        "sent_at": ts(row.sent_at),
+        "next_attempt_at": ts(row.next_attempt_at),
+    }
+
+
+class SendView(APIView):
+    # "send" is the default on /api/v1/send; the compat endpoint requires an action.
+    default_action = "send"
+
+    def post(self, request, *args, **kwargs):
+        try:
+            if int(request.META.get("CONTENT_LENGTH") or 0) > settings.HUB_MAX_REQUEST_BYTES:
+                raise Refusal("too_large", f"request body over {settings.HUB_MAX_REQUEST_BYTES} bytes")
+            try:
+                data = request.data
+            except (RequestDataTooBig,) as exc:
+                raise Refusal("too_large", str(exc)) from exc
+            except (ParseError, UnsupportedMediaType, TooManyFieldsSent, UnicodeDecodeError, ValueError) as exc:
+                raise Refusal("bad_request", str(exc)[:200]) from exc
+            if not hasattr(data, "get"):
+                raise Refusal("bad_request", "the body must be a form or a JSON object")
+            action = _field(data, "action").strip() or self.default_action
+            if action not in ("send", "status"):
+                raise Refusal("unknown_action", f"unknown action {action[:50]!r}" if action else "action is required")
+            app = authenticate(_field(data, "appid"), _field(data, "appsecret"))
+            if action == "status":
+                return self.status(app, _field(data, "id"))
+            return self.send(request, app, data)
+        except Refusal as refusal:
+            return refusal_response(refusal)
+
+    def send(self, request, app, data) -> Response:
+        req = SendRequest(
+            **{name: _field(data, name) for name in ("to", "subject", "message", "to_name", "from_name",
+                                                     "cc", "bcc", "reply_to", "text")},
+            idempotency_key=request.META.get("HTTP_IDEMPOTENCY_KEY", "") or _field(data, "request_id"),
+        )
+        row = accept(app, req, client_ip(request.META, Site.load()))
+        if _field(data, "sync").strip().lower() in ("1", "true", "yes"):
+            return self.sync_result(row)
+        return Response({"code": 0, "msg": "已加入发送队列", "id": row.id, "status": row.status})
+
+    def sync_result(self, row: SendLog) -> Response:
+        """The original system answered only after SMTP had spoken. Deliver now in this
+        request (the queued task then finds the row taken and does nothing); if a worker got
+        there first, wait for it, up to HUB_SYNC_TIMEOUT."""
+        deliver_batch([row.id])
+        deadline = time.monotonic() + settings.HUB_SYNC_TIMEOUT
+        row.refresh_from_db()
+        while not row.is_final and time.monotonic() < deadline:
+            time.sleep(0.1)
+            row.refresh_from_db()
+        body = log_status(row)
+        if row.status == SendLog.Status.SENT:
+            return Response({"code": 0, "msg": "发送成功", **body})
+        if row.status == SendLog.Status.FAILED:
+            # HTTP 200: the request was handled; PHP clients read failure from `code`.
+            return Response({"code": -1, "msg": "发送失败", **body})
+        # Still on its way (a worker has it, or it waits for a retry): not a failure.
+        return Response({"code": 0, "msg": "已加入发送队列", **body}, status=202)
+
+    def status(self, app, log_id: str) -> Response:
+        log_id = log_id.strip()
+        if not log_id:
+            raise Refusal("id_required")
+        row = SendLog.objects.filter(pk=int(log_id), app=app).first() if log_id.isdigit() and len(log_id) < 19 else None
+        if row is None:
+            raise Refusal("not_found")
+        return Response({"code": 0, "msg": "ok", **log_status(row)})
+
+
+class CompatSendView(SendView):
+    default_action = ""

@@ -1,0 +1,208 @@
+"""Fixtures shared by every test: real SMTP servers (aiosmtpd, in-process, on loopback),
+self-signed TLS certificates, provisioned apps, and a way to run queued tasks."""
+
+from __future__ import annotations
+
+import datetime
+import email
+import socket
+import ssl
+import threading
+from dataclasses import dataclass, field
+from email import policy
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1/localhost, made with `cryptography`."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    import ipaddress
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    d = tmp_path_factory.mktemp("tls")
+    cert_path, key_path = d / "cert.pem", d / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    content: bytes
+
+    @property
+    def message(self) -> email.message.EmailMessage:
+        return email.message_from_bytes(self.content, policy=policy.default)
+
+
+@dataclass
+class SinkHandler:
+    """Records what arrives. `refuse` maps recipient -> SMTP reply for RCPT (e.g. a 550)."""
+
+    refuse: dict[str, str] = field(default_factory=dict)
+    messages: list[Received] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address in self.refuse:
+            return self.refuse[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        with self.lock:
+            self.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content
+                                          or envelope.content))
+        return "250 2.0.0 Ok: queued as TEST"
+
+
+@dataclass
+class SmtpSink:
+    host: str
+    port: int
+    handler: SinkHandler
+    controller: Controller
+    username: str = ""
+    password: str = ""
+
+    @property
+    def messages(self) -> list[Received]:
+        return self.handler.messages
+
+
+def _server_ssl_context(tls_files) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(*tls_files)
+    return ctx
+
+
+@pytest.fixture
+def smtp_sink_factory(tls_files):
+    """Start aiosmtpd servers: mode 'plain', 'starttls' or 'ssl'; with `username` set the
+    server requires AUTH (PLAIN/LOGIN) with that username/password."""
+    started: list[Controller] = []
+
+    def start(mode: str = "plain", username: str = "", password: str = "", refuse: dict | None = None) -> SmtpSink:
+        handler = SinkHandler(refuse=refuse or {})
+        port = free_port()
+        kwargs: dict = {}
+        if username:
+            def authenticator(server, session, envelope, mechanism, auth_data):
+                ok = isinstance(auth_data, LoginPassword) and (
+                    auth_data.login.decode() == username and auth_data.password.decode() == password)
+                return AuthResult(success=ok, handled=False)
+
+            kwargs.update(authenticator=authenticator, auth_required=True, auth_require_tls=(mode == "starttls"))
+        if mode == "starttls":
+            kwargs.update(tls_context=_server_ssl_context(tls_files), require_starttls=True)
+        elif mode == "ssl":
+            kwargs.update(ssl_context=_server_ssl_context(tls_files))
+        controller = Controller(handler, hostname="127.0.0.1", port=port, **kwargs)
+        controller.start()
+        started.append(controller)
+        return SmtpSink("127.0.0.1", port, handler, controller, username, password)
+
+    yield start
+    for controller in started:
+        controller.stop()
+
+
+@pytest.fixture
+def smtp_sink(smtp_sink_factory) -> SmtpSink:
+    return smtp_sink_factory()
+
+
+@pytest.fixture
+def make_server(db):
+    from hub.models import SmtpServer
+
+    def make(sink: SmtpSink | None = None, **fields) -> SmtpServer:
+        values = {"name": "test", "host": "127.0.0.1", "port": free_port(), "security": "none",
+                  "from_email": "noreply@example.com", "timeout": 5}
+        if sink is not None:
+            values.update(host=sink.host, port=sink.port, username=sink.username)
+        password = fields.pop("password", sink.password if sink else "")
+        values.update(fields)
+        server = SmtpServer(**values)
+        server.set_password(password)
+        server.save()
+        return server
+
+    return make
+
+
+@dataclass
+class Provisioned:
+    app: "object"
+    secret: str
+
+    @property
+    def creds(self) -> dict:
+        return {"appid": str(self.app.id), "appsecret": self.secret}
+
+
+@pytest.fixture
+def make_app(db):
+    from hub.models import App, AppServer
+
+    def make(*servers, **fields) -> Provisioned:
+        app = App(name=fields.pop("name", "测试应用"), **fields)
+        secret = app.rotate_secret()
+        app.save()
+        for i, server in enumerate(servers):
+            AppServer.objects.create(app=app, server=server, priority=i)
+        return Provisioned(app, secret)
+
+    return make
+
+
+@pytest.fixture
+def run_queue(db):
+    """Run what the API queued, the way a qcluster worker would: take the signed task
+    packages off the ORM broker and call them."""
+    from django_q.brokers import get_broker
+    from django_q.signing import SignedPackage
+    from django.utils.module_loading import import_string
+
+    def run() -> int:
+        broker = get_broker()
+        count = 0
+        while True:
+            batch = broker.dequeue()
+            if not batch:
+                return count
+            for ack_id, payload in batch:
+                task = SignedPackage.loads(payload)
+                func = import_string(task["func"]) if isinstance(task["func"], str) else task["func"]
+                func(*task["args"], **task["kwargs"])
+                broker.acknowledge(ack_id)
+                count += 1
+
+    return run

@@ -1,0 +1,65 @@
+"""System checks: misconfiguration is reported by `manage.py check` (and so before
+migrate, runserver and qcluster start), never discovered as a crash in production."""
+
+from django.conf import settings
+from django.core.checks import Error, Tags, Warning, register
+
+
+@register(Tags.security)
+def check_secrets(app_configs, **kwargs):
+    errors = []
+    if settings.DEBUG:
+        return errors
+    if settings.SECRET_KEY == settings.DEV_SECRET_KEY:
+        errors.append(
+            Error(
+                "SECRET_KEY is the built-in development key while DEBUG is off.",
+                hint="Set SECRET_KEY in the environment or .env (bin/run generates one).",
+                id="hub.E001",
+            )
+        )
+    if not settings.HUB_ENCRYPTION_KEYS:
+        errors.append(
+            Error(
+                "HUB_ENCRYPTION_KEYS is not set while DEBUG is off; SMTP passwords would be "
+                "encrypted with a key derived from SECRET_KEY.",
+                hint="Generate one with: python -c 'from cryptography.fernet import Fernet; "
+                "print(Fernet.generate_key().decode())'",
+                id="hub.E002",
+            )
+        )
+    else:
+        from cryptography.fernet import Fernet
+
+        for key in settings.HUB_ENCRYPTION_KEYS:
+            try:
+                Fernet(key)
+            except ValueError:
+                errors.append(
+                    Error(
+                        "HUB_ENCRYPTION_KEYS holds a value that is not a Fernet key "
+                        "(32 url-safe base64-encoded bytes).",
+                        id="hub.E003",
+                    )
+                )
+    if not settings.HUB_SECRET_HASH_KEY:
+        errors.append(
+            Error(
+                "HUB_SECRET_HASH_KEY is not set while DEBUG is off.",
+                hint="Set it to a long random string; changing it later invalidates every AppSecret.",
+                id="hub.E004",
+            )
+        )
+    return errors
+
+
+@register(Tags.security, deploy=True)
+def check_deploy(app_configs, **kwargs):
+    warnings = []
+    if "*" in settings.ALLOWED_HOSTS:
+        warnings.append(Warning("ALLOWED_HOSTS contains '*'.", id="hub.W001"))
+    if settings.Q_CLUSTER["retry"] <= settings.Q_CLUSTER["timeout"]:
+        warnings.append(
+            Warning("Q_CLUSTER retry must be longer than timeout, or tasks may run twice.", id="hub.W002")
+        )
+    return warnings

@@ -1,0 +1,248 @@
+"""The hub's domain: where mail goes out (SmtpServer), who may send (App), and the audit
+log of every accepted message (SendLog), which is also the delivery outbox."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from . import crypto
+
+
+def parse_networks(text: str) -> list[ipaddress._BaseNetwork]:
+    """One IP or CIDR per line (commas and spaces also separate); raises ValueError."""
+    items = text.replace(",", " ").split()
+    return [ipaddress.ip_network(item, strict=False) for item in items]
+
+
+def validate_networks(text: str) -> None:
+    try:
+        parse_networks(text)
+    except ValueError as exc:
+        raise ValidationError(_("Not a list of IP addresses or CIDR ranges: %(err)s"), params={"err": exc})
+
+
+class Site(models.Model):
+    """The hub's own settings; a singleton (always pk=1)."""
+
+    class ClientIpMode(models.TextChoices):
+        REMOTE_ADDR = "remote_addr", _("REMOTE_ADDR only (no proxy)")
+        X_FORWARDED_FOR = "x_forwarded_for", _("X-Forwarded-For from trusted proxies")
+        X_REAL_IP = "x_real_ip", _("X-Real-IP from trusted proxies")
+
+    title = models.CharField(_("title"), max_length=200, default="SMTP Hub")
+    keywords = models.CharField(_("keywords"), max_length=500, blank=True)
+    description = models.TextField(_("description"), blank=True)
+    ip_blocklist = models.TextField(
+        _("IP blocklist"), blank=True, validators=[validate_networks],
+        help_text=_("One IP address or CIDR range per line; these clients may not use the API."),
+    )
+    client_ip_mode = models.CharField(
+        _("client IP source"), max_length=20, choices=ClientIpMode.choices, default=ClientIpMode.REMOTE_ADDR
+    )
+    trusted_proxies = models.TextField(
+        _("trusted proxies"), blank=True, default="127.0.0.1\n::1", validators=[validate_networks],
+        help_text=_("Proxy addresses whose forwarding headers are believed; one IP or CIDR per line."),
+    )
+    default_from_name = models.CharField(_("default sender name"), max_length=200, blank=True)
+
+    class Meta:
+        verbose_name = _("site settings")
+        verbose_name_plural = _("site settings")
+
+    def __str__(self) -> str:
+        return self.title
+
+    def save(self, *args, **kwargs):
+        self.pk = 1
+        super().save(*args, **kwargs)
+
+    @classmethod
+    def load(cls) -> "Site":
+        site, _created = cls.objects.get_or_create(pk=1)
+        return site
+
+
+class SmtpServer(models.Model):
+    class Security(models.TextChoices):
+        NONE = "none", _("None (plain text)")
+        STARTTLS = "starttls", _("STARTTLS")
+        SSL = "ssl", _("SSL/TLS (implicit)")
+
+    name = models.CharField(_("name"), max_length=100)
+    host = models.CharField(_("host"), max_length=255)
+    port = models.PositiveIntegerField(_("port"), validators=[MinValueValidator(1), MaxValueValidator(65535)])
+    security = models.CharField(_("security"), max_length=10, choices=Security.choices, default=Security.STARTTLS)
+    verify_tls = models.BooleanField(
+        _("verify TLS certificate"), default=True,
+        help_text=_("Turn off only for an internal relay with a self-signed certificate."),
+    )
+    username = models.CharField(_("username"), max_length=255, blank=True)
+    password_encrypted = models.TextField(_("password (encrypted)"), blank=True, editable=False)
+    from_email = models.EmailField(_("sender address"), max_length=254, blank=True,
+                                   help_text=_("Defaults to the username."))
+    enabled = models.BooleanField(_("enabled"), default=True)
+    timeout = models.PositiveIntegerField(_("timeout (seconds)"), default=30,
+                                          validators=[MinValueValidator(1), MaxValueValidator(300)])
+    limit_per_minute = models.PositiveIntegerField(_("limit per minute"), default=0, help_text=_("0 = no limit"))
+    limit_per_hour = models.PositiveIntegerField(_("limit per hour"), default=0, help_text=_("0 = no limit"))
+    limit_per_day = models.PositiveIntegerField(_("limit per day"), default=0, help_text=_("0 = no limit"))
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("SMTP server")
+        verbose_name_plural = _("SMTP servers")
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.host}:{self.port})"
+
+    def set_password(self, plaintext: str) -> None:
+        self.password_encrypted = crypto.encrypt(plaintext) if plaintext else ""
+
+    def get_password(self) -> str:
+        """The plaintext password; raises crypto.DecryptionError when no key fits."""
+        return crypto.decrypt(self.password_encrypted) if self.password_encrypted else ""
+
+    @property
+    def sender(self) -> str:
+        return self.from_email or self.username
+
+
+class App(models.Model):
+    """An integrating site, app or server. Its primary key is the public AppID; the
+    first migration starts the sequence at 1000, as the original system did."""
+
+    class Type(models.TextChoices):
+        SITE = "site", _("Site")
+        APP = "app", _("App")
+        SERVER = "server", _("Server")
+
+    name = models.CharField(_("name"), max_length=100)
+    type = models.CharField(_("type"), max_length=10, choices=Type.choices, default=Type.SITE)
+    from_name = models.CharField(_("sender name"), max_length=200, blank=True)
+    secret_digest = models.CharField(_("secret digest"), max_length=64, editable=False)
+    servers = models.ManyToManyField(SmtpServer, through="AppServer", related_name="apps",
+                                     verbose_name=_("SMTP servers"))
+    enabled = models.BooleanField(_("enabled"), default=True)
+    allowed_ips = models.TextField(
+        _("allowed IPs"), blank=True, validators=[validate_networks],
+        help_text=_("Optional. One IP or CIDR per line; when set, only these clients may use this app."),
+    )
+    rate_limit_per_minute = models.PositiveIntegerField(_("API rate limit per minute"), default=0,
+                                                        help_text=_("0 = no limit"))
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("app")
+        verbose_name_plural = _("apps")
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.name}"
+
+    @property
+    def appid(self) -> int:
+        return self.id
+
+    def rotate_secret(self) -> str:
+        """Give the app a new secret; returns the plaintext, which is never stored."""
+        secret = crypto.new_app_secret()
+        self.secret_digest = crypto.secret_digest(secret)
+        return secret
+
+    def check_secret(self, secret: str) -> bool:
+        return crypto.secret_matches(secret, self.secret_digest)
+
+    def ordered_servers(self) -> list[SmtpServer]:
+        """Bound servers, primary first (enabled or not)."""
+        return [link.server for link in self.server_links.select_related("server").order_by("priority", "id")]
+
+
+class AppServer(models.Model):
+    """An app's SMTP server with its priority: the lowest number is the primary."""
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="server_links")
+    server = models.ForeignKey(SmtpServer, on_delete=models.PROTECT, related_name="app_links",
+                               verbose_name=_("SMTP server"))
+    priority = models.PositiveSmallIntegerField(_("priority"), default=0)
+
+    class Meta:
+        verbose_name = _("SMTP server of the app")
+        verbose_name_plural = _("SMTP servers of the app (first is primary)")
+        ordering = ["priority", "id"]
+        constraints = [models.UniqueConstraint(fields=["app", "server"], name="uniq_app_server")]
+
+    def __str__(self) -> str:
+        return f"{self.app_id} → {self.server}"
+
+
+class SendLog(models.Model):
+    """One accepted message: the audit record and the outbox row the worker delivers."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        SENDING = "sending", _("Sending")
+        RETRYING = "retrying", _("Retrying")
+        SENT = "sent", _("Sent")
+        FAILED = "failed", _("Failed")
+
+    CLAIMABLE = (Status.QUEUED, Status.RETRYING)
+    FINAL = (Status.SENT, Status.FAILED)
+
+    app = models.ForeignKey(App, on_delete=models.PROTECT, related_name="send_logs", verbose_name=_("app"))
+    smtp_server = models.ForeignKey(SmtpServer, on_delete=models.SET_NULL, null=True, blank=True,
+                                    related_name="send_logs", verbose_name=_("SMTP server"))
+    from_email = models.CharField(_("from"), max_length=254, blank=True)
+    from_name = models.CharField(_("sender name"), max_length=200, blank=True)
+    # Address lists are stored as header text ("Name <a@b>, c@d"), unencoded.
+    to = models.TextField(_("to"))
+    to_name = models.CharField(_("recipient name"), max_length=200, blank=True)
+    cc = models.TextField(_("cc"), blank=True)
+    bcc = models.TextField(_("bcc"), blank=True)
+    reply_to = models.TextField(_("reply-to"), blank=True)
+    subject = models.CharField(_("subject"), max_length=998)
+    html_body = models.TextField(_("HTML body"), blank=True)
+    text_body = models.TextField(_("text body"), blank=True)
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.QUEUED)
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt"), null=True, blank=True)
+    smtp_code = models.IntegerField(_("SMTP code"), null=True, blank=True)
+    smtp_reply = models.TextField(_("SMTP reply"), blank=True)
+    error = models.TextField(_("error"), blank=True)
+    # {"addr@example.com": [550, "5.1.1 User unknown"]}: recipients the server refused.
+    refused_recipients = models.JSONField(_("refused recipients"), default=dict, blank=True)
+    message_id = models.CharField(_("Message-ID"), max_length=255, blank=True, db_index=True)
+    client_ip = models.GenericIPAddressField(_("client IP"), null=True, blank=True)
+    idempotency_key = models.CharField(_("idempotency key"), max_length=255, blank=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    claimed_at = models.DateTimeField(_("claimed"), null=True, blank=True)
+    # Set by the worker that claims the row, so a batch can find exactly the rows it won.
+    claim_token = models.CharField(max_length=32, blank=True, db_index=True, editable=False)
+    sent_at = models.DateTimeField(_("sent"), null=True, blank=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("send log")
+        verbose_name_plural = _("send logs")
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["status", "id"], name="sendlog_status"),
+            models.Index(fields=["app", "id"], name="sendlog_app"),
+            models.Index(fields=["created_at"], name="sendlog_created"),
+            models.Index(fields=["status", "next_attempt_at"], name="sendlog_due"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.id} {self.to} {self.subject[:40]}"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in self.FINAL

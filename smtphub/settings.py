@@ -1,0 +1,201 @@
+"""SMTP Hub settings. Everything comes from the environment (or a `.env` file beside
+manage.py); every value has a default that works for a local, single-machine install.
+See `.env.example` for the list and `docs/deploy.md` for production."""
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+# A .env file is optional; real environment variables win over it.
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+# Used only when nothing else is configured; hub.checks refuses it when DEBUG is off.
+DEV_SECRET_KEY = "dev-insecure-smtphub-key-change-me"
+
+DEBUG = env.bool("DEBUG", default=False)
+SECRET_KEY = env.str("SECRET_KEY", default=DEV_SECRET_KEY)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    # The admin theme must come before django.contrib.admin to override its templates.
+    "unfold",
+    "unfold.contrib.filters",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_q",
+    "hub",
+    "api",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "smtphub.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "smtphub.wsgi.application"
+
+# --- Database -----------------------------------------------------------------------
+VAR_DIR = Path(env.str("HUB_VAR_DIR", default=str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'smtphub.sqlite3'}")}
+_db = DATABASES["default"]
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    # The web server and the qcluster write to the same file. WAL lets readers run
+    # beside a writer; IMMEDIATE transactions take the write lock up front, so two
+    # writers queue on the busy timeout instead of failing with "database is locked".
+    _db.setdefault("OPTIONS", {}).update(
+        {
+            "timeout": env.int("SQLITE_BUSY_TIMEOUT", default=20),
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
+    # Tests run a real qcluster process against the test database, so it must be a file.
+    _db["TEST"] = {"NAME": str(VAR_DIR / "test-smtphub.sqlite3")}
+elif _db["ENGINE"] in ("django.db.backends.mysql",):
+    _db.setdefault("OPTIONS", {}).update(
+        {
+            "charset": "utf8mb4",
+            "init_command": "SET sql_mode='STRICT_TRANS_TABLES'",
+            "isolation_level": "read committed",
+        }
+    )
+    _db["TEST"] = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}
+# Workers live for days: reuse connections for a bounded time and check them before use,
+# so a database restart or wait_timeout never leaves a worker with a dead connection.
+_db["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+_db["CONN_HEALTH_CHECKS"] = True
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# --- Internationalisation -----------------------------------------------------------
+LANGUAGE_CODE = env.str("LANGUAGE_CODE", default="zh-hans")
+LANGUAGES = [("zh-hans", "简体中文"), ("en", "English")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+TIME_ZONE = env.str("TIME_ZONE", default="Asia/Shanghai")
+USE_I18N = True
+USE_TZ = True
+
+# --- Static files (served by WhiteNoise, so the hub runs without a separate web server)
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+# --- Security -----------------------------------------------------------------------
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("HUB_BEHIND_HTTPS_PROXY", default=False) else None
+)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=False)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+# --- REST framework: the API authenticates apps itself (AppID/AppSecret in the body) --
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+        "rest_framework.parsers.JSONParser",
+    ],
+    "UNAUTHENTICATED_USER": None,
+}
+
+# --- Task queue (django-q2) -----------------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+Q_TIMEOUT = env.int("Q_TIMEOUT", default=120)
+Q_CLUSTER = {
+    "name": "smtphub",
+    "workers": env.int("Q_WORKERS", default=2),
+    # A task that runs longer than `timeout` is killed; the broker hands a task out again
+    # only after `retry`, which must be longer, or a slow task would run twice at once.
+    "timeout": Q_TIMEOUT,
+    "retry": Q_TIMEOUT + 60,
+    # Never let the broker re-run a failed or crashed task: the delivery task records
+    # its own outcome and retries are scheduled by the hub (an exception is acknowledged,
+    # the SendLog row keeps the reason).
+    "ack_failures": True,
+    "max_attempts": 1,
+    # A schedule missed while the cluster was down runs once, not once per missed slot.
+    "catch_up": False,
+    "save_limit": env.int("Q_SAVE_LIMIT", default=1000),
+    "poll": 0.1,
+    "label": "Task queue",
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+# --- The hub ----------------------------------------------------------------------------
+# Fernet keys (newest first) that encrypt SMTP passwords; rotate by prepending a new key
+# and running `manage.py hub_rotate_keys`. HMAC key for app secrets.
+HUB_ENCRYPTION_KEYS = env.list("HUB_ENCRYPTION_KEYS", default=[])
+HUB_SECRET_HASH_KEY = env.str("HUB_SECRET_HASH_KEY", default="")
+# The domain used in Message-IDs and in our EHLO greeting.
+HUB_DOMAIN = env.str("HUB_DOMAIN", default="smtphub.localdomain")
+HUB_MAX_RECIPIENTS = env.int("HUB_MAX_RECIPIENTS", default=50)
+HUB_MAX_SUBJECT_CHARS = env.int("HUB_MAX_SUBJECT_CHARS", default=998)
+HUB_MAX_NAME_CHARS = env.int("HUB_MAX_NAME_CHARS", default=200)
+HUB_MAX_BODY_BYTES = env.int("HUB_MAX_BODY_BYTES", default=2 * 1024 * 1024)
+HUB_MAX_REQUEST_BYTES = env.int("HUB_MAX_REQUEST_BYTES", default=HUB_MAX_BODY_BYTES * 2 + 64 * 1024)
+HUB_SYNC_TIMEOUT = env.int("HUB_SYNC_TIMEOUT", default=30)
+
+# Django refuses larger form bodies itself; keep its limit above ours so our 413 answers.
+DATA_UPLOAD_MAX_MEMORY_SIZE = HUB_MAX_REQUEST_BYTES + 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = HUB_MAX_REQUEST_BYTES + 1024
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
