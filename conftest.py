@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import email
+import os
 import socket
 import ssl
 import threading
@@ -15,6 +16,31 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings():
+    """One test database per pytest process, so two test runs on one machine (or one
+    checkout) never share, and destroy, each other's database."""
+    from django.conf import settings
+
+    for db in settings.DATABASES.values():
+        test = db.setdefault("TEST", {})
+        name = test.get("NAME") or f"test_{db['NAME']}"
+        if db["ENGINE"].endswith("sqlite3"):
+            base, ext = os.path.splitext(name)
+            test["NAME"] = f"{base}-{os.getpid()}{ext}"
+        else:
+            test["NAME"] = f"{name}_{os.getpid()}"
+
+
+@pytest.fixture(autouse=True)
+def _close_pooled_smtp_connections():
+    """Delivery keeps SMTP connections open across tasks; tests start without any."""
+    yield
+    from hub.delivery import pool
+
+    pool.close_all()
 
 
 def free_port() -> int:

@@ -13,7 +13,8 @@ from rest_framework.views import APIView
 
 from hub.delivery import deliver_batch
 from hub.models import SendLog, Site
-from hub.sending import Refusal, SendRequest, accept, authenticate, client_ip
+from hub.sending import (Refusal, SendRequest, accept, authenticate, check_allowlist, check_blocklist,
+                         check_rate_limit, client_ip)
 
 # Fields that may be given as a JSON list (or repeated form fields) of addresses.
 _LIST_FIELDS = ("to", "cc", "bcc", "reply_to")
@@ -25,7 +26,8 @@ def refusal_response(refusal: Refusal) -> Response:
         body["code"] = 403  # what the original system answers
     if refusal.detail:
         body["detail"] = refusal.detail
-    return Response(body, status=refusal.http_status)
+    headers = {"Retry-After": str(refusal.retry_after)} if refusal.retry_after else None
+    return Response(body, status=refusal.http_status, headers=headers)
 
 
 def _field(data, name: str) -> str:
@@ -69,6 +71,11 @@ class SendView(APIView):
     # "send" is the default on /api/v1/send; the compat endpoint requires an action.
     default_action = "send"
 
+    def http_method_not_allowed(self, request, *args, **kwargs):
+        # Even a wrong method gets the API's own body shape (`code` and `msg`).
+        return Response({"code": -1, "msg": "请使用 POST 请求", "error": "method_not_allowed"}, status=405,
+                        headers={"Allow": "POST"})
+
     def post(self, request, *args, **kwargs):
         try:
             if int(request.META.get("CONTENT_LENGTH") or 0) > settings.HUB_MAX_REQUEST_BYTES:
@@ -79,28 +86,36 @@ class SendView(APIView):
                 raise Refusal("too_large", str(exc)) from exc
             except (ParseError, UnsupportedMediaType, TooManyFieldsSent, UnicodeDecodeError, ValueError) as exc:
                 raise Refusal("bad_request", str(exc)[:200]) from exc
+            site = Site.load()
+            ip = client_ip(request.META, site)
+            check_blocklist(ip, site)
             if not hasattr(data, "get"):
                 raise Refusal("bad_request", "the body must be a form or a JSON object")
             action = _field(data, "action").strip() or self.default_action
             if action not in ("send", "status"):
                 raise Refusal("unknown_action", f"unknown action {action[:50]!r}" if action else "action is required")
             app = authenticate(_field(data, "appid"), _field(data, "appsecret"))
+            check_allowlist(app, ip)
             if action == "status":
                 return self.status(app, _field(data, "id"))
-            return self.send(request, app, data)
+            check_rate_limit(app)
+            return self.send(request, app, data, ip)
         except Refusal as refusal:
             return refusal_response(refusal)
 
-    def send(self, request, app, data) -> Response:
+    def send(self, request, app, data, ip: str | None) -> Response:
         req = SendRequest(
             **{name: _field(data, name) for name in ("to", "subject", "message", "to_name", "from_name",
                                                      "cc", "bcc", "reply_to", "text")},
             idempotency_key=request.META.get("HTTP_IDEMPOTENCY_KEY", "") or _field(data, "request_id"),
         )
-        row = accept(app, req, client_ip(request.META, Site.load()))
+        row = accept(app, req, ip)
         if _field(data, "sync").strip().lower() in ("1", "true", "yes"):
             return self.sync_result(row)
-        return Response({"code": 0, "msg": "已加入发送队列", "id": row.id, "status": row.status})
+        body = {"code": 0, "msg": "已加入发送队列", "id": row.id, "status": row.status}
+        if row.replayed:
+            body["idempotent_replay"] = True
+        return Response(body)
 
     def sync_result(self, row: SendLog) -> Response:
         """The original system answered only after SMTP had spoken. Deliver now in this

@@ -4,23 +4,27 @@ server (campaigns and the benchmark need that; the API sends batches of one)."""
 
 from __future__ import annotations
 
+import base64
 import logging
+import random
 import smtplib
-import socket
 import ssl
+import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 from email.header import Header
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import formataddr, formatdate, getaddresses
 
 from django.conf import settings
-from django.db.models import F
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from . import bounces, throttle
 from .crypto import DecryptionError
-from .models import SendLog, SmtpServer
+from .models import DeliveryAttempt, SendLog, SmtpServer, Suppression
 from .textify import html_to_text
 
 log = logging.getLogger(__name__)
@@ -114,12 +118,27 @@ def tls_context(server: SmtpServer) -> ssl.SSLContext:
     return ctx
 
 
+def _login(conn: smtplib.SMTP, username: str, password: str) -> None:
+    try:
+        (username + password).encode("ascii")
+    except UnicodeEncodeError:
+        # smtplib encodes credentials as ASCII; send AUTH PLAIN in UTF-8 ourselves (RFC 4616).
+        token = base64.b64encode(f"\0{username}\0{password}".encode("utf-8")).decode("ascii")
+        code, resp = conn.docmd("AUTH", "PLAIN " + token)
+        if code != 235:
+            raise smtplib.SMTPAuthenticationError(code, resp)
+        return
+    conn.login(username, password)
+
+
 class SmtpSession:
     """One open, authenticated connection to one SMTP server."""
 
     def __init__(self, server: SmtpServer):
         self.server = server
         self.conn: smtplib.SMTP | None = None
+        self.opened_at = 0.0
+        self.uses = 0
 
     def open(self) -> None:
         server = self.server
@@ -140,7 +159,8 @@ class SmtpSession:
                 conn.starttls(context=tls_context(server))
                 conn.ehlo()
             if server.username:
-                conn.login(server.username, password)
+                _login(conn, server.username, password)
+            self.opened_at, self.uses = time.monotonic(), 0
         except smtplib.SMTPAuthenticationError as exc:
             self.close()
             raise ConnectionFailed(f"authentication failed: {exc.smtp_code} {_reply_text(exc.smtp_error)}",
@@ -160,6 +180,7 @@ class SmtpSession:
         sent when the server accepts it for at least one recipient."""
         conn = self.conn
         assert conn is not None
+        self.uses += 1
         try:
             code, resp = conn.mail(envelope_from)
             if code != 250:
@@ -208,77 +229,230 @@ class SmtpSession:
     def is_open(self) -> bool:
         return self.conn is not None
 
+    def still_good(self) -> bool:
+        """Reusable: young enough, not used too often, and answers NOOP."""
+        if self.conn is None:
+            return False
+        if (time.monotonic() - self.opened_at > settings.HUB_SMTP_REUSE_SECONDS
+                or self.uses >= settings.HUB_SMTP_REUSE_MAX):
+            return False
+        try:
+            return self.conn.noop()[0] == 250
+        except (smtplib.SMTPException, OSError):
+            return False
 
-# --- the task --------------------------------------------------------------------------------
+
+def _fingerprint(server: SmtpServer) -> tuple:
+    return (server.host, server.port, server.security, server.verify_tls, server.username,
+            server.password_encrypted, server.timeout)
+
+
+class ConnectionPool:
+    """Open SMTP connections of this worker process, one per server, reused across tasks
+    within HUB_SMTP_REUSE_SECONDS / HUB_SMTP_REUSE_MAX and checked with NOOP first."""
+
+    def __init__(self) -> None:
+        self.sessions: dict[int, tuple[tuple, SmtpSession]] = {}
+
+    def get(self, server: SmtpServer) -> SmtpSession:
+        """An open session; raises ConnectionFailed."""
+        entry = self.sessions.pop(server.id, None)
+        if entry is not None:
+            fingerprint, session = entry
+            if fingerprint == _fingerprint(server) and session.still_good():
+                self.sessions[server.id] = entry
+                return session
+            session.close()
+        session = SmtpSession(server)
+        session.open()
+        self.sessions[server.id] = (_fingerprint(server), session)
+        return session
+
+    def discard(self, server: SmtpServer) -> None:
+        entry = self.sessions.pop(server.id, None)
+        if entry is not None:
+            entry[1].close()
+
+    def close_all(self) -> None:
+        for _fp, session in self.sessions.values():
+            session.close()
+        self.sessions.clear()
+
+
+pool = ConnectionPool()
+
+
+# --- the task ---------------------------------------------------------------------------------
 
 def claim(log_ids: list[int]) -> list[SendLog]:
     """Atomically take the rows that are still waiting; rows another worker has, or that are
     already finished, are left alone (so a task delivered twice sends nothing twice)."""
     token = uuid.uuid4().hex
-    now = timezone.now()
     SendLog.objects.filter(pk__in=log_ids, status__in=SendLog.CLAIMABLE).update(
-        status=SendLog.Status.SENDING, claim_token=token, claimed_at=now, attempts=F("attempts") + 1
+        status=SendLog.Status.SENDING, claim_token=token, claimed_at=timezone.now()
     )
     return list(SendLog.objects.filter(claim_token=token).select_related("app").order_by("id"))
 
 
-def record(row: SendLog, server: SmtpServer | None, outcome: Outcome) -> None:
+def servers_in_order(app_id: int) -> list[SmtpServer]:
+    """The app's enabled servers by priority, with recently failing ones moved to the end:
+    while the primary is down each message should not first wait for it to time out."""
+    from .models import AppServer
+
+    links = AppServer.objects.filter(app_id=app_id, server__enabled=True).select_related("server")
+    servers = [link.server for link in links.order_by("priority", "id")]
+    cutoff = timezone.now() - timedelta(seconds=settings.HUB_SERVER_COOLDOWN_SECONDS)
+    return sorted(servers, key=lambda s: bool(s.failing_since and s.last_error_at and s.last_error_at > cutoff))
+
+
+def _mark_server(server: SmtpServer, error: str = "") -> None:
+    """Keep the server's health current, writing only when it changes (or once a minute)."""
+    now = timezone.now()
+    if error:
+        server.failing_since = server.failing_since or now
+        server.last_error, server.last_error_at = error[:2000], now
+        SmtpServer.objects.filter(pk=server.pk).update(
+            failing_since=server.failing_since, last_error=server.last_error, last_error_at=now)
+    elif server.failing_since or not server.last_success_at or now - server.last_success_at > timedelta(minutes=1):
+        server.failing_since, server.last_success_at = None, now
+        SmtpServer.objects.filter(pk=server.pk).update(failing_since=None, last_success_at=now)
+
+
+@dataclass
+class Try:
+    server: SmtpServer
+    result: str
+    outcome: Outcome
+    started_at: object
+    duration_ms: int
+
+
+def _try_servers(row: SendLog, servers: list[SmtpServer]) -> tuple[Outcome | None, SmtpServer | None, list[Try], float]:
+    """Offer the message to each server in turn until one gives an answer about the
+    message itself. Returns (outcome or None, server that answered, tries, throttle wait)."""
+    tries: list[Try] = []
+    throttle_wait = 0.0
+    for server in servers:
+        started, t0 = timezone.now(), time.monotonic()
+        try:
+            session = pool.get(server)
+        except ConnectionFailed as exc:
+            outcome = Outcome(SendLog.Status.FAILED, exc.smtp_code, exc.smtp_reply, exc.error, transient=True)
+            tries.append(Try(server, DeliveryAttempt.Result.CONNECT_FAILED, outcome, started,
+                             int((time.monotonic() - t0) * 1000)))
+            _mark_server(server, exc.error)
+            continue  # fail over to the next server
+        slot, wait = throttle.acquire(server)
+        if wait:
+            throttle_wait = wait if not throttle_wait else min(throttle_wait, wait)
+            continue  # over this server's limit: another server may have room
+        data = build_message(row, server.sender).as_string()
+        outcome = session.send(ascii_address(server.sender), envelope_recipients(row), data)
+        ms = int((time.monotonic() - t0) * 1000)
+        if outcome.status == SendLog.Status.SENT:
+            result = DeliveryAttempt.Result.SENT
+        elif outcome.transient:
+            result = DeliveryAttempt.Result.DEFERRED
+        else:
+            result = DeliveryAttempt.Result.REFUSED
+        if not session.is_open:  # lost mid-transaction: don't reuse
+            pool.discard(server)
+            _mark_server(server, outcome.error)
+        else:
+            _mark_server(server)
+        tries.append(Try(server, result, outcome, started, ms))
+        return outcome, server, tries, 0.0
+    return None, None, tries, throttle_wait
+
+
+def _retry_delay(attempts: int) -> float | None:
+    """Seconds until the next try after `attempts` tries, or None when out of tries."""
+    schedule = settings.HUB_RETRY_SCHEDULE
+    if attempts > len(schedule):
+        return None
+    return schedule[attempts - 1] * random.uniform(0.8, 1.2)
+
+
+def _finish(row: SendLog, outcome: Outcome | None, server: SmtpServer | None, tries: list[Try],
+            throttle_wait: float) -> None:
+    now = timezone.now()
+    if tries:
+        row.attempts += 1
+    if outcome is None:
+        # No server answered about the message: all unreachable, or all over their limits.
+        last = tries[-1].outcome if tries else None
+        outcome = last or Outcome(SendLog.Status.FAILED, error="waiting for the SMTP servers' send limits")
+        outcome.transient = True
     row.status = outcome.status
-    row.smtp_server = server
-    if server is not None:
-        row.from_email = server.sender
-    row.smtp_code = outcome.smtp_code
-    row.smtp_reply = outcome.smtp_reply[:4000]
+    row.smtp_code, row.smtp_reply = outcome.smtp_code, outcome.smtp_reply[:4000]
     row.error = outcome.error[:4000]
     row.refused_recipients = outcome.refused
     row.next_attempt_at = None
+    row.failure_type = None
+    if server is not None:
+        row.smtp_server, row.from_email = server, server.sender
     if outcome.status == SendLog.Status.SENT:
-        row.sent_at = timezone.now()
-    row.save(update_fields=["status", "smtp_server", "from_email", "smtp_code", "smtp_reply", "error",
-                            "refused_recipients", "next_attempt_at", "sent_at", "updated_at"])
+        row.sent_at = now
+    elif outcome.transient:
+        too_old = (now - row.created_at).total_seconds() > settings.HUB_RETRY_MAX_AGE
+        delay = None if too_old else (_retry_delay(row.attempts) if tries else throttle_wait)
+        if tries and throttle_wait and delay is not None:
+            delay = min(delay, throttle_wait)
+        if delay is None:
+            row.status = SendLog.Status.FAILED
+            why = "too old" if too_old else f"{row.attempts} attempts"
+            row.error = f"gave up after {why}: {outcome.error}"[:4000]
+        else:
+            row.status = SendLog.Status.RETRYING
+            row.next_attempt_at = now + timedelta(seconds=delay)
+    if row.status == SendLog.Status.FAILED:
+        row.failure_type = bounces.failure_type(outcome.smtp_code, outcome.smtp_reply or outcome.error)
+    with transaction.atomic():
+        row.save(update_fields=[
+            "status", "attempts", "smtp_server", "from_email", "smtp_code", "smtp_reply", "error",
+            "refused_recipients", "next_attempt_at", "failure_type", "sent_at", "updated_at"])
+        if tries:
+            DeliveryAttempt.objects.bulk_create([
+                DeliveryAttempt(log=row, server=t.server, result=t.result, smtp_code=t.outcome.smtp_code,
+                                smtp_reply=t.outcome.smtp_reply[:4000], error=t.outcome.error[:4000],
+                                started_at=t.started_at, duration_ms=t.duration_ms)
+                for t in tries
+            ])
+        _suppress_hard_bounces(row, outcome)
 
 
-def _primary_server(row: SendLog, cache: dict[int, SmtpServer | None]) -> SmtpServer | None:
-    if row.app_id not in cache:
-        servers = [s for s in row.app.ordered_servers() if s.enabled]
-        cache[row.app_id] = servers[0] if servers else None
-    return cache[row.app_id]
+def _suppress_hard_bounces(row: SendLog, outcome: Outcome) -> None:
+    for addr, (code, text) in outcome.refused.items():
+        if bounces.is_hard_bounce(code, text):
+            try:
+                with transaction.atomic():
+                    Suppression.objects.create(app_id=row.app_id, email=addr.lower(), log=row,
+                                               smtp_code=code, smtp_reply=text[:4000], reason="hard bounce")
+            except IntegrityError:
+                pass  # already suppressed: the first bounce is the one on record
 
 
 def deliver_batch(log_ids: list[int]) -> None:
+    """Deliver the given SendLog rows that are still waiting, over pooled connections."""
     rows = claim(log_ids)
-    if not rows:
-        return
-    servers: dict[int, SmtpServer | None] = {}
-    sessions: dict[int, SmtpSession] = {}
+    servers_by_app: dict[int, list[SmtpServer]] = {}
     pending = {row.id: row for row in rows}
     try:
         for row in rows:
-            server = _primary_server(row, servers)
-            if server is None:
-                record(row, None, Outcome(SendLog.Status.FAILED, error="no enabled SMTP server for this app"))
-                del pending[row.id]
-                continue
-            outcome = _deliver_one(row, server, sessions)
-            record(row, server, outcome)
+            if row.app_id not in servers_by_app:
+                servers_by_app[row.app_id] = servers_in_order(row.app_id)
+            servers = servers_by_app[row.app_id]
+            if not servers:
+                # Servers were disabled after the message was accepted: wait for an admin.
+                outcome = Outcome(SendLog.Status.FAILED, error="no enabled SMTP server for this app", transient=True)
+                _finish(row, outcome, None, [], 60.0)
+            else:
+                _finish(row, *_try_servers(row, servers))
             del pending[row.id]
     finally:
-        for session in sessions.values():
-            session.close()
         # Whatever went wrong above, no claimed row stays in `sending`.
         for row in pending.values():
-            log.exception("delivery of SendLog %s aborted", row.id)
-            record(row, None, Outcome(SendLog.Status.FAILED, error="internal error during delivery (see worker log)"))
-
-
-def _deliver_one(row: SendLog, server: SmtpServer, sessions: dict[int, SmtpSession]) -> Outcome:
-    session = sessions.get(server.id)
-    if session is None or not session.is_open:
-        session = SmtpSession(server)
-        sessions[server.id] = session
-        try:
-            session.open()
-        except ConnectionFailed as exc:
-            return Outcome(SendLog.Status.FAILED, exc.smtp_code, exc.smtp_reply, exc.error, transient=exc.transient)
-    data = build_message(row, server.sender).as_string()
-    return session.send(ascii_address(server.sender), envelope_recipients(row), data)
+            log.error("delivery of SendLog %s aborted; it will be retried", row.id, exc_info=True)
+            SendLog.objects.filter(pk=row.id, status=SendLog.Status.SENDING).update(
+                status=SendLog.Status.RETRYING, next_attempt_at=timezone.now() + timedelta(minutes=1),
+                error="internal error during delivery (see the worker log); will retry")

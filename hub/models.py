@@ -92,6 +92,11 @@ class SmtpServer(models.Model):
     limit_per_minute = models.PositiveIntegerField(_("limit per minute"), default=0, help_text=_("0 = no limit"))
     limit_per_hour = models.PositiveIntegerField(_("limit per hour"), default=0, help_text=_("0 = no limit"))
     limit_per_day = models.PositiveIntegerField(_("limit per day"), default=0, help_text=_("0 = no limit"))
+    # Health, written by delivery: a failing server is tried after the healthy ones.
+    last_error = models.TextField(_("last error"), blank=True, editable=False)
+    last_error_at = models.DateTimeField(_("last error at"), null=True, blank=True, editable=False)
+    failing_since = models.DateTimeField(_("failing since"), null=True, blank=True, editable=False)
+    last_success_at = models.DateTimeField(_("last success"), null=True, blank=True, editable=False)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
@@ -114,6 +119,15 @@ class SmtpServer(models.Model):
     def sender(self) -> str:
         return self.from_email or self.username
 
+    @property
+    def limits(self) -> list[tuple[int, int]]:
+        """(limit, window seconds) for each limit that is set."""
+        from django.conf import settings
+
+        windows = ((self.limit_per_minute, settings.HUB_THROTTLE_MINUTE_SECONDS),
+                   (self.limit_per_hour, 3600), (self.limit_per_day, 86400))
+        return [(limit, seconds) for limit, seconds in windows if limit]
+
 
 class App(models.Model):
     """An integrating site, app or server. Its primary key is the public AppID; the
@@ -128,6 +142,10 @@ class App(models.Model):
     type = models.CharField(_("type"), max_length=10, choices=Type.choices, default=Type.SITE)
     from_name = models.CharField(_("sender name"), max_length=200, blank=True)
     secret_digest = models.CharField(_("secret digest"), max_length=64, editable=False)
+    # After a rotation with a grace period the old secret keeps working until this time.
+    previous_secret_digest = models.CharField(max_length=64, blank=True, editable=False)
+    previous_secret_expires_at = models.DateTimeField(_("old secret valid until"), null=True, blank=True,
+                                                      editable=False)
     servers = models.ManyToManyField(SmtpServer, through="AppServer", related_name="apps",
                                      verbose_name=_("SMTP servers"))
     enabled = models.BooleanField(_("enabled"), default=True)
@@ -152,14 +170,24 @@ class App(models.Model):
     def appid(self) -> int:
         return self.id
 
-    def rotate_secret(self) -> str:
-        """Give the app a new secret; returns the plaintext, which is never stored."""
+    def rotate_secret(self, grace_seconds: int = 0) -> str:
+        """Give the app a new secret; returns the plaintext, which is never stored. With a
+        grace period the old secret keeps working that long, so clients can switch over."""
         secret = crypto.new_app_secret()
+        if grace_seconds > 0 and self.secret_digest:
+            self.previous_secret_digest = self.secret_digest
+            self.previous_secret_expires_at = timezone.now() + timezone.timedelta(seconds=grace_seconds)
+        else:
+            self.previous_secret_digest, self.previous_secret_expires_at = "", None
         self.secret_digest = crypto.secret_digest(secret)
         return secret
 
     def check_secret(self, secret: str) -> bool:
-        return crypto.secret_matches(secret, self.secret_digest)
+        # Both comparisons always run, so timing does not tell which secret matched.
+        current = crypto.secret_matches(secret, self.secret_digest)
+        previous = crypto.secret_matches(secret, self.previous_secret_digest or "0" * 64)
+        in_grace = bool(self.previous_secret_expires_at and timezone.now() < self.previous_secret_expires_at)
+        return current or (previous and in_grace)
 
     def ordered_servers(self) -> list[SmtpServer]:
         """Bound servers, primary first (enabled or not)."""
@@ -182,6 +210,21 @@ class AppServer(models.Model):
 
     def __str__(self) -> str:
         return f"{self.app_id} → {self.server}"
+
+
+class FailureType(models.IntegerChoices):
+    """Why a message failed, in the EDM platform's numbering (see hub.bounces)."""
+
+    NOT_EXIST = 1, _("Address does not exist")
+    OVER_QUOTA = 2, _("Mailbox full")
+    USER_REJECT = 3, _("Rejected by the recipient")
+    SPAM_CONTENT = 4, _("Content judged as spam")
+    REFUSED = 5, _("Refused by the server")
+    BLACKLIST = 6, _("Sender blacklisted")
+    COMPLAINT = 7, _("Complaint")
+    INVALID = 8, _("Invalid address")
+    FORMAT_ERROR = 9, _("Format error")
+    CONNECT_ERROR = 10, _("Connection error")
 
 
 class SendLog(models.Model):
@@ -217,6 +260,8 @@ class SendLog(models.Model):
     smtp_code = models.IntegerField(_("SMTP code"), null=True, blank=True)
     smtp_reply = models.TextField(_("SMTP reply"), blank=True)
     error = models.TextField(_("error"), blank=True)
+    failure_type = models.PositiveSmallIntegerField(_("failure type"), null=True, blank=True,
+                                                    choices=FailureType.choices)
     # {"addr@example.com": [550, "5.1.1 User unknown"]}: recipients the server refused.
     refused_recipients = models.JSONField(_("refused recipients"), default=dict, blank=True)
     message_id = models.CharField(_("Message-ID"), max_length=255, blank=True, db_index=True)
@@ -246,3 +291,85 @@ class SendLog(models.Model):
     @property
     def is_final(self) -> bool:
         return self.status in self.FINAL
+
+
+class DeliveryAttempt(models.Model):
+    """One try of one message on one server: what the hub did and what the server said."""
+
+    class Result(models.TextChoices):
+        SENT = "sent", _("Sent")
+        REFUSED = "refused", _("Refused (permanent)")
+        DEFERRED = "deferred", _("Deferred (temporary)")
+        CONNECT_FAILED = "connect_failed", _("Server unreachable or login refused")
+
+    log = models.ForeignKey(SendLog, on_delete=models.CASCADE, related_name="delivery_attempts")
+    server = models.ForeignKey(SmtpServer, on_delete=models.SET_NULL, null=True, related_name="+",
+                               verbose_name=_("SMTP server"))
+    result = models.CharField(_("result"), max_length=20, choices=Result.choices)
+    smtp_code = models.IntegerField(_("SMTP code"), null=True, blank=True)
+    smtp_reply = models.TextField(_("SMTP reply"), blank=True)
+    error = models.TextField(_("error"), blank=True)
+    started_at = models.DateTimeField(_("started"))
+    duration_ms = models.PositiveIntegerField(_("duration (ms)"), default=0)
+
+    class Meta:
+        verbose_name = _("delivery attempt")
+        verbose_name_plural = _("delivery attempts")
+        ordering = ["id"]
+
+
+class Suppression(models.Model):
+    """A recipient an app may no longer send to: its address hard-bounced."""
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="suppressions", verbose_name=_("app"))
+    email = models.CharField(_("email"), max_length=254)  # stored lower-case
+    reason = models.CharField(_("reason"), max_length=200, blank=True)
+    smtp_code = models.IntegerField(_("SMTP code"), null=True, blank=True)
+    smtp_reply = models.TextField(_("SMTP reply"), blank=True)
+    log = models.ForeignKey(SendLog, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+                            verbose_name=_("send log"))
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("suppressed recipient")
+        verbose_name_plural = _("suppression list")
+        ordering = ["-id"]
+        constraints = [models.UniqueConstraint(fields=["app", "email"], name="uniq_suppression")]
+
+    def __str__(self) -> str:
+        return self.email
+
+
+class IdempotencyKey(models.Model):
+    """An `Idempotency-Key` seen from an app, kept 24 hours, with the request it named."""
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64)
+    log = models.ForeignKey(SendLog, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["app", "key"], name="uniq_idempotency_key")]
+
+
+class ThrottleSlot(models.Model):
+    """One message handed to a rate-limited server; counted over sliding windows so the
+    limit holds across every worker and machine sharing the database."""
+
+    server = models.ForeignKey(SmtpServer, on_delete=models.CASCADE, related_name="+")
+    at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["server", "at"], name="throttle_server_at")]
+
+
+class ApiRateCounter(models.Model):
+    """Requests of one app in one minute, for the per-app API rate limit."""
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="+")
+    window_start = models.DateTimeField()
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["app", "window_start"], name="uniq_rate_window")]

@@ -4,18 +4,23 @@ plain functions so the SMTP submission server and tests can use the same rules."
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
+from datetime import timedelta
 from email.headerregistry import Address
 from email.utils import getaddresses, make_msgid
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
 
 from . import crypto
-from .models import App, SendLog, Site, SmtpServer, parse_networks
+from .models import ApiRateCounter, App, IdempotencyKey, SendLog, Site, SmtpServer, Suppression, parse_networks
 from .tasks import enqueue_delivery
 
 # error code -> (HTTP status, the original system's message). The Chinese messages are the
@@ -39,16 +44,22 @@ REFUSALS: dict[str, tuple[int, str]] = {
     "too_large": (413, "内容过大"),
     "id_required": (400, "id 不能为空"),
     "not_found": (404, "邮件不存在"),
+    "ip_blocked": (403, "IP 已被禁止访问"),
+    "ip_not_allowed": (403, "IP 不在应用的白名单内"),
+    "rate_limited": (429, "请求过于频繁，请稍后再试"),
+    "recipient_suppressed": (400, "收件人已被屏蔽（曾退信）"),
+    "idempotency_conflict": (409, "Idempotency-Key 已用于不同的请求"),
 }
 
 
 class Refusal(Exception):
     """A request the hub will not act on. Nothing has been written when it is raised."""
 
-    def __init__(self, error: str, detail: str = "") -> None:
+    def __init__(self, error: str, detail: str = "", retry_after: int = 0) -> None:
         self.error = error
         self.http_status, self.msg = REFUSALS[error]
         self.detail = detail
+        self.retry_after = retry_after
         super().__init__(f"{error}: {detail}" if detail else error)
 
 
@@ -83,6 +94,41 @@ def usable_servers(app: App) -> list[SmtpServer]:
     if not enabled:
         raise Refusal("smtp_server_disabled")
     return enabled
+
+
+# --- who may call ------------------------------------------------------------------------
+
+def _in_networks(ip: str | None, text: str) -> bool:
+    if not ip or not text.strip():
+        return False
+    address = ipaddress.ip_address(ip)
+    return any(address in net for net in parse_networks(text) if net.version == address.version)
+
+
+def check_blocklist(ip: str | None, site: Site) -> None:
+    if _in_networks(ip, site.ip_blocklist):
+        raise Refusal("ip_blocked", f"{ip} is on the site's IP blocklist")
+
+
+def check_allowlist(app: App, ip: str | None) -> None:
+    if app.allowed_ips.strip() and not _in_networks(ip, app.allowed_ips):
+        raise Refusal("ip_not_allowed", f"{ip} is not in this app's allowed IPs")
+
+
+def check_rate_limit(app: App) -> None:
+    """Count this request against the app's per-minute API limit (shared by all web
+    processes through the database); refuses with the seconds to wait when over."""
+    limit = app.rate_limit_per_minute
+    if not limit:
+        return
+    now = timezone.now()
+    window = now.replace(second=0, microsecond=0)
+    with transaction.atomic():
+        counter, _created = ApiRateCounter.objects.get_or_create(app=app, window_start=window)
+        counted = ApiRateCounter.objects.filter(pk=counter.pk, count__lt=limit).update(count=F("count") + 1)
+    if not counted:
+        retry_after = 60 - now.second
+        raise Refusal("rate_limited", f"at most {limit} requests per minute", retry_after=retry_after)
 
 
 # --- client IP ---------------------------------------------------------------------------
@@ -217,20 +263,74 @@ def validate(req: SendRequest) -> dict:
     }
 
 
+def check_suppressed(app: App, fields: dict) -> None:
+    addresses = {addr.lower() for text in (fields["to"], fields["cc"], fields["bcc"])
+                 for _name, addr in getaddresses([text]) if addr}
+    hit = sorted(Suppression.objects.filter(app=app, email__in=addresses).values_list("email", flat=True))
+    if hit:
+        raise Refusal("recipient_suppressed", f"suppressed after a hard bounce: {', '.join(hit)}")
+
+
+IDEMPOTENCY_TTL = timedelta(hours=24)
+
+
+def _request_hash(req: SendRequest) -> str:
+    payload = {k: v for k, v in asdict(req).items() if k != "idempotency_key"}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def _replay(app: App, key: str, request_hash: str) -> SendLog | None:
+    """The message an earlier request with this key created, or None; 409 when the key
+    was used for a different request."""
+    entry = IdempotencyKey.objects.filter(app=app, key=key).select_related("log").first()
+    if entry is None:
+        return None
+    if timezone.now() - entry.created_at > IDEMPOTENCY_TTL:
+        entry.delete()  # expired: the key may name a new request
+        return None
+    if entry.request_hash != request_hash:
+        raise Refusal("idempotency_conflict", "this Idempotency-Key was used with a different payload")
+    return entry.log
+
+
+def _replayed(log: SendLog) -> SendLog:
+    log.replayed = True
+    return log
+
+
 def accept(app: App, req: SendRequest, client_ip: str | None = None) -> SendLog:
     """Validate and queue one message: the SendLog row and its delivery task are committed
-    in the same transaction (ORM broker), so neither exists without the other."""
+    in the same transaction (ORM broker), so neither exists without the other. The row's
+    `replayed` attribute is True when an earlier request with the same Idempotency-Key
+    made it (then nothing new was written)."""
+    key = req.idempotency_key.strip()
+    if len(key) > 255 or any(ch in key for ch in _FORBIDDEN_IN_HEADERS):
+        raise Refusal("invalid_field", "Idempotency-Key: at most 255 characters on one line")
+    request_hash = _request_hash(req) if key else ""
+    if key and (earlier := _replay(app, key, request_hash)):
+        return _replayed(earlier)
     primary = usable_servers(app)[0]
     fields = validate(req)
+    check_suppressed(app, fields)
     fields["from_name"] = fields["from_name"] or app.from_name or app.name
-    with transaction.atomic():
-        log = SendLog.objects.create(
-            app=app,
-            from_email=primary.sender,
-            message_id=make_msgid(domain=settings.HUB_DOMAIN),
-            client_ip=client_ip,
-            idempotency_key=req.idempotency_key,
-            **fields,
-        )
-        enqueue_delivery([log.id])
+    try:
+        with transaction.atomic():
+            log = SendLog.objects.create(
+                app=app,
+                from_email=primary.sender,
+                message_id=make_msgid(domain=settings.HUB_DOMAIN),
+                client_ip=client_ip,
+                idempotency_key=key,
+                **fields,
+            )
+            if key:
+                IdempotencyKey.objects.create(app=app, key=key, request_hash=request_hash, log=log)
+            enqueue_delivery([log.id])
+    except IntegrityError:
+        # The same key arrived twice at once and the other request won: answer as it did.
+        earlier = _replay(app, key, request_hash) if key else None
+        if earlier is None:
+            raise
+        return _replayed(earlier)
+    log.replayed = False
     return log

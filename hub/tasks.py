@@ -26,3 +26,9 @@ def enqueue_delivery(log_ids: list[int]) -> None:
         transaction.on_commit(send)
     else:
         send()
+
+
+def sweep() -> dict[str, int]:
+    from .sweeper import sweep as run
+
+    return run()

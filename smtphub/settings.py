@@ -9,8 +9,8 @@ import environ
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-# A .env file is optional; real environment variables win over it.
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# A .env file is optional (HUB_ENV_FILE names another); real environment variables win over it.
+environ.Env.read_env(env.str("HUB_ENV_FILE", default=str(BASE_DIR / ".env")), overwrite=False)
 
 # Used only when nothing else is configured; hub.checks refuses it when DEBUG is off.
 DEV_SECRET_KEY = "dev-insecure-smtphub-key-change-me"
@@ -71,7 +71,8 @@ WSGI_APPLICATION = "smtphub.wsgi.application"
 VAR_DIR = Path(env.str("HUB_VAR_DIR", default=str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'smtphub.sqlite3'}")}
+DATABASE_URL = env.str("DATABASE_URL", default="") or f"sqlite:///{VAR_DIR / 'smtphub.sqlite3'}"
+DATABASES = {"default": environ.Env.db_url_config(DATABASE_URL)}
 _db = DATABASES["default"]
 if _db["ENGINE"] == "django.db.backends.sqlite3":
     # The web server and the qcluster write to the same file. WAL lets readers run
@@ -186,6 +187,22 @@ HUB_MAX_NAME_CHARS = env.int("HUB_MAX_NAME_CHARS", default=200)
 HUB_MAX_BODY_BYTES = env.int("HUB_MAX_BODY_BYTES", default=2 * 1024 * 1024)
 HUB_MAX_REQUEST_BYTES = env.int("HUB_MAX_REQUEST_BYTES", default=HUB_MAX_BODY_BYTES * 2 + 64 * 1024)
 HUB_SYNC_TIMEOUT = env.int("HUB_SYNC_TIMEOUT", default=30)
+
+# Delivery reliability. A transient failure (connection, timeout, TLS, 4xx) is retried after
+# these delays in seconds (each with +-20% jitter); after the last one, or once a message is
+# older than HUB_RETRY_MAX_AGE seconds, it fails for good.
+HUB_RETRY_SCHEDULE = [int(s) for s in env.list("HUB_RETRY_SCHEDULE", default=["60", "300", "900", "3600", "14400"])]
+HUB_RETRY_MAX_AGE = env.int("HUB_RETRY_MAX_AGE", default=86400)
+# A server whose last attempt failed this recently is tried after the healthy ones.
+HUB_SERVER_COOLDOWN_SECONDS = env.int("HUB_SERVER_COOLDOWN_SECONDS", default=60)
+# A worker reuses an SMTP connection for at most this long / this many messages.
+HUB_SMTP_REUSE_SECONDS = env.int("HUB_SMTP_REUSE_SECONDS", default=60)
+HUB_SMTP_REUSE_MAX = env.int("HUB_SMTP_REUSE_MAX", default=100)
+# The sweeper (every minute) re-queues rows stuck this long in `queued` / `sending`.
+HUB_STUCK_QUEUED_SECONDS = env.int("HUB_STUCK_QUEUED_SECONDS", default=300)
+HUB_STUCK_SENDING_SECONDS = env.int("HUB_STUCK_SENDING_SECONDS", default=Q_TIMEOUT + 60)
+# Length of the "per minute" throttle window. Only tests should change it.
+HUB_THROTTLE_MINUTE_SECONDS = env.int("HUB_THROTTLE_MINUTE_SECONDS", default=60)
 
 # Django refuses larger form bodies itself; keep its limit above ours so our 413 answers.
 DATA_UPLOAD_MAX_MEMORY_SIZE = HUB_MAX_REQUEST_BYTES + 1024

@@ -25,6 +25,9 @@ class Command(BaseCommand):
         for name in ("disable", "enable", "rotate-secret"):
             p = sub.add_parser(name)
             p.add_argument("id", type=int)
+            if name == "rotate-secret":
+                p.add_argument("--grace", type=int, default=0, metavar="SECONDS",
+                               help="keep accepting the old secret this long (default: 0, not at all)")
 
     def handle(self, *args, **opts):
         action = opts["action"]
@@ -41,9 +44,15 @@ class Command(BaseCommand):
         if app is None:
             raise CommandError(f"no app with AppID {opts['id']}")
         if action == "rotate-secret":
-            secret = app.rotate_secret()
-            app.save(update_fields=["secret_digest", "updated_at"])
-            self.stdout.write(dump({"appid": app.id, "appsecret": secret}))
+            if opts["grace"] < 0:
+                raise CommandError("--grace must be 0 or more seconds")
+            secret = app.rotate_secret(grace_seconds=opts["grace"])
+            app.save(update_fields=["secret_digest", "previous_secret_digest", "previous_secret_expires_at",
+                                    "updated_at"])
+            out = {"appid": app.id, "appsecret": secret}
+            if app.previous_secret_expires_at:
+                out["old_secret_valid_until"] = app.previous_secret_expires_at.isoformat()
+            self.stdout.write(dump(out))
             return
         app.enabled = action == "enable"
         app.save(update_fields=["enabled", "updated_at"])

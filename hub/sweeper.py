@@ -1,0 +1,47 @@
+"""The sweeper runs every minute (a django-q2 schedule made by migration hub 0002): it hands
+due retries to the queue and rescues rows whose worker or task was lost, so every accepted
+message ends sent or failed even when a worker is killed or a Redis broker drops a task."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from . import throttle
+from .models import ApiRateCounter, IdempotencyKey, SendLog
+from .tasks import enqueue_delivery
+
+BATCH = 50          # rows per delivery task
+MAX_PER_SWEEP = 5000  # bound one sweep's work; the next sweep takes the rest
+
+
+def sweep() -> dict[str, int]:
+    now = timezone.now()
+    # A worker that died mid-send left its rows in `sending`: after longer than a task may
+    # run, nobody is working on them any more. They go back to the retry path (the message
+    # may have reached the server just before the crash: at-least-once, never lost).
+    rescued = SendLog.objects.filter(
+        status=SendLog.Status.SENDING, claimed_at__lt=now - timedelta(seconds=settings.HUB_STUCK_SENDING_SECONDS)
+    ).update(status=SendLog.Status.RETRYING, next_attempt_at=now,
+             error="the worker delivering this message was lost; retrying")
+
+    due = Q(status=SendLog.Status.RETRYING, next_attempt_at__lte=now) | Q(
+        status=SendLog.Status.QUEUED, created_at__lt=now - timedelta(seconds=settings.HUB_STUCK_QUEUED_SECONDS)
+    ) & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+    ids = list(SendLog.objects.filter(due).order_by("id").values_list("id", flat=True)[:MAX_PER_SWEEP])
+    # Lease: a queued task may wait behind a backlog; don't queue the same rows again on every
+    # sweep until the broker would have handed the task out again anyway.
+    lease = now + timedelta(seconds=settings.Q_CLUSTER["retry"])
+    for start in range(0, len(ids), BATCH):
+        chunk = ids[start:start + BATCH]
+        SendLog.objects.filter(pk__in=chunk, status__in=SendLog.CLAIMABLE).update(next_attempt_at=lease)
+        enqueue_delivery(chunk)
+
+    day_ago = now - timedelta(hours=24)
+    purged = throttle.purge()
+    purged += IdempotencyKey.objects.filter(created_at__lt=day_ago).delete()[0]
+    purged += ApiRateCounter.objects.filter(window_start__lt=now - timedelta(minutes=5)).delete()[0]
+    return {"rescued": rescued, "enqueued": len(ids), "purged": purged}
