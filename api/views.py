@@ -3,6 +3,8 @@ Thin on purpose: parsing and answering here, the rules in hub.sending."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import time
 
 from django.conf import settings
@@ -13,7 +15,8 @@ from rest_framework.views import APIView
 
 from hub.delivery import deliver_batch
 from hub.models import SendLog, Site
-from hub.sending import (Refusal, SendRequest, accept, authenticate, check_allowlist, check_blocklist,
+from hub.calendar import FIELDS as EVENT_FIELDS
+from hub.sending import (FileIn, Refusal, SendRequest, accept, authenticate, check_allowlist, check_blocklist,
                          check_rate_limit, client_ip)
 
 # Fields that may be given as a JSON list (or repeated form fields) of addresses.
@@ -46,6 +49,52 @@ def _field(data, name: str) -> str:
     if isinstance(value, list) and name in _LIST_FIELDS and all(isinstance(v, str) for v in value):
         return ", ".join(value)
     raise Refusal("invalid_field", f"{name} must be a string")
+
+
+_FILE_FIELDS = ("attachments", "attachments[]", "file", "file[]")
+
+
+def _attachments(request, data) -> list[FileIn]:
+    """Multipart files (the field names PHP and other clients use), or in JSON a list of
+    {"filename", "content" (base64), "content_type"}."""
+    files = [f for name in _FILE_FIELDS for f in request.FILES.getlist(name)] if request.FILES else []
+    result = [FileIn(f.name or "attachment", f.content_type or "", f.read()) for f in files]
+    listed = data.get("attachments") if not hasattr(data, "getlist") else None
+    if listed is None:
+        return result
+    if not isinstance(listed, list) or not all(isinstance(item, dict) for item in listed):
+        raise Refusal("invalid_attachment", "attachments must be a list of objects")
+    for item in listed:
+        name, content, ctype = item.get("filename"), item.get("content"), item.get("content_type", "")
+        if not isinstance(name, str) or not isinstance(content, str) or not isinstance(ctype, str):
+            raise Refusal("invalid_attachment", "each attachment needs filename and base64 content strings")
+        try:
+            result.append(FileIn(name, ctype, base64.b64decode(content, validate=True)))
+        except (binascii.Error, ValueError) as exc:
+            raise Refusal("invalid_attachment", f"attachment {name[:80]!r}: content is not base64") from exc
+    return result
+
+
+def _event(data) -> dict[str, str] | None:
+    """Calendar fields: `event_uid`, `event_start`, ... (forms) or an `event` object (JSON)."""
+    nested = data.get("event") if not hasattr(data, "getlist") else None
+    if nested is not None:
+        if not isinstance(nested, dict):
+            raise Refusal("invalid_event", "event must be an object")
+        source, prefix = nested, ""
+    else:
+        source, prefix = data, "event_"
+    event = {}
+    for name in EVENT_FIELDS:
+        value = source.get(prefix + name)
+        if value is None:
+            continue
+        if isinstance(value, list) and name == "attendees" and all(isinstance(v, str) for v in value):
+            value = ", ".join(value)
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise Refusal("invalid_event", f"event {name} must be a string")
+        event[name] = str(value)
+    return event or None
 
 
 def log_status(row: SendLog) -> dict:
@@ -108,11 +157,17 @@ class SendView(APIView):
             **{name: _field(data, name) for name in ("to", "subject", "message", "to_name", "from_name",
                                                      "cc", "bcc", "reply_to", "text")},
             idempotency_key=request.META.get("HTTP_IDEMPOTENCY_KEY", "") or _field(data, "request_id"),
+            attachments=_attachments(request, data),
+            event=_event(data),
         )
+        flag = data.get("sync")  # JSON clients may send a real boolean
+        sync = flag if isinstance(flag, bool) else _field(data, "sync").strip().lower() in ("1", "true", "yes")
         row = accept(app, req, ip)
-        if _field(data, "sync").strip().lower() in ("1", "true", "yes"):
+        if sync:
             return self.sync_result(row)
         body = {"code": 0, "msg": "已加入发送队列", "id": row.id, "status": row.status}
+        if row.event:
+            body["event_uid"] = row.event["uid"]
         if row.replayed:
             body["idempotent_replay"] = True
         return Response(body)
@@ -140,7 +195,8 @@ class SendView(APIView):
         log_id = log_id.strip()
         if not log_id:
             raise Refusal("id_required")
-        row = SendLog.objects.filter(pk=int(log_id), app=app).first() if log_id.isdigit() and len(log_id) < 19 else None
+        numeric = log_id.isascii() and log_id.isdigit() and len(log_id) < 19
+        row = SendLog.objects.filter(pk=int(log_id), app=app).first() if numeric else None
         if row is None:
             raise Refusal("not_found")
         return Response({"code": 0, "msg": "ok", **log_status(row)})

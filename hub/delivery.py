@@ -13,21 +13,30 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
-from email.header import Header
+from email import encoders
+from email.header import Header, decode_header, make_header
+from email.message import Message
+from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
-from email.utils import formataddr, formatdate, getaddresses
+from email.parser import BytesParser
+from email.policy import compat32
+from email.utils import formataddr, formatdate, getaddresses, parseaddr
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from . import bounces, throttle
+from .calendar import build_ics
 from .crypto import DecryptionError
-from .models import DeliveryAttempt, SendLog, SmtpServer, Suppression
+from .models import Attachment, DeliveryAttempt, SendLog, SmtpServer, Suppression
 from .textify import html_to_text
 
 log = logging.getLogger(__name__)
+
+# smtplib sends bytes as they are: lines must already end in CRLF.
+SMTP_POLICY = compat32.clone(linesep="\r\n")
 
 
 # --- the message ---------------------------------------------------------------------------
@@ -55,17 +64,51 @@ def _address_header(text: str) -> str:
 
 
 def envelope_recipients(row: SendLog) -> list[str]:
-    rcpts: list[str] = []
-    for text in (row.to, row.cc, row.bcc):
-        if text:
-            rcpts.extend(ascii_address(addr) for _name, addr in getaddresses([text]))
-    return rcpts
+    texts = (row.rcpt_to,) if row.rcpt_to else (row.to, row.cc, row.bcc)
+    return [ascii_address(addr) for text in texts if text for _name, addr in getaddresses([text])]
 
 
-def build_message(row: SendLog, sender: str) -> MIMEMultipart:
+def _attachment_part(filename: str, content_type: str, content: bytes) -> MIMEBase:
+    maintype, _, subtype = content_type.partition("/")
+    part = MIMEBase(maintype or "application", subtype or "octet-stream")
+    part.set_payload(content)
+    encoders.encode_base64(part)
+    try:
+        filename.encode("ascii")
+        part.add_header("Content-Disposition", "attachment", filename=filename)
+    except UnicodeEncodeError:
+        part.add_header("Content-Disposition", "attachment", filename=("utf-8", "", filename))  # RFC 2231
+    return part
+
+
+def build_message(row: SendLog, sender: str) -> Message:
     # The legacy (compat32) email API: several times cheaper than the default policy's
     # EmailMessage and produces the same standard MIME (as Django's own mail does).
-    msg = MIMEMultipart("alternative")
+    if row.raw_message is not None:
+        return relay_message(row, sender)
+    body = MIMEMultipart("alternative")
+    text = row.text_body or html_to_text(row.html_body)
+    body.attach(MIMEText(text, "plain", "utf-8"))
+    body.attach(MIMEText(row.html_body, "html", "utf-8"))
+    extra: list[Message] = []
+    if row.event:
+        attendees = [pair for text in (row.to, row.cc) if text for pair in getaddresses([text])]
+        ics = build_ics(row.event, (row.from_name, sender), attendees).decode("utf-8")
+        # Calendar clients read the text/calendar alternative; others get the .ics file.
+        calendar = MIMEText(ics, "calendar", "utf-8")
+        calendar.set_param("method", row.event["method"])
+        body.attach(calendar)
+        extra.append(_attachment_part("invite.ics", "application/ics", ics.encode("utf-8")))
+    if row.attachment_count:
+        extra += [_attachment_part(a.filename, a.content_type, bytes(a.content))
+                  for a in Attachment.objects.filter(log=row).order_by("id")]
+    if extra:
+        msg = MIMEMultipart("mixed")
+        msg.attach(body)
+        for part in extra:
+            msg.attach(part)
+    else:
+        msg = body
     msg["Subject"] = _header_text(row.subject)
     msg["From"] = formataddr((row.from_name, ascii_address(sender)), charset="utf-8")
     msg["To"] = _address_header(row.to)
@@ -78,9 +121,29 @@ def build_message(row: SendLog, sender: str) -> MIMEMultipart:
     msg["Message-ID"] = row.message_id
     msg["X-SMTPHub-Log-ID"] = str(row.id)
     msg["X-SMTPHub-App-ID"] = str(row.app_id)
-    text = row.text_body or html_to_text(row.html_body)
-    msg.attach(MIMEText(text, "plain", "utf-8"))
-    msg.attach(MIMEText(row.html_body, "html", "utf-8"))
+    return msg
+
+
+def relay_message(row: SendLog, sender: str) -> Message:
+    """A client's own MIME message (SMTP submission), relayed intact but for the From policy:
+    providers accept only their account's address in From, so a different From becomes
+    `"Display name" <sender>` and the original address moves to Reply-To (unless the client
+    set one). Bcc headers are dropped; Message-ID and Date are added when missing."""
+    msg = BytesParser(policy=compat32).parsebytes(bytes(row.raw_message))
+    name, addr = parseaddr(str(msg.get("From", "")))
+    if addr.lower() != sender.lower():
+        if addr and "Reply-To" not in msg:
+            msg["Reply-To"] = msg["From"]
+        del msg["From"]
+        name = str(make_header(decode_header(name))) if name else ""
+        msg["From"] = formataddr((name, ascii_address(sender)), charset="utf-8")
+    del msg["Bcc"]
+    if "Message-ID" not in msg:
+        msg["Message-ID"] = row.message_id
+    if "Date" not in msg:
+        msg["Date"] = formatdate(localtime=True)
+    del msg["X-SMTPHub-Log-ID"]
+    msg["X-SMTPHub-Log-ID"] = str(row.id)
     return msg
 
 
@@ -175,7 +238,7 @@ class SmtpSession:
             raise ConnectionFailed(f"cannot connect to {server.host}:{server.port}: "
                                    f"{type(exc).__name__}: {exc}") from exc
 
-    def send(self, envelope_from: str, rcpts: list[str], data: str) -> Outcome:
+    def send(self, envelope_from: str, rcpts: list[str], data: str | bytes) -> Outcome:
         """One SMTP transaction. Per-recipient refusals are recorded; the message counts as
         sent when the server accepts it for at least one recipient."""
         conn = self.conn
@@ -346,7 +409,7 @@ def _try_servers(row: SendLog, servers: list[SmtpServer]) -> tuple[Outcome | Non
         if wait:
             throttle_wait = wait if not throttle_wait else min(throttle_wait, wait)
             continue  # over this server's limit: another server may have room
-        data = build_message(row, server.sender).as_string()
+        data = build_message(row, server.sender).as_bytes(policy=SMTP_POLICY)
         outcome = session.send(ascii_address(server.sender), envelope_recipients(row), data)
         ms = int((time.monotonic() - t0) * 1000)
         if outcome.status == SendLog.Status.SENT:

@@ -240,7 +240,15 @@ class SendLog(models.Model):
     CLAIMABLE = (Status.QUEUED, Status.RETRYING)
     FINAL = (Status.SENT, Status.FAILED)
 
+    class Source(models.TextChoices):
+        API = "api", _("HTTP API")
+        SMTP = "smtp", _("SMTP submission")
+        ADMIN = "admin", _("Admin")
+
     app = models.ForeignKey(App, on_delete=models.PROTECT, related_name="send_logs", verbose_name=_("app"))
+    source = models.CharField(_("source"), max_length=10, choices=Source.choices, default=Source.API)
+    resent_from = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="resends",
+                                    verbose_name=_("resent from"))
     smtp_server = models.ForeignKey(SmtpServer, on_delete=models.SET_NULL, null=True, blank=True,
                                     related_name="send_logs", verbose_name=_("SMTP server"))
     from_email = models.CharField(_("from"), max_length=254, blank=True)
@@ -251,9 +259,16 @@ class SendLog(models.Model):
     cc = models.TextField(_("cc"), blank=True)
     bcc = models.TextField(_("bcc"), blank=True)
     reply_to = models.TextField(_("reply-to"), blank=True)
+    # Envelope recipients when they differ from to+cc+bcc (SMTP submissions); else empty.
+    rcpt_to = models.TextField(_("envelope recipients"), blank=True)
     subject = models.CharField(_("subject"), max_length=998)
     html_body = models.TextField(_("HTML body"), blank=True)
     text_body = models.TextField(_("text body"), blank=True)
+    attachment_count = models.PositiveSmallIntegerField(_("attachments"), default=0)
+    # A calendar invitation (see hub.calendar): uid, method, sequence, start, end, ...
+    event = models.JSONField(_("calendar event"), null=True, blank=True)
+    # The client's own MIME message (SMTP submissions): relayed as it is, see hub.delivery.
+    raw_message = models.BinaryField(_("raw message"), null=True, blank=True, editable=False)
     status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.QUEUED)
     attempts = models.PositiveIntegerField(_("attempts"), default=0)
     next_attempt_at = models.DateTimeField(_("next attempt"), null=True, blank=True)
@@ -373,3 +388,21 @@ class ApiRateCounter(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["app", "window_start"], name="uniq_rate_window")]
+
+
+class Attachment(models.Model):
+    """A file sent with a message, kept for audit and resend."""
+
+    log = models.ForeignKey(SendLog, on_delete=models.CASCADE, related_name="attachments")
+    filename = models.CharField(_("file name"), max_length=255)
+    content_type = models.CharField(_("content type"), max_length=255, default="application/octet-stream")
+    content = models.BinaryField(_("content"))
+    size = models.PositiveIntegerField(_("size (bytes)"))
+
+    class Meta:
+        verbose_name = _("attachment")
+        verbose_name_plural = _("attachments")
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.filename

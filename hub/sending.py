@@ -7,7 +7,8 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
-from dataclasses import asdict, dataclass
+import re
+from dataclasses import dataclass, field
 from datetime import timedelta
 from email.headerregistry import Address
 from email.utils import getaddresses, make_msgid
@@ -20,47 +21,12 @@ from django.db.models import F
 from django.utils import timezone
 
 from . import crypto
-from .models import ApiRateCounter, App, IdempotencyKey, SendLog, Site, SmtpServer, Suppression, parse_networks
+from .calendar import parse_event
+from .models import (ApiRateCounter, App, Attachment, IdempotencyKey, SendLog, Site, SmtpServer, Suppression,
+                     parse_networks)
 from .tasks import enqueue_delivery
 
-# error code -> (HTTP status, the original system's message). The Chinese messages are the
-# PHP system's own and stay as they are: integrators match on them.
-REFUSALS: dict[str, tuple[int, str]] = {
-    "bad_request": (400, "请求格式错误"),
-    "unknown_action": (400, "未知的操作"),
-    "appid_required": (400, "appid 不能为空"),
-    "appsecret_required": (400, "appsecret 不能为空"),
-    "invalid_credentials": (401, "应用不存在"),
-    "app_disabled": (403, "应用不可用"),
-    "no_smtp_server": (503, "应用未绑定邮件服务"),
-    "smtp_server_disabled": (503, "邮件服务不可用"),
-    "to_required": (400, "收件人不能为空"),
-    "subject_required": (400, "主题不能为空"),
-    "message_required": (400, "内容不能为空"),
-    "invalid_address": (400, "邮件地址无效"),
-    "invalid_field": (400, "参数无效"),
-    "header_injection": (400, "参数不能包含换行符"),
-    "too_many_recipients": (413, "收件人过多"),
-    "too_large": (413, "内容过大"),
-    "id_required": (400, "id 不能为空"),
-    "not_found": (404, "邮件不存在"),
-    "ip_blocked": (403, "IP 已被禁止访问"),
-    "ip_not_allowed": (403, "IP 不在应用的白名单内"),
-    "rate_limited": (429, "请求过于频繁，请稍后再试"),
-    "recipient_suppressed": (400, "收件人已被屏蔽（曾退信）"),
-    "idempotency_conflict": (409, "Idempotency-Key 已用于不同的请求"),
-}
-
-
-class Refusal(Exception):
-    """A request the hub will not act on. Nothing has been written when it is raised."""
-
-    def __init__(self, error: str, detail: str = "", retry_after: int = 0) -> None:
-        self.error = error
-        self.http_status, self.msg = REFUSALS[error]
-        self.detail = detail
-        self.retry_after = retry_after
-        super().__init__(f"{error}: {detail}" if detail else error)
+from .refusals import REFUSALS, Refusal  # noqa: F401  (re-exported for api/ and tests)
 
 
 # --- credentials -------------------------------------------------------------------------
@@ -76,7 +42,8 @@ def authenticate(appid: str, appsecret: str) -> App:
         raise Refusal("appid_required")
     if not appsecret:
         raise Refusal("appsecret_required")
-    app = App.objects.filter(pk=int(appid)).first() if appid.isdigit() and len(appid) < 19 else None
+    numeric = appid.isascii() and appid.isdigit() and len(appid) < 19
+    app = App.objects.filter(pk=int(appid)).first() if numeric else None
     ok = crypto.secret_matches(appsecret, app.secret_digest if app else _DUMMY_DIGEST)
     if app is None or not ok:
         raise Refusal("invalid_credentials")
@@ -193,6 +160,10 @@ def parse_address_list(field: str, value: str, default_name: str = "") -> list[A
         if not name and not addr:
             continue
         try:
+            # getaddresses drops spaces inside an address ("a@exa mple.com" -> "a@example.com");
+            # a mistyped address must be refused, not silently sent to someone else.
+            if addr not in value:
+                raise ValueError("address altered by parsing")
             validate_email(addr)
             if len(name) > settings.HUB_MAX_NAME_CHARS:
                 raise ValueError("display name too long")
@@ -213,6 +184,13 @@ def format_address_list(addresses: list[Address]) -> str:
 
 
 @dataclass
+class FileIn:
+    filename: str
+    content_type: str
+    content: bytes
+
+
+@dataclass
 class SendRequest:
     """The fields of a send, as strings, exactly as the caller gave them."""
 
@@ -226,6 +204,32 @@ class SendRequest:
     reply_to: str = ""
     text: str = ""
     idempotency_key: str = ""
+    attachments: list[FileIn] = field(default_factory=list)
+    # Calendar event fields without their `event_` prefix (uid, start, ...); None: no event.
+    event: dict[str, str] | None = None
+
+
+_TOKEN_CHARS = re.compile(r"^[\w!#$&^.+-]+/[\w!#$&^.+-]+$")
+
+
+def _check_attachments(files: list[FileIn]) -> list[FileIn]:
+    if len(files) > settings.HUB_MAX_ATTACHMENTS:
+        raise Refusal("too_many_attachments", f"at most {settings.HUB_MAX_ATTACHMENTS} attachments")
+    total = 0
+    checked = []
+    for f in files:
+        name = f.filename.strip().replace("\\", "/").rsplit("/", 1)[-1]  # no client paths
+        if not name or len(name) > 255 or any(ch in name for ch in _FORBIDDEN_IN_HEADERS + ('"',)):
+            raise Refusal("invalid_attachment", f"bad attachment file name {f.filename[:80]!r}")
+        ctype = (f.content_type or "").split(";")[0].strip().lower() or "application/octet-stream"
+        if not _TOKEN_CHARS.match(ctype):
+            ctype = "application/octet-stream"
+        total += len(f.content)
+        if len(f.content) > settings.HUB_MAX_ATTACHMENT_BYTES or total > settings.HUB_MAX_ATTACHMENTS_TOTAL_BYTES:
+            raise Refusal("too_many_attachments", f"attachments over {settings.HUB_MAX_ATTACHMENT_BYTES} bytes each "
+                                                  f"or {settings.HUB_MAX_ATTACHMENTS_TOTAL_BYTES} in all")
+        checked.append(FileIn(name, ctype, f.content))
+    return checked
 
 
 def validate(req: SendRequest) -> dict:
@@ -250,7 +254,11 @@ def validate(req: SendRequest) -> dict:
     reply_to = parse_address_list("reply_to", req.reply_to)
     if len(to) + len(cc) + len(bcc) > settings.HUB_MAX_RECIPIENTS:
         raise Refusal("too_many_recipients", f"at most {settings.HUB_MAX_RECIPIENTS} recipients in all")
+    attachments = _check_attachments(req.attachments)
+    event = parse_event(req.event, subject) if req.event is not None else None
     return {
+        "attachments": attachments,
+        "event": event,
         "to": format_address_list(to),
         "to_name": to_name,
         "cc": format_address_list(cc),
@@ -275,7 +283,9 @@ IDEMPOTENCY_TTL = timedelta(hours=24)
 
 
 def _request_hash(req: SendRequest) -> str:
-    payload = {k: v for k, v in asdict(req).items() if k != "idempotency_key"}
+    payload = {k: v for k, v in vars(req).items() if k not in ("idempotency_key", "attachments")}
+    payload["attachments"] = [[f.filename, f.content_type, hashlib.sha256(f.content).hexdigest()]
+                              for f in req.attachments]
     return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
@@ -313,6 +323,8 @@ def accept(app: App, req: SendRequest, client_ip: str | None = None) -> SendLog:
     fields = validate(req)
     check_suppressed(app, fields)
     fields["from_name"] = fields["from_name"] or app.from_name or app.name
+    attachments = fields.pop("attachments")
+    fields["attachment_count"] = len(attachments)
     try:
         with transaction.atomic():
             log = SendLog.objects.create(
@@ -323,6 +335,10 @@ def accept(app: App, req: SendRequest, client_ip: str | None = None) -> SendLog:
                 idempotency_key=key,
                 **fields,
             )
+            if attachments:
+                Attachment.objects.bulk_create([
+                    Attachment(log=log, filename=f.filename, content_type=f.content_type, content=f.content,
+                               size=len(f.content)) for f in attachments])
             if key:
                 IdempotencyKey.objects.create(app=app, key=key, request_hash=request_hash, log=log)
             enqueue_delivery([log.id])
@@ -332,5 +348,71 @@ def accept(app: App, req: SendRequest, client_ip: str | None = None) -> SendLog:
         if earlier is None:
             raise
         return _replayed(earlier)
+    log.replayed = False
+    return log
+
+
+# --- SMTP submissions ------------------------------------------------------------------------
+
+def check_recipient(app: App, address: str) -> str:
+    """One envelope recipient of an SMTP submission: valid, ASCII local part, not
+    suppressed. Returns it as given; raises Refusal."""
+    if any(ch in address for ch in _FORBIDDEN_IN_HEADERS) or len(address) > 254:
+        raise Refusal("invalid_address", f"{address[:80]!r} is not a valid email address")
+    try:
+        validate_email(address)
+    except ValidationError as exc:
+        raise Refusal("invalid_address", f"{address!r} is not a valid email address") from exc
+    if Suppression.objects.filter(app=app, email=address.lower()).exists():
+        raise Refusal("recipient_suppressed", f"{address} is suppressed after a hard bounce")
+    return address
+
+
+def _decoded(msg, name: str) -> str:
+    value = msg.get(name)
+    return str(value).replace("\r", " ").replace("\n", " ") if value is not None else ""
+
+
+def accept_raw(app: App, rcpts: list[str], raw: bytes, client_ip: str | None = None) -> SendLog:
+    """Queue a client's own MIME message (SMTP submission) for `rcpts`. The message is relayed
+    as it is (see hub.delivery.relay_message); what the audit log shows is read from it."""
+    import email
+    from email import policy
+
+    primary = usable_servers(app)[0]
+    if not rcpts:
+        raise Refusal("to_required")
+    if len(rcpts) > settings.HUB_MAX_RECIPIENTS:
+        raise Refusal("too_many_recipients", f"at most {settings.HUB_MAX_RECIPIENTS} recipients")
+    msg = email.message_from_bytes(raw, policy=policy.default)
+    try:
+        html = msg.get_body(("html",))
+        text = msg.get_body(("plain",))
+        html_body = html.get_content() if html is not None else ""
+        text_body = text.get_content() if text is not None else ""
+        from_name = ""
+        if msg["From"] is not None and msg["From"].addresses:
+            from_name = msg["From"].addresses[0].display_name
+    except (LookupError, ValueError, AttributeError, IndexError):
+        html_body, text_body, from_name = "", "", ""  # unreadable for the log; relayed anyway
+    attachments = sum(1 for _ in msg.iter_attachments()) if msg.is_multipart() else 0
+    with transaction.atomic():
+        log = SendLog.objects.create(
+            app=app,
+            source=SendLog.Source.SMTP,
+            from_email=primary.sender,
+            from_name=from_name[:200],
+            to=_decoded(msg, "To")[:10000] or ", ".join(rcpts),
+            cc=_decoded(msg, "Cc")[:10000],
+            rcpt_to=", ".join(rcpts),
+            subject=_decoded(msg, "Subject")[:998],
+            html_body=html_body,
+            text_body=text_body,
+            attachment_count=min(attachments, 32767),
+            raw_message=raw,
+            message_id=_decoded(msg, "Message-ID")[:255] or make_msgid(domain=settings.HUB_DOMAIN),
+            client_ip=client_ip,
+        )
+        enqueue_delivery([log.id])
     log.replayed = False
     return log

@@ -185,7 +185,13 @@ HUB_MAX_RECIPIENTS = env.int("HUB_MAX_RECIPIENTS", default=50)
 HUB_MAX_SUBJECT_CHARS = env.int("HUB_MAX_SUBJECT_CHARS", default=998)
 HUB_MAX_NAME_CHARS = env.int("HUB_MAX_NAME_CHARS", default=200)
 HUB_MAX_BODY_BYTES = env.int("HUB_MAX_BODY_BYTES", default=2 * 1024 * 1024)
-HUB_MAX_REQUEST_BYTES = env.int("HUB_MAX_REQUEST_BYTES", default=HUB_MAX_BODY_BYTES * 2 + 64 * 1024)
+HUB_MAX_ATTACHMENTS = env.int("HUB_MAX_ATTACHMENTS", default=10)
+HUB_MAX_ATTACHMENT_BYTES = env.int("HUB_MAX_ATTACHMENT_BYTES", default=10 * 1024 * 1024)
+HUB_MAX_ATTACHMENTS_TOTAL_BYTES = env.int("HUB_MAX_ATTACHMENTS_TOTAL_BYTES", default=20 * 1024 * 1024)
+# The whole HTTP request; base64 in JSON makes attachments a third larger.
+HUB_MAX_REQUEST_BYTES = env.int(
+    "HUB_MAX_REQUEST_BYTES", default=HUB_MAX_BODY_BYTES * 2 + HUB_MAX_ATTACHMENTS_TOTAL_BYTES * 4 // 3 + 64 * 1024
+)
 HUB_SYNC_TIMEOUT = env.int("HUB_SYNC_TIMEOUT", default=30)
 
 # Delivery reliability. A transient failure (connection, timeout, TLS, 4xx) is retried after
@@ -204,6 +210,18 @@ HUB_STUCK_SENDING_SECONDS = env.int("HUB_STUCK_SENDING_SECONDS", default=Q_TIMEO
 # Length of the "per minute" throttle window. Only tests should change it.
 HUB_THROTTLE_MINUTE_SECONDS = env.int("HUB_THROTTLE_MINUTE_SECONDS", default=60)
 
+# SMTP submission server (manage.py smtpd; bin/run starts it unless HUB_SMTPD=0).
+HUB_SMTPD_HOST = env.str("HUB_SMTPD_HOST", default="127.0.0.1")
+HUB_SMTPD_PORT = env.int("HUB_SMTPD_PORT", default=2525)
+HUB_SMTPD_TLS_PORT = env.int("HUB_SMTPD_TLS_PORT", default=0)
+HUB_SMTPD_TLS_CERT = env.str("HUB_SMTPD_TLS_CERT", default="")
+HUB_SMTPD_TLS_KEY = env.str("HUB_SMTPD_TLS_KEY", default="")
+# AUTH over a connection without TLS: refused unless this is on AND smtpd listens on loopback.
+HUB_SMTPD_ALLOW_PLAINTEXT_AUTH = env.bool("HUB_SMTPD_ALLOW_PLAINTEXT_AUTH", default=False)
+HUB_SMTPD_MAX_MESSAGE_BYTES = env.int("HUB_SMTPD_MAX_MESSAGE_BYTES", default=25 * 1024 * 1024)
+HUB_SMTPD_TIMEOUT = env.int("HUB_SMTPD_TIMEOUT", default=120)
+HUB_SMTPD_SHUTDOWN_GRACE = env.int("HUB_SMTPD_SHUTDOWN_GRACE", default=30)
+
 # Django refuses larger form bodies itself; keep its limit above ours so our 413 answers.
 DATA_UPLOAD_MAX_MEMORY_SIZE = HUB_MAX_REQUEST_BYTES + 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = HUB_MAX_REQUEST_BYTES + 1024
@@ -215,4 +233,40 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+# --- Admin back office (django-unfold) -----------------------------------------------------
+# Admin-only settings. Labels and links come from hub.admin_nav, per request, so settings
+# import no app code and the sidebar follows the user's language.
+UNFOLD = {
+    "SITE_TITLE": "SMTP Hub",
+    "SITE_HEADER": "SMTP Hub",
+    "SITE_SUBHEADER": "hub.admin_nav.site_subheader",
+    "SITE_SYMBOL": "forward_to_inbox",
+    "SITE_URL": "/admin/",
+    "SHOW_HISTORY": True,
+    "SHOW_VIEW_ON_SITE": False,
+    "SHOW_LANGUAGES": True,  # the language switch in the user menu (browser language by default)
+    "DASHBOARD_CALLBACK": "hub.dashboard.dashboard_callback",
+    "GLOBAL_CALLBACK": "hub.admin_nav.global_context",
+    "SIDEBAR": {
+        "show_search": True,
+        "show_all_applications": True,
+        "navigation": "hub.admin_nav.navigation",
+    },
+    "COLORS": {
+        "primary": {
+            "50": "oklch(97% .014 254.604)",
+            "100": "oklch(93.2% .032 255.585)",
+            "200": "oklch(88.2% .059 254.128)",
+            "300": "oklch(80.9% .105 251.813)",
+            "400": "oklch(70.7% .165 254.624)",
+            "500": "oklch(62.3% .214 259.815)",
+            "600": "oklch(54.6% .245 262.881)",
+            "700": "oklch(48.8% .243 264.376)",
+            "800": "oklch(42.4% .199 265.638)",
+            "900": "oklch(37.9% .146 265.522)",
+            "950": "oklch(28.2% .091 267.935)",
+        },
+    },
 }

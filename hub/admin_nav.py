@@ -1,0 +1,88 @@
+"""The admin's sidebar and per-page context, referenced by dotted path from
+settings.UNFOLD (so settings import no app code and labels are translated per request)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.contrib import admin
+from django.db import DatabaseError
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.translation import gettext as _
+
+from .models import SendLog
+
+
+def _perm(codename: str) -> Callable[[HttpRequest], bool]:
+    return lambda request: request.user.has_perm(codename)
+
+
+def _registered(app_label: str, model_name: str) -> bool:
+    return any(m._meta.app_label == app_label and m._meta.model_name == model_name for m in admin.site._registry)
+
+
+def _item(title: str, icon: str, app_label: str, model_name: str, **extra) -> dict:
+    return {
+        "title": title,
+        "icon": icon,
+        "link": reverse(f"admin:{app_label}_{model_name}_changelist"),
+        "permission": _perm(f"{app_label}.view_{model_name}"),
+        **extra,
+    }
+
+
+def navigation(request: HttpRequest) -> list[dict]:
+    """The sidebar: mail first, then the queue, then settings and people."""
+    mail = [
+        _item(_("Send logs"), "mail", "hub", "sendlog", badge="hub.admin_nav.queue_badge"),
+        _item(_("Apps"), "apps", "hub", "app"),
+        _item(_("SMTP servers"), "dns", "hub", "smtpserver"),
+    ]
+    if _registered("hub", "suppression"):  # EXTENSION POINT (reliability)
+        mail.append(_item(_("Suppression list"), "block", "hub", "suppression"))
+    queue = []
+    if _registered("django_q", "ormq"):
+        queue.append(_item(_("Queued tasks"), "pending_actions", "django_q", "ormq"))
+    queue += [
+        _item(_("Failed tasks"), "error", "django_q", "failure"),
+        _item(_("Successful tasks"), "task_alt", "django_q", "success"),
+        _item(_("Scheduled tasks"), "schedule", "django_q", "schedule"),
+    ]
+    return [
+        {"items": [{"title": _("Dashboard"), "icon": "dashboard", "link": reverse("admin:index")}]},
+        {"title": _("Mail"), "separator": True, "collapsible": False, "items": mail},
+        {"title": _("Task queue"), "separator": True, "collapsible": True, "items": queue},
+        {
+            "title": _("Settings"),
+            "separator": True,
+            "collapsible": False,
+            "items": [
+                {"title": _("Site settings"), "icon": "tune", "link": reverse("admin:hub_site_changelist"),
+                 "permission": _perm("hub.view_site")},
+                _item(_("Users"), "person", "auth", "user"),
+                _item(_("Groups"), "group", "auth", "group"),
+                _item(_("Audit log"), "history", "admin", "logentry"),
+            ],
+        },
+    ]
+
+
+def queue_badge(request: HttpRequest) -> str:
+    """Messages waiting (queued or retrying), next to "Send logs"; empty when none."""
+    if not request.user.has_perm("hub.view_sendlog"):
+        return ""
+    try:
+        waiting = SendLog.objects.filter(status__in=SendLog.CLAIMABLE).count()
+    except DatabaseError:
+        return ""
+    return str(waiting) if waiting else ""
+
+
+def global_context(request: HttpRequest) -> dict:
+    # The language switch posts to /i18n/setlang/; come back to the same page.
+    return {"redirect_to": request.get_full_path()}
+
+
+def site_subheader(request: HttpRequest) -> str:
+    return _("Mail back office")

@@ -1,0 +1,202 @@
+"""The SMTP submission server (`manage.py smtpd`): systems that can only speak SMTP log in
+with AppID / AppSecret and hand over their MIME message; it becomes a SendLog row in the
+same queue, with the same retry, throttling and suppression rules as the HTTP API. The reply
+to DATA is sent only after the row is committed."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import ssl
+from concurrent.futures import ThreadPoolExecutor
+
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import close_old_connections
+
+from . import sending
+from .models import Site
+from .refusals import Refusal
+
+log = logging.getLogger(__name__)
+
+# Refusals as SMTP replies: permanent ones 5xx, those that may pass later 4xx.
+SMTP_REPLIES = {
+    "invalid_credentials": "535 5.7.8 Authentication credentials invalid",
+    "app_disabled": "535 5.7.8 Application disabled",
+    "ip_blocked": "535 5.7.1 Client IP address blocked",
+    "ip_not_allowed": "535 5.7.1 Client IP address not allowed for this application",
+    "rate_limited": "451 4.7.1 Rate limit reached, try again later",
+    "no_smtp_server": "451 4.3.0 No upstream SMTP server configured for this application",
+    "smtp_server_disabled": "451 4.3.0 No upstream SMTP server available",
+    "recipient_suppressed": "550 5.1.1 Recipient suppressed after a hard bounce",
+    "invalid_address": "553 5.1.3 Invalid recipient address",
+    "too_many_recipients": "452 4.5.3 Too many recipients",
+    "to_required": "554 5.5.1 No valid recipients",
+    "too_large": "552 5.3.4 Message too big",
+}
+
+# The credential check is one indexed query: run it off the event loop's thread (Django's
+# ORM refuses to run inside a running loop) and wait for it.
+_auth_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="smtpd-auth")
+
+
+def _reply(refusal: Refusal) -> str:
+    return SMTP_REPLIES.get(refusal.error, "554 5.6.0 Message refused: " + refusal.error)
+
+
+def _peer_ip(session) -> str | None:
+    try:
+        return str(ipaddress.ip_address(session.peer[0]))
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def _check_login(login: bytes, password: bytes, ip: str | None):
+    close_old_connections()
+    try:
+        sending.check_blocklist(ip, Site.load())
+        app = sending.authenticate(login.decode("utf-8", "replace"), password.decode("utf-8", "replace"))
+        sending.check_allowlist(app, ip)
+        return app
+    finally:
+        close_old_connections()
+
+
+def authenticator(server, session, envelope, mechanism, auth_data) -> AuthResult:
+    if not isinstance(auth_data, LoginPassword):
+        return AuthResult(success=False, handled=False)
+    try:
+        app = _auth_pool.submit(_check_login, auth_data.login, auth_data.password, _peer_ip(session)).result(30)
+    except Refusal as refusal:
+        log.info("smtpd: AUTH refused for %r from %s: %s", auth_data.login[:20], session.peer, refusal.error)
+        return AuthResult(success=False, handled=False, message=_reply(refusal))
+    return AuthResult(success=True, auth_data=app)
+
+
+def _db(func):
+    """Run ORM work in a thread, with fresh connections (the server runs for days)."""
+
+    def call(*args):
+        close_old_connections()
+        try:
+            return func(*args)
+        finally:
+            close_old_connections()
+
+    return sync_to_async(call, thread_sensitive=False)
+
+
+class HubHandler:
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        app = session.auth_data
+        try:
+            await _db(sending.check_rate_limit)(app)
+            await _db(sending.usable_servers)(app)
+        except Refusal as refusal:
+            return _reply(refusal)
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if len(envelope.rcpt_tos) >= settings.HUB_MAX_RECIPIENTS:
+            return SMTP_REPLIES["too_many_recipients"]
+        try:
+            await _db(sending.check_recipient)(session.auth_data, address)
+        except Refusal as refusal:
+            return _reply(refusal)
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        raw = envelope.original_content or envelope.content
+        try:
+            row = await _db(sending.accept_raw)(session.auth_data, list(envelope.rcpt_tos), raw, _peer_ip(session))
+        except Refusal as refusal:
+            return _reply(refusal)
+        except Exception:  # the client must hear that we did not take it, never silence
+            log.exception("smtpd: could not queue a message")
+            return "451 4.3.0 Internal error, message not accepted; try again"
+        return f"250 2.0.0 OK: queued as {row.id}"
+
+
+class HubSMTP(SMTP):
+    """aiosmtpd's protocol, counting open sessions so a shutdown can wait for them."""
+
+    sessions: set["HubSMTP"] = set()
+
+    def connection_made(self, transport):
+        HubSMTP.sessions.add(self)
+        super().connection_made(transport)
+
+    def connection_lost(self, exc):
+        HubSMTP.sessions.discard(self)
+        super().connection_lost(exc)
+
+
+def _tls_context() -> ssl.SSLContext | None:
+    if not settings.HUB_SMTPD_TLS_CERT:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(settings.HUB_SMTPD_TLS_CERT, settings.HUB_SMTPD_TLS_KEY or None)
+    return ctx
+
+
+def plaintext_auth_allowed(host: str) -> bool:
+    """AUTH without TLS only when explicitly allowed *and* listening on loopback only."""
+    if not settings.HUB_SMTPD_ALLOW_PLAINTEXT_AUTH:
+        return False
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def make_protocol(tls: ssl.SSLContext | None, implicit_tls: bool, plaintext_auth: bool) -> HubSMTP:
+    return HubSMTP(
+        HubHandler(),
+        hostname=settings.HUB_DOMAIN,
+        ident="SMTP Hub",
+        data_size_limit=settings.HUB_SMTPD_MAX_MESSAGE_BYTES,
+        decode_data=False,
+        authenticator=authenticator,
+        auth_required=True,
+        # On the implicit-TLS port the whole session is encrypted already.
+        auth_require_tls=not (implicit_tls or plaintext_auth),
+        tls_context=None if implicit_tls else tls,
+        require_starttls=False,
+        timeout=settings.HUB_SMTPD_TIMEOUT,
+    )
+
+
+async def serve(host: str, port: int, tls_port: int = 0, stop: asyncio.Event | None = None,
+                ready=None) -> None:
+    """Listen until `stop` is set, then stop accepting and give open sessions
+    HUB_SMTPD_SHUTDOWN_GRACE seconds to finish."""
+    loop = asyncio.get_running_loop()
+    tls = _tls_context()
+    plaintext_auth = plaintext_auth_allowed(host)
+    servers = [await loop.create_server(lambda: make_protocol(tls, False, plaintext_auth), host, port)]
+    if tls_port:
+        if tls is None:
+            raise RuntimeError("HUB_SMTPD_TLS_PORT needs HUB_SMTPD_TLS_CERT and HUB_SMTPD_TLS_KEY")
+        servers.append(await loop.create_server(lambda: make_protocol(tls, True, False), host, tls_port, ssl=tls))
+    log.info("smtpd listening on %s:%s%s (STARTTLS %s, AUTH over plain text %s)", host, port,
+             f" and {host}:{tls_port} (TLS)" if tls_port else "", "on" if tls else "off",
+             "allowed (loopback)" if plaintext_auth else "refused")
+    if ready is not None:
+        ready()
+    stop = stop or asyncio.Event()
+    await stop.wait()
+    for srv in servers:
+        srv.close()
+    deadline = loop.time() + settings.HUB_SMTPD_SHUTDOWN_GRACE
+    while HubSMTP.sessions and loop.time() < deadline:
+        await asyncio.sleep(0.1)
+    for session in list(HubSMTP.sessions):
+        if session.transport is not None:
+            session.transport.close()
+    log.info("smtpd stopped")
