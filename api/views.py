@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import time
 
 from django.conf import settings
@@ -51,14 +52,19 @@ def _field(data, name: str) -> str:
     raise Refusal("invalid_field", f"{name} must be a string")
 
 
-_FILE_FIELDS = ("attachments", "attachments[]", "file", "file[]")
+# PHP names several files `attachments[0]`, `attachments[1]` (or `file[]`, `attachments[]`).
+_FILE_FIELD = re.compile(r"^(attachments|file)(\[\d*\])?$")
 
 
 def _attachments(request, data) -> list[FileIn]:
     """Multipart files (the field names PHP and other clients use), or in JSON a list of
-    {"filename", "content" (base64), "content_type"}."""
-    files = [f for name in _FILE_FIELDS for f in request.FILES.getlist(name)] if request.FILES else []
-    result = [FileIn(f.name or "attachment", f.content_type or "", f.read()) for f in files]
+    {"filename", "content" (base64), "content_type"}. A file under any other name is
+    refused rather than dropped: a mail must not silently go out without it."""
+    result = []
+    for name in request.FILES or ():
+        if not _FILE_FIELD.match(name):
+            raise Refusal("invalid_attachment", f"unexpected file field {name[:50]!r} (use attachments or file)")
+        result += [FileIn(f.name or "attachment", f.content_type or "", f.read()) for f in request.FILES.getlist(name)]
     listed = data.get("attachments") if not hasattr(data, "getlist") else None
     if listed is None:
         return result
@@ -93,8 +99,34 @@ def _event(data) -> dict[str, str] | None:
             value = ", ".join(value)
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             raise Refusal("invalid_event", f"event {name} must be a string")
-        event[name] = str(value)
+        if str(value).strip():  # blank fields (a form's empty inputs) count as absent
+            event[name] = str(value)
     return event or None
+
+
+def _content_length(request) -> int:
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 0  # as Django itself reads a malformed Content-Length
+
+
+def _is_utf8(value, depth: int = 0) -> bool:
+    """No lone surrogates ("\\ud800" is valid JSON but no text): they cannot be stored or
+    hashed and would fail deep inside the hub instead of here."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+            return True
+        except UnicodeEncodeError:
+            return False
+    if depth > 20:
+        return False
+    if isinstance(value, dict):
+        return all(_is_utf8(k, depth + 1) and _is_utf8(v, depth + 1) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_is_utf8(v, depth + 1) for v in value)
+    return True
 
 
 def log_status(row: SendLog) -> dict:
@@ -127,14 +159,17 @@ class SendView(APIView):
 
     def post(self, request, *args, **kwargs):
         try:
-            if int(request.META.get("CONTENT_LENGTH") or 0) > settings.HUB_MAX_REQUEST_BYTES:
+            if _content_length(request) > settings.HUB_MAX_REQUEST_BYTES:
                 raise Refusal("too_large", f"request body over {settings.HUB_MAX_REQUEST_BYTES} bytes")
             try:
                 data = request.data
             except (RequestDataTooBig,) as exc:
                 raise Refusal("too_large", str(exc)) from exc
-            except (ParseError, UnsupportedMediaType, TooManyFieldsSent, UnicodeDecodeError, ValueError) as exc:
+            except (ParseError, UnsupportedMediaType, TooManyFieldsSent, UnicodeDecodeError, ValueError,
+                    RecursionError) as exc:
                 raise Refusal("bad_request", str(exc)[:200]) from exc
+            if not _is_utf8(data):
+                raise Refusal("bad_request", "the body holds text that is not valid UTF-8")
             site = Site.load()
             ip = client_ip(request.META, site)
             check_blocklist(ip, site)

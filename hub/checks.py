@@ -53,6 +53,21 @@ def check_secrets(app_configs, **kwargs):
     return errors
 
 
+@register(Tags.security)
+def check_smtpd(app_configs, **kwargs):
+    from .smtpd import plaintext_auth_allowed
+
+    warnings = []
+    if settings.HUB_SMTPD_ALLOW_PLAINTEXT_AUTH and not plaintext_auth_allowed(settings.HUB_SMTPD_HOST):
+        warnings.append(Warning(
+            "HUB_SMTPD_ALLOW_PLAINTEXT_AUTH is ignored: smtpd does not listen on a loopback address.",
+            hint="AUTH on a public address needs TLS: set HUB_SMTPD_TLS_CERT and HUB_SMTPD_TLS_KEY.",
+            id="hub.W003"))
+    if bool(settings.HUB_SMTPD_TLS_CERT) != bool(settings.HUB_SMTPD_TLS_KEY):
+        warnings.append(Warning("Set both HUB_SMTPD_TLS_CERT and HUB_SMTPD_TLS_KEY (or neither).", id="hub.W004"))
+    return warnings
+
+
 @register(Tags.security, deploy=True)
 def check_deploy(app_configs, **kwargs):
     warnings = []

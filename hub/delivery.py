@@ -513,9 +513,22 @@ def deliver_batch(log_ids: list[int]) -> None:
                 _finish(row, *_try_servers(row, servers))
             del pending[row.id]
     finally:
-        # Whatever went wrong above, no claimed row stays in `sending`.
+        # Whatever went wrong above, no claimed row stays in `sending`. The crash counts as an
+        # attempt, so a message that crashes every time ends `failed` by the retry schedule.
         for row in pending.values():
-            log.error("delivery of SendLog %s aborted; it will be retried", row.id, exc_info=True)
-            SendLog.objects.filter(pk=row.id, status=SendLog.Status.SENDING).update(
-                status=SendLog.Status.RETRYING, next_attempt_at=timezone.now() + timedelta(minutes=1),
-                error="internal error during delivery (see the worker log); will retry")
+            log.error("delivery of SendLog %s aborted", row.id, exc_info=True)
+            _abandon(row)
+
+
+def _abandon(row: SendLog) -> None:
+    now = timezone.now()
+    attempts = row.attempts + 1
+    too_old = (now - row.created_at).total_seconds() > settings.HUB_RETRY_MAX_AGE
+    delay = None if too_old else _retry_delay(attempts)
+    error = "internal error during delivery (see the worker log)"
+    if delay is None:
+        changes = {"status": SendLog.Status.FAILED, "next_attempt_at": None, "error": f"gave up: {error}"}
+    else:
+        changes = {"status": SendLog.Status.RETRYING, "next_attempt_at": now + timedelta(seconds=delay),
+                   "error": f"{error}; will retry"}
+    SendLog.objects.filter(pk=row.id, status=SendLog.Status.SENDING).update(attempts=attempts, **changes)

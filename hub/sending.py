@@ -44,7 +44,12 @@ def authenticate(appid: str, appsecret: str) -> App:
         raise Refusal("appsecret_required")
     numeric = appid.isascii() and appid.isdigit() and len(appid) < 19
     app = App.objects.filter(pk=int(appid)).first() if numeric else None
-    ok = crypto.secret_matches(appsecret, app.secret_digest if app else _DUMMY_DIGEST)
+    if app is None:
+        # The same two digest comparisons App.check_secret makes, so a wrong AppID takes
+        # as long as a wrong secret.
+        ok = crypto.secret_matches(appsecret, _DUMMY_DIGEST) and crypto.secret_matches(appsecret, _DUMMY_DIGEST)
+    else:
+        ok = app.check_secret(appsecret)  # the current secret, or the old one in its grace period
     if app is None or not ok:
         raise Refusal("invalid_credentials")
     if not app.enabled:
@@ -148,6 +153,13 @@ def _check_header(field: str, value: str, limit: int) -> str:
     return value
 
 
+def _punycode_domain(addr: str) -> None:
+    """The domain must have an ASCII (IDNA) form, or the address cannot be sent to."""
+    domain = addr.rpartition("@")[2]
+    if not domain.isascii():
+        domain.encode("idna")  # UnicodeError (a ValueError) when it has none
+
+
 def parse_address_list(field: str, value: str, default_name: str = "") -> list[Address]:
     """`a@b.com, "Name" <c@d.com>` -> Addresses. IDN domains are accepted (sent as
     punycode); non-ASCII local parts are refused, since they need SMTPUTF8 end to end."""
@@ -165,6 +177,7 @@ def parse_address_list(field: str, value: str, default_name: str = "") -> list[A
             if addr not in value:
                 raise ValueError("address altered by parsing")
             validate_email(addr)
+            _punycode_domain(addr)
             if len(name) > settings.HUB_MAX_NAME_CHARS:
                 raise ValueError("display name too long")
             address = Address(display_name=name or default_name, addr_spec=addr)
@@ -361,7 +374,8 @@ def check_recipient(app: App, address: str) -> str:
         raise Refusal("invalid_address", f"{address[:80]!r} is not a valid email address")
     try:
         validate_email(address)
-    except ValidationError as exc:
+        _punycode_domain(address)
+    except (ValidationError, ValueError) as exc:
         raise Refusal("invalid_address", f"{address!r} is not a valid email address") from exc
     if Suppression.objects.filter(app=app, email=address.lower()).exists():
         raise Refusal("recipient_suppressed", f"{address} is suppressed after a hard bounce")

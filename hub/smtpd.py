@@ -93,6 +93,10 @@ class HubHandler:
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         app = session.auth_data
         try:
+            # The session may have logged in long ago: the app must still be enabled now.
+            await _db(app.refresh_from_db)()
+            if not app.enabled:
+                return "550 5.7.1 Application disabled"
             await _db(sending.check_rate_limit)(app)
             await _db(sending.usable_servers)(app)
         except Refusal as refusal:

@@ -1,0 +1,198 @@
+"""The sweeper (hub.sweeper.sweep, every minute in qcluster, `manage.py hub_sweep` once):
+rows whose task was lost (`queued` too long) or whose worker died (`sending` too long) are
+handed to the queue again and delivered; a lease keeps the next sweep from queueing them
+twice; old throttle slots, idempotency keys and rate counters are purged."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from io import StringIO
+
+from django.core.management import call_command
+from django.utils import timezone
+from django_q.models import OrmQ, Schedule
+
+from hub.delivery import claim
+from hub.models import ApiRateCounter, IdempotencyKey, SendLog, ThrottleSlot
+from hub.sweeper import sweep
+from hub.tests.test_retry import queue_one
+
+
+def lose_tasks() -> None:
+    """What a lost broker message looks like: the row is there, its task is not."""
+    OrmQ.objects.all().delete()
+
+
+def age(row: SendLog, **fields_seconds_ago: int) -> None:
+    now = timezone.now()
+    SendLog.objects.filter(pk=row.pk).update(
+        **{name: now - timedelta(seconds=s) for name, s in fields_seconds_ago.items()})
+
+
+def test_stuck_queued_row_is_enqueued_and_delivered(smtp_sink, make_server, make_app, run_queue, settings):
+    settings.HUB_STUCK_QUEUED_SECONDS = 300
+    app = make_app(make_server(smtp_sink)).app
+    stuck, young = queue_one(app, subject="stuck"), queue_one(app, subject="young")
+    lose_tasks()
+    age(stuck, created_at=301)
+    age(young, created_at=200)  # its task may still be on its way: left alone
+
+    result = sweep()
+
+    assert result["enqueued"] == 1 and result["rescued"] == 0
+    assert OrmQ.objects.count() == 1
+    assert run_queue() == 1
+    stuck.refresh_from_db()
+    young.refresh_from_db()
+    assert stuck.status == SendLog.Status.SENT, stuck.error
+    assert young.status == SendLog.Status.QUEUED
+    assert [m.message["Subject"] for m in smtp_sink.messages] == ["stuck"]
+
+
+def test_row_left_in_sending_by_a_dead_worker_is_rescued(smtp_sink, make_server, make_app, run_queue, settings):
+    settings.HUB_STUCK_SENDING_SECONDS = 180
+    app = make_app(make_server(smtp_sink)).app
+    orphan, busy = queue_one(app, subject="orphan"), queue_one(app, subject="busy")
+    lose_tasks()
+    # Two workers claimed these; the first was killed long ago, the second is still working.
+    assert [r.id for r in claim([orphan.id])] == [orphan.id]
+    assert [r.id for r in claim([busy.id])] == [busy.id]
+    age(orphan, claimed_at=181)
+    age(busy, claimed_at=60)
+
+    result = sweep()
+
+    assert result["rescued"] == 1 and result["enqueued"] == 1
+    orphan.refresh_from_db()
+    busy.refresh_from_db()
+    assert orphan.status == SendLog.Status.RETRYING
+    assert "worker" in orphan.error and "lost" in orphan.error
+    assert busy.status == SendLog.Status.SENDING
+    assert run_queue() == 1
+    orphan.refresh_from_db()
+    assert orphan.status == SendLog.Status.SENT, orphan.error
+    assert [m.message["Subject"] for m in smtp_sink.messages] == ["orphan"]
+    busy.refresh_from_db()
+    assert busy.status == SendLog.Status.SENDING  # still its worker's
+
+
+def test_due_retry_is_enqueued_and_future_retry_is_not(smtp_sink, make_server, make_app, run_queue):
+    app = make_app(make_server(smtp_sink)).app
+    due, later = queue_one(app, subject="due"), queue_one(app, subject="later")
+    lose_tasks()
+    now = timezone.now()
+    SendLog.objects.filter(pk=due.pk).update(status="retrying", attempts=1, next_attempt_at=now - timedelta(seconds=1))
+    SendLog.objects.filter(pk=later.pk).update(status="retrying", attempts=1,
+                                               next_attempt_at=now + timedelta(minutes=5))
+
+    assert sweep()["enqueued"] == 1
+    assert run_queue() == 1
+    assert [m.message["Subject"] for m in smtp_sink.messages] == ["due"]
+    later.refresh_from_db()
+    assert later.status == SendLog.Status.RETRYING
+
+
+def test_lease_prevents_enqueueing_the_same_rows_twice(smtp_sink, make_server, make_app, run_queue, settings):
+    settings.HUB_STUCK_QUEUED_SECONDS = 300
+    app = make_app(make_server(smtp_sink)).app
+    retry, stuck = queue_one(app, subject="retry"), queue_one(app, subject="stuck")
+    lose_tasks()
+    SendLog.objects.filter(pk=retry.pk).update(status="retrying", attempts=1,
+                                               next_attempt_at=timezone.now() - timedelta(seconds=1))
+    age(stuck, created_at=301)
+
+    first = sweep()
+    # The worker has not picked the task up yet (a backlog): the next sweeps add nothing.
+    second, third = sweep(), sweep()
+
+    assert first["enqueued"] == 2
+    assert second["enqueued"] == third["enqueued"] == 0
+    assert OrmQ.objects.count() == 1  # one task for both rows (one batch)
+    for row in (retry, stuck):
+        row.refresh_from_db()
+        assert row.next_attempt_at > timezone.now() + timedelta(seconds=60)  # the lease
+    assert run_queue() == 1
+    assert sorted(m.message["Subject"] for m in smtp_sink.messages) == ["retry", "stuck"]
+    assert SendLog.objects.filter(status=SendLog.Status.SENT).count() == 2
+
+
+def test_final_rows_are_never_touched(smtp_sink, make_server, make_app, run_queue, settings):
+    settings.HUB_STUCK_QUEUED_SECONDS = 1
+    settings.HUB_STUCK_SENDING_SECONDS = 1
+    app = make_app(make_server(smtp_sink)).app
+    sent, failed = queue_one(app), queue_one(app)
+    lose_tasks()
+    SendLog.objects.filter(pk=sent.pk).update(status="sent", claimed_at=timezone.now() - timedelta(days=1))
+    SendLog.objects.filter(pk=failed.pk).update(status="failed", next_attempt_at=timezone.now() - timedelta(days=1))
+    age(sent, created_at=86400)
+    age(failed, created_at=86400)
+
+    assert sweep() == {"rescued": 0, "enqueued": 0, "purged": 0}
+    assert OrmQ.objects.count() == 0
+    assert run_queue() == 0
+    assert smtp_sink.messages == []
+
+
+def test_old_bookkeeping_rows_are_purged(smtp_sink, make_server, make_app):
+    server = make_server(smtp_sink)
+    app = make_app(server).app
+    log = queue_one(app)
+    now = timezone.now()
+    old_slot = ThrottleSlot.objects.create(server=server, at=now - timedelta(days=2))
+    new_slot = ThrottleSlot.objects.create(server=server, at=now - timedelta(minutes=30))
+    old_key = IdempotencyKey.objects.create(app=app, key="old", request_hash="0" * 64, log=log,
+                                            created_at=now - timedelta(hours=25))
+    new_key = IdempotencyKey.objects.create(app=app, key="new", request_hash="0" * 64, log=log,
+                                            created_at=now - timedelta(hours=23))
+    old_counter = ApiRateCounter.objects.create(app=app, window_start=now - timedelta(minutes=10), count=3)
+    new_counter = ApiRateCounter.objects.create(app=app, window_start=now.replace(second=0, microsecond=0),
+                                                count=3)
+
+    assert sweep()["purged"] == 3
+
+    assert list(ThrottleSlot.objects.values_list("pk", flat=True)) == [new_slot.pk]
+    assert list(IdempotencyKey.objects.values_list("pk", flat=True)) == [new_key.pk]
+    assert list(ApiRateCounter.objects.values_list("pk", flat=True)) == [new_counter.pk]
+    assert not ThrottleSlot.objects.filter(pk=old_slot.pk).exists()
+    assert not IdempotencyKey.objects.filter(pk=old_key.pk).exists()
+    assert not ApiRateCounter.objects.filter(pk=old_counter.pk).exists()
+    # The message the keys named is audit log: never purged.
+    assert SendLog.objects.filter(pk=log.pk).exists()
+
+
+def test_the_migration_schedules_the_sweep(db):
+    schedule = Schedule.objects.get(name="hub-sweep")
+    assert schedule.func == "hub.tasks.sweep"
+    assert schedule.schedule_type == Schedule.MINUTES and schedule.minutes == 1
+    assert schedule.repeats == -1  # forever
+
+
+def test_the_scheduled_function_sweeps(smtp_sink, make_server, make_app, run_queue, settings):
+    from django.utils.module_loading import import_string
+
+    settings.HUB_STUCK_QUEUED_SECONDS = 300
+    row = queue_one(make_app(make_server(smtp_sink)).app)
+    lose_tasks()
+    age(row, created_at=301)
+
+    result = import_string(Schedule.objects.get(name="hub-sweep").func)()
+
+    assert result["enqueued"] == 1
+    assert run_queue() == 1
+    row.refresh_from_db()
+    assert row.status == SendLog.Status.SENT
+
+
+def test_hub_sweep_command_prints_json(smtp_sink, make_server, make_app, run_queue, settings):
+    settings.HUB_STUCK_QUEUED_SECONDS = 300
+    row = queue_one(make_app(make_server(smtp_sink)).app)
+    lose_tasks()
+    age(row, created_at=301)
+    out = StringIO()
+
+    call_command("hub_sweep", stdout=out)
+
+    assert json.loads(out.getvalue()) == {"rescued": 0, "enqueued": 1, "purged": 0}
+    assert run_queue() == 1
+    assert len(smtp_sink.messages) == 1
