@@ -43,6 +43,28 @@ def _close_pooled_smtp_connections():
     pool.close_all()
 
 
+def subprocess_database_url() -> str:
+    """DATABASE_URL naming *this* test run's database (its name carries the pytest pid, see
+    django_db_modify_db_settings), for a child process such as qcluster or smtpd."""
+    from urllib.parse import quote
+
+    from django.db import connection
+
+    sd = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{Path(sd['NAME']).resolve()}"  # absolute path: sqlite:////abs/file
+    if connection.vendor == "mysql":
+        host = sd.get("HOST") or ""
+        unix_socket = (sd.get("OPTIONS") or {}).get("unix_socket") or (host if host.startswith("/") else "")
+        if host.startswith("/"):
+            host = ""
+        query = f"?unix_socket={quote(unix_socket, safe='')}" if unix_socket else ""
+        port = f":{sd['PORT']}" if sd.get("PORT") else ""
+        auth = f"{quote(sd['USER'] or '', safe='')}:{quote(sd['PASSWORD'] or '', safe='')}@"
+        return f"mysql://{auth}{host}{port}/{sd['NAME']}{query}"
+    raise RuntimeError(f"no DATABASE_URL recipe for {connection.vendor}")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -25,7 +25,8 @@ from datetime import datetime, timezone
 from email.parser import BytesHeaderParser
 from pathlib import Path
 from typing import Callable, Iterable
-from urllib.parse import quote
+
+from conftest import subprocess_database_url
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REPORT_PATH = REPO_ROOT / "var" / "fault-report.json"
@@ -34,26 +35,6 @@ DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/15"
 
 
 # --- the database a child process must use -----------------------------------------------
-
-def subprocess_database_url() -> str:
-    """DATABASE_URL naming *this* test run's database (its name carries the pytest pid, see
-    conftest.py), for a child process such as qcluster."""
-    from django.db import connection
-
-    sd = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{Path(sd['NAME']).resolve()}"  # absolute path: sqlite:////abs/file
-    if connection.vendor == "mysql":
-        host = sd.get("HOST") or ""
-        unix_socket = (sd.get("OPTIONS") or {}).get("unix_socket") or (host if host.startswith("/") else "")
-        if host.startswith("/"):
-            host = ""
-        query = f"?unix_socket={quote(unix_socket, safe='')}" if unix_socket else ""
-        port = f":{sd['PORT']}" if sd.get("PORT") else ""
-        auth = f"{quote(sd['USER'] or '', safe='')}:{quote(sd['PASSWORD'] or '', safe='')}@"
-        return f"mysql://{auth}{host}{port}/{sd['NAME']}{query}"
-    raise RuntimeError(f"no DATABASE_URL recipe for {connection.vendor}")
-
 
 def database_label() -> str:
     from django.db import connection

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
+from conftest import subprocess_database_url
 from django.db import connection
 from django.test import override_settings
 from django_q.models import OrmQ
@@ -42,23 +42,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 # --- the server process ---------------------------------------------------------------------
-
-def subprocess_database_url() -> str:
-    """DATABASE_URL for a child process that must use this test run's database.
-    (Same recipe as hub/tests/test_worker_e2e.py; test modules do not import each other.)"""
-    sd = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{Path(sd['NAME']).resolve()}"  # absolute path: sqlite:////abs/file
-    if connection.vendor == "mysql":
-        host = sd.get("HOST") or ""
-        sock = (sd.get("OPTIONS") or {}).get("unix_socket") or (host if host.startswith("/") else "")
-        if host.startswith("/"):
-            host = ""
-        query = f"?unix_socket={quote(sock, safe='')}" if sock else ""
-        port = f":{sd['PORT']}" if sd.get("PORT") else ""
-        auth = f"{quote(sd['USER'] or '', safe='')}:{quote(sd['PASSWORD'] or '', safe='')}@"
-        return f"mysql://{auth}{host}{port}/{sd['NAME']}{query}"
-    pytest.skip(f"no DATABASE_URL recipe for {connection.vendor}")
 
 
 def free_port() -> int:

@@ -11,9 +11,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
+from conftest import subprocess_database_url
 from django.db import connection
 
 from hub.models import SendLog
@@ -24,23 +24,6 @@ STOP_DEADLINE = 15
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-
-def subprocess_database_url() -> str:
-    """DATABASE_URL for a child process that must use this test run's database.
-    (Same helper as in test_commands.py; test modules do not import each other.)"""
-    sd = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{Path(sd['NAME']).resolve()}"  # absolute path: sqlite:////abs/file
-    if connection.vendor == "mysql":
-        host = sd.get("HOST") or ""
-        socket = (sd.get("OPTIONS") or {}).get("unix_socket") or (host if host.startswith("/") else "")
-        if host.startswith("/"):
-            host = ""
-        query = f"?unix_socket={quote(socket, safe='')}" if socket else ""
-        port = f":{sd['PORT']}" if sd.get("PORT") else ""
-        auth = f"{quote(sd['USER'] or '', safe='')}:{quote(sd['PASSWORD'] or '', safe='')}@"
-        return f"mysql://{auth}{host}{port}/{sd['NAME']}{query}"
-    pytest.skip(f"no DATABASE_URL recipe for {connection.vendor}")
 
 
 @pytest.fixture
