@@ -10,6 +10,7 @@ import inspect
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
+from django.db import transaction
 from django.db.models import Prefetch
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
@@ -21,7 +22,8 @@ from unfold.admin import TabularInline
 from unfold.decorators import action, display
 from unfold.enums import ActionVariant
 
-from .admin_common import HubModelAdmin, has_field
+from .admin_common import HubModelAdmin
+from .admin_logs import mark_admin_made
 from .delivery import deliver_batch
 from .forms import RotateSecretForm, TestEmailForm
 from .models import App, AppServer, SendLog
@@ -47,7 +49,7 @@ class AppServerInline(TabularInline):
 def secret_message(app: App, secret: str, *, rotated: bool) -> str:
     intro = _("New AppSecret for AppID %(appid)s") if rotated else _("App created. AppID %(appid)s")
     return format_html(
-        '{} · AppSecret: <code class="font-mono select-all" id="hub-new-secret">{}</code> — {}',
+        '{} · AppSecret: <code class="hub-mono hub-select" id="hub-new-secret">{}</code> — {}',
         intro % {"appid": app.pk}, secret,
         _("copy it now: it is shown only this once and cannot be recovered (rotate it to get a new one)."),
     )
@@ -64,6 +66,12 @@ class AppAdmin(HubModelAdmin):
     actions = ("enable_selected", "disable_selected")
     actions_detail = ("rotate_secret", "send_test_email")
     change_form_after_template = "admin/hub/app/integration.html"
+
+    def formfield_for_dbfield(self, db_field, request: HttpRequest, **kwargs):
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name == "allowed_ips" and field is not None:
+            field.widget.attrs["rows"] = 3
+        return field
 
     def get_queryset(self, request: HttpRequest):
         links = AppServer.objects.select_related("server").order_by("priority", "id")
@@ -94,7 +102,7 @@ class AppAdmin(HubModelAdmin):
 
     @display(description=gettext_lazy("AppID"), ordering="id")
     def appid_display(self, obj: App) -> str:
-        return format_html('<code class="font-mono">{}</code>', obj.pk)
+        return format_html('<code class="hub-mono">{}</code>', obj.pk)
 
     @display(description=gettext_lazy("SMTP servers (primary first)"))
     def server_list(self, obj: App) -> str:
@@ -103,7 +111,7 @@ class AppAdmin(HubModelAdmin):
             return format_html('<span class="text-red-600">{}</span>', _("none: sends are refused"))
         return format_html_join(
             " → ", '<span class="{}">{}</span>',
-            (("" if link.server.enabled else "line-through text-subtle", link.server.name) for link in links),
+            (("" if link.server.enabled else "hub-strike text-subtle", link.server.name) for link in links),
         )
 
     @display(description=gettext_lazy("AppSecret"))
@@ -202,7 +210,9 @@ class AppAdmin(HubModelAdmin):
             return None
         req = SendRequest(to=data["to"], subject=data["subject"], message=data["message"])
         try:
-            row = accept(app, req, client_ip=None)
+            with transaction.atomic():
+                row = accept(app, req, client_ip=None)
+                mark_admin_made(row)
         except Refusal as refusal:
             messages.error(request, _("Refused: %(msg)s (%(error)s) %(detail)s") % {
                 "msg": refusal.msg, "error": refusal.error, "detail": refusal.detail})

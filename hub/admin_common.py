@@ -4,10 +4,11 @@ the audit trail shown on each object, and the page that custom actions render.""
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable
 from typing import Any
 
 from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.admin.options import ShowFacets
+from django.contrib.admin.views.main import PAGE_VAR
 from django.contrib.contenttypes.models import ContentType
 from django.core.paginator import EmptyPage, Page, PageNotAnInteger, Paginator
 from django.db import models
@@ -22,6 +23,7 @@ from unfold import paginator as unfold_paginator
 from unfold.admin import ModelAdmin
 from unfold.contrib.filters.admin import RangeDateFilter
 from unfold.decorators import display
+from unfold.views import ChangeList
 
 
 def has_field(model: type[models.Model], name: str) -> bool:
@@ -96,6 +98,16 @@ class InfinitePaginator(unfold_paginator.InfinitePaginator):
         return number
 
 
+class WindowChangeList(ChangeList):
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        # A list that fits on one page is re-read by the admin as a fresh queryset; the
+        # paginator's window already holds exactly those rows, so serve them from there.
+        if isinstance(self.paginator, InfinitePaginator) and isinstance(self.result_list, models.QuerySet):
+            if not self.show_all and "_window" in self.paginator.__dict__:
+                self.result_list = self.paginator._window[: self.paginator.per_page]
+
+
 class WindowPaginationMixin:
     """For admins of tables that grow without bound: no COUNT(*) anywhere on the list."""
 
@@ -103,17 +115,12 @@ class WindowPaginationMixin:
     show_full_result_count = False  # the "N total" link is another full count
     list_max_show_all = 0  # "show all" would load the whole table
     list_disable_select_all = True  # "select all N" needs the count we don't take
-    show_facets = None  # set in __init__ (an enum import we keep local)
+    show_facets = ShowFacets.NEVER  # facets count every filter choice
 
-    def __init__(self, *args, **kwargs):
-        from django.contrib.admin.options import ShowFacets
-
-        self.show_facets = ShowFacets.NEVER  # facets count every filter choice
-        super().__init__(*args, **kwargs)
+    def get_changelist(self, request: HttpRequest, **kwargs):
+        return WindowChangeList
 
     def get_paginator(self, request, queryset, per_page, orphans=0, allow_empty_first_page=True) -> Paginator:
-        from django.contrib.admin.views.main import PAGE_VAR
-
         return self.paginator(queryset, per_page, orphans, allow_empty_first_page,
                               page_number=request.GET.get(PAGE_VAR, 1))
 
@@ -227,7 +234,3 @@ def humanize_age(delta: datetime.timedelta | None) -> str:
     if minutes:
         return _("%(m)d min %(s)d s") % {"m": minutes, "s": secs}
     return _("%(s)d s") % {"s": secs}
-
-
-def first(items: Iterable, default=None):
-    return next(iter(items), default)

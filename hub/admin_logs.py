@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterator
+from email.utils import getaddresses
+from urllib.parse import quote
 
 from django.contrib import admin, messages
 from django.contrib.admin.models import ADDITION, LogEntry
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.http import (
     Http404,
     HttpRequest,
@@ -23,8 +26,8 @@ from django.http import (
     StreamingHttpResponse,
 )
 from django.template.defaultfilters import truncatechars
-from django.urls import path, reverse
 from django.template.loader import render_to_string
+from django.urls import path, reverse
 from django.utils import formats, timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext as _
@@ -37,7 +40,7 @@ from unfold.enums import ActionVariant
 
 from .admin_common import HubModelAdmin, LocalDateRangeFilter, WindowPaginationMixin, has_field
 from .models import SendLog
-from .sending import Refusal, SendRequest, accept
+from .sending import FileIn, Refusal, SendRequest, accept, accept_raw
 from .textify import html_to_text
 
 STATUS_LABELS = {
@@ -102,10 +105,34 @@ def csv_response(queryset) -> StreamingHttpResponse:
 
 def resend(row: SendLog) -> SendLog:
     """Queue a copy of `row` as a new message of the same app, through the same rules as
-    the API (validation, suppression list, the app's servers). Raises Refusal."""
-    req = SendRequest(to=row.to, subject=row.subject, message=row.html_body, to_name=row.to_name,
-                      from_name=row.from_name, cc=row.cc, bcc=row.bcc, reply_to=row.reply_to, text=row.text_body)
-    return accept(row.app, req, client_ip=None)
+    the API (validation, suppression list, the app's servers), with its attachments and
+    calendar event; an SMTP submission is relayed again as the client's own MIME message.
+    The copy is marked as made in the admin and linked to the original. Raises Refusal."""
+    with transaction.atomic():
+        if row.raw_message is not None:
+            rcpts = [addr for _name, addr in getaddresses([row.rcpt_to or ", ".join(
+                t for t in (row.to, row.cc, row.bcc) if t)]) if addr]
+            copy = accept_raw(row.app, rcpts, bytes(row.raw_message), client_ip=None)
+        else:
+            files = [FileIn(a.filename, a.content_type, bytes(a.content)) for a in row.attachments.all()]
+            event = {k: str(v) for k, v in row.event.items()} if row.event else None
+            req = SendRequest(to=row.to, subject=row.subject, message=row.html_body, to_name=row.to_name,
+                              from_name=row.from_name, cc=row.cc, bcc=row.bcc, reply_to=row.reply_to,
+                              text=row.text_body, attachments=files, event=event)
+            copy = accept(row.app, req, client_ip=None)
+        mark_admin_made(copy, resent_from=row)
+    return copy
+
+
+def mark_admin_made(row: SendLog, resent_from: SendLog | None = None) -> None:
+    """Record that a message was made in the admin (and what it resends). Committed with
+    the row when called inside the same transaction as accept()."""
+    fields = {"source": SendLog.Source.ADMIN}
+    if resent_from is not None:
+        fields["resent_from"] = resent_from
+    SendLog.objects.filter(pk=row.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(row, name, value)
 
 
 def _optional_inlines() -> list:
@@ -138,12 +165,13 @@ def _optional_inlines() -> list:
 
 @admin.register(SendLog)
 class SendLogAdmin(WindowPaginationMixin, HubModelAdmin):
-    list_display = ("id", "created", "app", "recipient", "subject_short", "status_label", "smtp_server",
+    list_display = ("id", "created", "app", "recipient", "subject_short", "status_label", "server_name",
                     "attempts")
     list_display_links = ("id", "subject_short")
     list_select_related = ("app", "smtp_server")
     list_filter = (
         ("status", ChoicesDropdownFilter),
+        ("source", ChoicesDropdownFilter),
         ("app", RelatedDropdownFilter),
         ("smtp_server", RelatedDropdownFilter),
         ("created_at", LocalDateRangeFilter),
@@ -196,9 +224,10 @@ class SendLogAdmin(WindowPaginationMixin, HubModelAdmin):
         if has_field(SendLog, "failure_type"):  # EXTENSION POINT (reliability): bounce class
             outcome.append("failure_type")
         return [
-            (None, {"fields": [("status_badge", "attempts", "smtp_server"), "app", "from_display",
-                               ("to", "to_name"), ("cc", "bcc", "reply_to"), "subject"]}),
-            (gettext_lazy("Content"), {"fields": ["preview", "text_display", "html_source"]}),
+            (None, {"fields": [("status_badge", "attempts", "smtp_server"), ("app", "source", "resends_display"),
+                               "from_display", ("to", "to_name"), ("cc", "bcc", "reply_to"), "rcpt_to", "subject"]}),
+            (gettext_lazy("Content"), {"fields": ["preview", "text_display", "html_source", "attachments_display",
+                                                 "event_display"]}),
             (gettext_lazy("Delivery"), {"fields": [("smtp_code", "smtp_reply"), tuple(outcome), "refused_table",
                                                    ("created_at", "sent_at"), ("claimed_at", "next_attempt_at")]}),
             (gettext_lazy("Tracking"), {"fields": [("message_id", "client_ip", "idempotency_key"), "updated_at",
@@ -224,7 +253,12 @@ class SendLogAdmin(WindowPaginationMixin, HubModelAdmin):
 
     @display(description=gettext_lazy("created"), ordering="created_at")
     def created(self, obj: SendLog) -> str:
-        return formats.date_format(timezone.localtime(obj.created_at), "Y-m-d H:i:s")
+        return format_html('<span class="whitespace-nowrap">{}</span>',
+                           formats.date_format(timezone.localtime(obj.created_at), "Y-m-d H:i:s"))
+
+    @display(description=gettext_lazy("SMTP server"), ordering="smtp_server__name")
+    def server_name(self, obj: SendLog) -> str:
+        return obj.smtp_server.name if obj.smtp_server else "-"
 
     @display(description=gettext_lazy("to"), ordering="to")
     def recipient(self, obj: SendLog) -> str:
@@ -264,14 +298,48 @@ class SendLogAdmin(WindowPaginationMixin, HubModelAdmin):
     @display(description=gettext_lazy("text body"))
     def text_display(self, obj: SendLog) -> str:
         if obj.text_body:
-            return format_html('<pre class="whitespace-pre-wrap text-sm">{}</pre>', obj.text_body)
-        return format_html('<p class="text-subtle text-sm">{}</p><pre class="whitespace-pre-wrap text-sm">{}</pre>',
+            return format_html('<pre class="hub-pre text-sm">{}</pre>', obj.text_body)
+        return format_html('<p class="text-subtle text-sm">{}</p><pre class="hub-pre text-sm">{}</pre>',
                            _("Not given; generated from the HTML when sent:"), html_to_text(obj.html_body))
+
+    @display(description=gettext_lazy("resends"))
+    def resends_display(self, obj: SendLog) -> str:
+        links = []
+        if obj.resent_from_id:
+            links.append((reverse("admin:hub_sendlog_change", args=[obj.resent_from_id]),
+                          _("resend of #%(id)s") % {"id": obj.resent_from_id}))
+        for pk in obj.resends.order_by("id").values_list("pk", flat=True)[:20]:
+            links.append((reverse("admin:hub_sendlog_change", args=[pk]), _("resent as #%(id)s") % {"id": pk}))
+        if not links:
+            return "-"
+        return format_html_join(" · ", '<a class="text-primary-600 dark:text-primary-500" href="{}">{}</a>', links)
+
+    @display(description=gettext_lazy("attachments"))
+    def attachments_display(self, obj: SendLog) -> str:
+        files = list(obj.attachments.values_list("pk", "filename", "size"))
+        links = [(reverse("admin:hub_sendlog_attachment", args=[obj.pk, pk]), name, size) for pk, name, size in files]
+        if obj.raw_message is not None:
+            links.append((reverse("admin:hub_sendlog_raw", args=[obj.pk]), _("original message (.eml)"),
+                          len(obj.raw_message)))
+        if not links:
+            return "-"
+        return format_html_join(
+            "", '<div><a class="text-primary-600 dark:text-primary-500" href="{}">{}</a> '
+                '<span class="text-subtle">({} B)</span></div>', links)
+
+    @display(description=gettext_lazy("calendar event"))
+    def event_display(self, obj: SendLog) -> str:
+        if not obj.event:
+            return "-"
+        e = obj.event
+        return format_html("{} · {} → {} · {} · UID {} · {} {}", e.get("method", ""), e.get("start", ""),
+                           e.get("end", ""), e.get("summary", ""), e.get("uid", ""), _("sequence"),
+                           e.get("sequence", ""))
 
     @display(description=gettext_lazy("HTML source"))
     def html_source(self, obj: SendLog) -> str:
         return format_html('<details><summary class="cursor-pointer">{}</summary>'
-                           '<pre class="text-xs whitespace-pre-wrap break-all">{}</pre></details>',
+                           '<pre class="text-xs hub-pre">{}</pre></details>',
                            _("Show %(n)s characters") % {"n": len(obj.html_body)}, obj.html_body)
 
     # -- the preview and export views
@@ -282,22 +350,51 @@ class SendLogAdmin(WindowPaginationMixin, HubModelAdmin):
             path("<path:object_id>/preview/", self.admin_site.admin_view(self.preview_view),
                  name="%s_%s_preview" % info),
             path("export.csv", self.admin_site.admin_view(self.export_view), name="%s_%s_export" % info),
+            path("<path:object_id>/attachment/<int:attachment_id>/", self.admin_site.admin_view(self.attachment_view),
+                 name="%s_%s_attachment" % info),
+            path("<path:object_id>/original.eml", self.admin_site.admin_view(self.raw_view), name="%s_%s_raw" % info),
         ]
         return extra + super().get_urls()
 
     @xframe_options_sameorigin
     def preview_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        row = self.get_object(request, unquote(object_id))
-        if row is None:
-            raise Http404
-        if not self.has_view_permission(request, row):
-            raise PermissionDenied
+        row = self._viewable(request, object_id)
         response = HttpResponse(row.html_body, content_type="text/html; charset=utf-8")
         response["Content-Security-Policy"] = PREVIEW_CSP
         response["Referrer-Policy"] = "no-referrer"
         response["Cache-Control"] = "private, no-store"
         response["X-Content-Type-Options"] = "nosniff"
         return response
+
+    def _download(self, content: bytes, filename: str) -> HttpResponse:
+        # Always a download, never shown in the admin's origin: an HTML or SVG attachment
+        # opened inline could run script as the admin.
+        response = HttpResponse(content, content_type="application/octet-stream")
+        response["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(filename)}"
+        response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+        response["Cache-Control"] = "private, no-store"
+        return response
+
+    def _viewable(self, request: HttpRequest, object_id: str) -> SendLog:
+        row = self.get_object(request, unquote(object_id))
+        if row is None:
+            raise Http404
+        if not self.has_view_permission(request, row):
+            raise PermissionDenied
+        return row
+
+    def attachment_view(self, request: HttpRequest, object_id: str, attachment_id: int) -> HttpResponse:
+        row = self._viewable(request, object_id)
+        attachment = row.attachments.filter(pk=attachment_id).first()
+        if attachment is None:
+            raise Http404
+        return self._download(bytes(attachment.content), attachment.filename)
+
+    def raw_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        row = self._viewable(request, object_id)
+        if row.raw_message is None:
+            raise Http404
+        return self._download(bytes(row.raw_message), f"message-{row.pk}.eml")
 
     def export_view(self, request: HttpRequest) -> HttpResponse:
         """CSV of every row the list currently shows (its filters and search), streamed."""
@@ -337,7 +434,7 @@ class SendLogAdmin(WindowPaginationMixin, HubModelAdmin):
             messages.error(request, _("#%(id)s not resent: %(msg)s (%(error)s) %(detail)s") % {
                 "id": row.pk, "msg": refusal.msg, "error": refusal.error, "detail": refusal.detail})
             return None
-        # The link between the two lives in the audit log until SendLog has a field for it.
+        # Linked both ways: SendLog.resent_from, and each one's audit trail.
         self.audit(request, row, _("Resent as #%(id)s") % {"id": copy.pk})
         LogEntry.objects.log_actions(user_id=request.user.pk, queryset=[copy], action_flag=ADDITION,
                                      change_message=_("Resend of #%(id)s") % {"id": row.pk}, single_object=True)

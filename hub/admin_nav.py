@@ -34,8 +34,9 @@ def _item(title: str, icon: str, app_label: str, model_name: str, **extra) -> di
 
 def navigation(request: HttpRequest) -> list[dict]:
     """The sidebar: mail first, then the queue, then settings and people."""
+    waiting = queue_badge(request)
     mail = [
-        _item(_("Send logs"), "mail", "hub", "sendlog", badge="hub.admin_nav.queue_badge"),
+        _item(_("Send logs"), "mail", "hub", "sendlog", **({"badge": waiting, "badge_variant": "info"} if waiting else {})),
         _item(_("Apps"), "apps", "hub", "app"),
         _item(_("SMTP servers"), "dns", "hub", "smtpserver"),
     ]
@@ -69,7 +70,8 @@ def navigation(request: HttpRequest) -> list[dict]:
 
 
 def queue_badge(request: HttpRequest) -> str:
-    """Messages waiting (queued or retrying), next to "Send logs"; empty when none."""
+    """Messages waiting (queued or retrying), shown next to "Send logs"; "" when none (no
+    badge). One COUNT over the status index per admin page."""
     if not request.user.has_perm("hub.view_sendlog"):
         return ""
     try:

@@ -21,7 +21,7 @@ from django.contrib.admin.utils import unquote
 from django.db.models import Count, Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.utils import formats, timezone
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html_join
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from unfold.decorators import action, display
@@ -38,6 +38,14 @@ HEALTH_FIELDS = ("failing_since", "last_error", "last_error_at", "last_success_a
 
 
 # --- talking to the server ------------------------------------------------------------------
+
+def for_admin_request(server: SmtpServer) -> SmtpServer:
+    """The server with its timeout capped for a test run inside a web request: the page has
+    to answer before the web server gives up on its worker (gunicorn --timeout 60)."""
+    cap = getattr(settings, "HUB_ADMIN_TEST_TIMEOUT", 20)
+    server.timeout = max(1, min(server.timeout, cap))  # in memory only, never saved
+    return server
+
 
 @dataclass
 class ProbeResult:
@@ -143,7 +151,7 @@ def render_usage(server: SmtpServer, counts: dict[str, int] | None) -> str:
         used = counts[key]
         if limit:
             ratio = used / limit
-            css = "text-red-600" if ratio >= 1 else ("text-orange-600" if ratio >= 0.8 else "")
+            css = "text-red-600" if ratio >= 1 else ("hub-warn" if ratio >= 0.8 else "")
             parts.append((css, f"{used}/{limit}", label))
         elif key == "day":
             parts.append(("", str(used), label))
@@ -188,16 +196,17 @@ class SmtpServerAdmin(HubModelAdmin):
         login = ["username", "password", "clear_password", "from_email"]
         if obj is None or not obj.password_encrypted:
             login.remove("clear_password")  # nothing stored to remove
-        status = ["enabled", *present_fields(SmtpServer, *HEALTH_FIELDS)]
+        health = present_fields(SmtpServer, "failing_since", "last_error_at", "last_success_at")
+        status = ["enabled", *([health] if health else []), *present_fields(SmtpServer, "last_error")]
         fieldsets = [
-            (None, {"fields": ["name", "host", "port", "security", "verify_tls", "timeout"]}),
+            (None, {"fields": ["name", ("host", "port"), ("security", "verify_tls"), "timeout"]}),
             (gettext_lazy("Login and sender"), {"fields": login}),
-            (gettext_lazy("Send limits"), {"fields": ["limit_per_minute", "limit_per_hour", "limit_per_day"]
+            (gettext_lazy("Send limits"), {"fields": [("limit_per_minute", "limit_per_hour", "limit_per_day")]
                                            + (["usage_detail"] if obj else [])}),
             (gettext_lazy("Status"), {"fields": status}),
         ]
         if obj is not None:
-            fieldsets.append((gettext_lazy("Audit"), {"fields": ["created_at", "updated_at", "audit_trail"]}))
+            fieldsets.append((gettext_lazy("Audit"), {"fields": [("created_at", "updated_at"), "audit_trail"]}))
         return fieldsets
 
     def get_readonly_fields(self, request: HttpRequest, obj: SmtpServer | None = None):
@@ -254,7 +263,7 @@ class SmtpServerAdmin(HubModelAdmin):
         server = self.get_object(request, unquote(object_id))
         if server is None:
             raise Http404(_("No such SMTP server."))
-        return server
+        return for_admin_request(server)
 
     @action(description=gettext_lazy("Test connection"), url_path="test-connection", permissions=["change"],
             icon="lan", variant=ActionVariant.PRIMARY)

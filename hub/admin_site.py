@@ -20,7 +20,7 @@ from unfold.contrib.filters.admin import RelatedDropdownFilter
 from unfold.decorators import display
 from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
 
-from .admin_common import HubModelAdmin, LocalDateRangeFilter
+from .admin_common import HubModelAdmin, LocalDateRangeFilter, WindowPaginationMixin
 from .models import Site
 
 
@@ -53,7 +53,7 @@ class SiteAdmin(HubModelAdmin):
 
 
 @admin.register(LogEntry)
-class LogEntryAdmin(ModelAdmin):
+class LogEntryAdmin(WindowPaginationMixin, ModelAdmin):
     """Who did what in the admin, across every object (each object also has its History)."""
 
     list_display = ("action_time", "user", "action_label", "content_type", "object_link", "change_text")

@@ -9,6 +9,7 @@ import logging
 import random
 import smtplib
 import ssl
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -312,10 +313,17 @@ def _fingerprint(server: SmtpServer) -> tuple:
 
 class ConnectionPool:
     """Open SMTP connections of this worker process, one per server, reused across tasks
-    within HUB_SMTP_REUSE_SECONDS / HUB_SMTP_REUSE_MAX and checked with NOOP first."""
+    within HUB_SMTP_REUSE_SECONDS / HUB_SMTP_REUSE_MAX and checked with NOOP first. Each
+    thread has its own (a threaded web server may deliver `sync=1` sends in parallel)."""
 
     def __init__(self) -> None:
-        self.sessions: dict[int, tuple[tuple, SmtpSession]] = {}
+        self._local = threading.local()
+
+    @property
+    def sessions(self) -> dict[int, tuple[tuple, SmtpSession]]:
+        if not hasattr(self._local, "sessions"):
+            self._local.sessions = {}
+        return self._local.sessions
 
     def get(self, server: SmtpServer) -> SmtpSession:
         """An open session; raises ConnectionFailed."""

@@ -23,13 +23,13 @@ class SmtpServerAdminForm(forms.ModelForm):
     field keeps the stored one, and removing it takes an explicit tick."""
 
     password = forms.CharField(
-        label=_("password"),
+        label=_("Password"),
         required=False,
         strip=False,
         widget=UnfoldAdminPasswordWidget(attrs={"autocomplete": "new-password"}, render_value=False),
     )
     clear_password = forms.BooleanField(
-        label=_("remove the stored password"), required=False, widget=UnfoldBooleanSwitchWidget,
+        label=_("Remove the stored password"), required=False, widget=UnfoldBooleanSwitchWidget,
         help_text=_("For a server that accepts mail without login."),
     )
 
@@ -86,10 +86,10 @@ class TestEmailForm(forms.Form):
     """Where a test email goes. The default subject and body say what it is."""
 
     to = forms.CharField(
-        label=_("send to"), max_length=254,
+        label=_("Send to"), max_length=254,
         widget=UnfoldAdminEmailInputWidget(attrs={"placeholder": "you@example.com", "autofocus": True}),
     )
-    subject = forms.CharField(label=_("subject"), max_length=200, widget=UnfoldAdminTextInputWidget)
+    subject = forms.CharField(label=_("Subject"), max_length=200, widget=UnfoldAdminTextInputWidget)
     message = forms.CharField(label=_("HTML body"), widget=UnfoldAdminTextareaWidget(attrs={"rows": 4}))
 
     def __init__(self, *args, **kwargs) -> None:
@@ -112,7 +112,7 @@ GRACE_CHOICES = [
 
 class RotateSecretForm(forms.Form):
     grace_seconds = forms.TypedChoiceField(
-        label=_("old secret keeps working for"), choices=GRACE_CHOICES, coerce=int, initial=0,
+        label=_("Old secret keeps working for"), choices=GRACE_CHOICES, coerce=int, initial=0,
         widget=UnfoldAdminSelectWidget,
     )
 

@@ -270,3 +270,11 @@ UNFOLD = {
         },
     },
 }
+
+# The admin's login page is the only login: after it, go to the dashboard (unfold's login
+# form has no "next" field, so Django would send a bare /admin/login/ to /accounts/profile/).
+LOGIN_URL = "admin:login"
+LOGIN_REDIRECT_URL = "admin:index"
+# "Test connection" / "send test email" in the admin run inside a web request: each SMTP
+# step waits at most min(the server's timeout, this many seconds).
+HUB_ADMIN_TEST_TIMEOUT = env.int("HUB_ADMIN_TEST_TIMEOUT", default=20)

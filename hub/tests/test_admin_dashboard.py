@@ -1,0 +1,131 @@
+"""The dashboard: counts by status for today / 7 / 30 days, the per-day chart, volume per
+app and server, the queue, and failing servers."""
+
+from __future__ import annotations
+
+import datetime
+import json
+
+import pytest
+from django.utils import timezone, translation
+
+from hub.admin_common import has_field
+from hub.dashboard import dashboard_data, day_bounds
+from hub.models import SmtpServer
+
+from .test_admin_support import body, make_log, staff_factory, su, superuser  # noqa: F401
+
+
+@pytest.fixture(autouse=True)
+def in_english():
+    # Labels built outside a request use the default language (Chinese); read English.
+    with translation.override("en"):
+        yield
+
+
+def local(day_offset: int, hour: int, minute: int = 0) -> datetime.datetime:
+    tz = timezone.get_current_timezone()
+    today = timezone.localdate()
+    return datetime.datetime.combine(today + datetime.timedelta(days=day_offset), datetime.time(hour, minute), tz)
+
+
+@pytest.fixture
+def traffic(make_server, make_app):
+    relay, backup = make_server(name="relay"), make_server(name="backup")
+    shop, blog = make_app(relay, name="shop").app, make_app(backup, name="blog").app
+    for _ in range(3):
+        make_log(shop, relay, status="sent", created_at=local(0, 9))
+    make_log(shop, relay, status="failed", created_at=local(0, 9, 30))
+    make_log(shop, None, status="queued", created_at=local(0, 10))  # the oldest waiting one
+    make_log(blog, None, status="queued", created_at=local(0, 11))
+    make_log(blog, None, status="retrying", created_at=local(0, 10, 30))
+    for _ in range(2):
+        make_log(blog, backup, status="sent", created_at=local(-3, 8))
+    make_log(shop, relay, status="failed", created_at=local(-20, 8))
+    for _ in range(5):
+        make_log(shop, relay, status="sent", created_at=local(-40, 8))  # outside every window
+    return {"relay": relay, "backup": backup, "shop": shop, "blog": blog}
+
+
+def test_counts_by_status_and_window(traffic):
+    data = dashboard_data(now=local(0, 12))
+    table = {row["status"]: row["values"] for row in data["status_table"]}
+    assert table["sent"] == [3, 5, 5]
+    assert table["failed"] == [1, 1, 2]
+    assert table["queued"] == [2, 2, 2]
+    assert table["retrying"] == [1, 1, 1]
+    assert table["sending"] == [0, 0, 0]
+    assert data["today"]["sent"] == 3 and data["today"]["failed"] == 1
+
+
+def test_per_day_chart(traffic):
+    data = dashboard_data(now=local(0, 12))
+    chart = json.loads(data["chart_data"])
+    assert len(chart["labels"]) == 30
+    sent, failed, in_flight = (d["data"] for d in chart["datasets"])
+    assert sent[-1] == 3 and sent[-4] == 2 and sum(sent) == 5
+    assert failed[-1] == 1 and failed[-21] == 1 and sum(failed) == 2
+    assert in_flight[-1] == 3 and sum(in_flight) == 3
+    options = json.loads(data["chart_options"])
+    assert options["scales"]["x"]["stacked"] and options["scales"]["y"]["stacked"]
+
+
+def test_queue_depth_and_oldest_age(traffic):
+    queue = dashboard_data(now=local(0, 12))["queue"]
+    assert (queue["queued"], queue["retrying"], queue["sending"], queue["depth"]) == (2, 1, 0, 3)
+    assert queue["oldest"] == local(0, 10)
+    assert queue["oldest_age"] == "2 h 0 min"
+
+
+def test_volume_per_app_and_server_over_seven_days(traffic):
+    data = dashboard_data(now=local(0, 12))
+    apps = {r["name"]: (r["total"], r["sent"], r["failed"]) for r in data["apps"]}
+    assert apps == {f"{traffic['shop'].pk} shop": (5, 3, 1), f"{traffic['blog'].pk} blog": (4, 2, 0)}
+    servers = {r["name"]: (r["total"], r["sent"], r["failed"]) for r in data["servers"]}
+    assert servers[str(traffic["relay"])] == (4, 3, 1)
+    assert servers[str(traffic["backup"])] == (2, 2, 0)
+    assert servers["(not delivered yet)"] == (3, 0, 0)
+
+
+def test_day_bounds_are_local_midnights():
+    bounds = day_bounds(30, now=local(0, 0, 5))
+    assert len(bounds) == 31
+    assert bounds[-2] == local(0, 0) and bounds[-1] == local(1, 0) and bounds[0] == local(-29, 0)
+
+
+def test_dashboard_page_shows_the_figures(su, make_server, make_app):
+    app = make_app(make_server()).app
+    for _ in range(4):
+        make_log(app, status="sent", created_at=timezone.now())
+    text = body(su.get("/admin/"))
+    assert 'id="hub-dashboard"' in text
+    assert '<span id="hub-sent-today" class="text-green-700 dark:text-green-400">4</span>' in text
+    assert 'class="chart"' in text and "data-type=\"bar\"" in text
+    assert "/static/unfold/js/chart/chart.js" in text  # bundled, not from a CDN
+    assert "cdn." not in text.lower()
+
+
+@pytest.mark.skipif(not has_field(SmtpServer, "failing_since"), reason="no server health fields in this model")
+def test_failing_servers_are_listed(su, make_server):
+    bad = make_server(name="broken-relay")
+    make_server(name="fine-relay")
+    SmtpServer.objects.filter(pk=bad.pk).update(failing_since=local(0, 8), last_error="cannot connect: refused",
+                                                last_error_at=local(0, 9))
+    failing = dashboard_data()["failing"]
+    assert [f["name"] for f in failing] == [str(bad)]
+    text = body(su.get("/admin/"))
+    assert 'id="hub-failing"' in text and "cannot connect: refused" in text and "fine-relay" not in text
+    listing = body(su.get("/admin/hub/smtpserver/"))
+    assert "failing since" in listing
+
+
+def test_no_failing_block_when_all_is_well(su, make_server):
+    make_server()
+    assert 'id="hub-failing"' not in body(su.get("/admin/"))
+
+
+def test_staff_without_send_log_permission_sees_no_figures(staff_factory):
+    r = staff_factory("hub.view_app").get("/admin/")
+    assert r.status_code == 200 and 'id="hub-dashboard"' not in body(r)
+    r = staff_factory("hub.view_sendlog").get("/admin/")
+    assert 'id="hub-dashboard"' in body(r)
