@@ -9,7 +9,7 @@ import re
 import time
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from rest_framework.exceptions import ParseError, UnsupportedMediaType
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -165,7 +165,7 @@ class SendView(APIView):
                 data = request.data
             except (RequestDataTooBig,) as exc:
                 raise Refusal("too_large", str(exc)) from exc
-            except (ParseError, UnsupportedMediaType, TooManyFieldsSent, UnicodeDecodeError, ValueError,
+            except (ParseError, UnsupportedMediaType, TooManyFieldsSent, TooManyFilesSent, UnicodeDecodeError, ValueError,
                     RecursionError) as exc:
                 raise Refusal("bad_request", str(exc)[:200]) from exc
             if not _is_utf8(data):

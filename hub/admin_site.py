@@ -115,10 +115,26 @@ _Q_PAGES = [
     (q_models.Failure, q_admin.FailAdmin),
     (q_models.OrmQ, q_admin.QueueAdmin),
 ]
+class _SuperuserWrites:
+    """A schedule names any importable function and its arguments, which the worker runs:
+    only superusers may add, change or delete schedules and queue entries (deleting the
+    `hub-sweep` schedule would silently stop all retries)."""
+
+    def has_add_permission(self, request, *args) -> bool:
+        return request.user.is_superuser and super().has_add_permission(request, *args)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser and super().has_delete_permission(request, obj)
+
+
 for _model, _base in _Q_PAGES:
     if admin.site.is_registered(_model):
         admin.site.unregister(_model)
-        admin.site.register(_model, type(_base.__name__, (_base, ModelAdmin), {"__module__": __name__}))
+        bases = (_SuperuserWrites, _base, ModelAdmin) if _model in (q_models.Schedule, q_models.OrmQ) else (_base, ModelAdmin)
+        admin.site.register(_model, type(_base.__name__, bases, {"__module__": __name__}))
 
 
 def _optional_suppression_admin() -> None:

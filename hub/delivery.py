@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import logging
 import random
+import re
 import smtplib
 import ssl
 import threading
@@ -26,6 +27,7 @@ from email.utils import formataddr, formatdate, getaddresses, parseaddr
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from . import bounces, throttle
@@ -52,7 +54,18 @@ def ascii_address(addr: str) -> str:
     return f"{local}@{domain}"
 
 
+# Every character Python's email package (str.splitlines) treats as a line break.
+_LINE_BREAKS = re.compile("[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
+
+
+def one_line(value: str) -> str:
+    """Header text on one line: the API refuses line breaks, but names typed in the admin
+    or stored by older versions must not split a header either."""
+    return _LINE_BREAKS.sub(" ", value)
+
+
 def _header_text(value: str) -> str | Header:
+    value = one_line(value)
     try:
         value.encode("ascii")
         return value
@@ -61,7 +74,8 @@ def _header_text(value: str) -> str | Header:
 
 
 def _address_header(text: str) -> str:
-    return ", ".join(formataddr((name, ascii_address(addr)), charset="utf-8") for name, addr in getaddresses([text]))
+    return ", ".join(formataddr((one_line(name), ascii_address(addr)), charset="utf-8")
+                     for name, addr in getaddresses([one_line(text)]))
 
 
 def envelope_recipients(row: SendLog) -> list[str]:
@@ -111,7 +125,7 @@ def build_message(row: SendLog, sender: str) -> Message:
     else:
         msg = body
     msg["Subject"] = _header_text(row.subject)
-    msg["From"] = formataddr((row.from_name, ascii_address(sender)), charset="utf-8")
+    msg["From"] = formataddr((one_line(row.from_name), ascii_address(sender)), charset="utf-8")
     msg["To"] = _address_header(row.to)
     if row.cc:
         msg["Cc"] = _address_header(row.cc)
@@ -160,6 +174,9 @@ class Outcome:
     # A transient failure (connection, timeout, 4xx) may succeed later; retry policy lives
     # in the caller.
     transient: bool = False
+    # The connection was lost before DATA: nothing can have been delivered, so the message
+    # may go again at once on a fresh connection.
+    lost_before_data: bool = False
 
 
 class ConnectionFailed(Exception):
@@ -202,6 +219,7 @@ class SmtpSession:
         self.server = server
         self.conn: smtplib.SMTP | None = None
         self.opened_at = 0.0
+        self.last_used = 0.0
         self.uses = 0
 
     def open(self) -> None:
@@ -225,6 +243,7 @@ class SmtpSession:
             if server.username:
                 _login(conn, server.username, password)
             self.opened_at, self.uses = time.monotonic(), 0
+            self.last_used = self.opened_at
         except smtplib.SMTPAuthenticationError as exc:
             self.close()
             raise ConnectionFailed(f"authentication failed: {exc.smtp_code} {_reply_text(exc.smtp_error)}",
@@ -234,7 +253,7 @@ class SmtpSession:
             raise ConnectionFailed(f"server refused the session: {exc.smtp_code} {_reply_text(exc.smtp_error)}",
                                    exc.smtp_code, _reply_text(exc.smtp_error),
                                    transient=400 <= exc.smtp_code < 500) from exc
-        except (smtplib.SMTPException, OSError, ssl.SSLError) as exc:
+        except (smtplib.SMTPException, OSError, ssl.SSLError, UnicodeError, ValueError) as exc:
             self.close()
             raise ConnectionFailed(f"cannot connect to {server.host}:{server.port}: "
                                    f"{type(exc).__name__}: {exc}") from exc
@@ -245,6 +264,8 @@ class SmtpSession:
         conn = self.conn
         assert conn is not None
         self.uses += 1
+        self.last_used = time.monotonic()
+        data_started = False
         try:
             code, resp = conn.mail(envelope_from)
             if code != 250:
@@ -261,7 +282,9 @@ class SmtpSession:
                 code, text = next(reversed(refused.values()))
                 transient = all(400 <= c < 500 for c, _t in refused.values())
                 return Outcome(SendLog.Status.FAILED, code, text, "all recipients refused", refused, transient)
+            data_started = True
             code, resp = conn.data(data)
+            self.last_used = time.monotonic()
             text = _reply_text(resp)
             if code != 250:
                 return Outcome(SendLog.Status.FAILED, code, text, f"message refused: {code} {text}",
@@ -269,8 +292,15 @@ class SmtpSession:
             return Outcome(SendLog.Status.SENT, code, text, "", refused)
         except smtplib.SMTPServerDisconnected as exc:
             self.close()
-            return Outcome(SendLog.Status.FAILED, None, "", f"server disconnected: {exc}", transient=True)
+            return Outcome(SendLog.Status.FAILED, None, "", f"server disconnected: {exc}", transient=True,
+                           lost_before_data=not data_started)
         except smtplib.SMTPResponseException as exc:
+            # The transaction was left half-done (e.g. DATA refused): reset it, or drop the
+            # connection, so the next message does not start inside it.
+            try:
+                conn.rset()
+            except (smtplib.SMTPException, OSError):
+                self.close()
             text = _reply_text(exc.smtp_error)
             return Outcome(SendLog.Status.FAILED, exc.smtp_code, text, f"{exc.smtp_code} {text}",
                            transient=400 <= exc.smtp_code < 500)
@@ -294,12 +324,16 @@ class SmtpSession:
         return self.conn is not None
 
     def still_good(self) -> bool:
-        """Reusable: young enough, not used too often, and answers NOOP."""
+        """Reusable: young enough, not used too often, and, when it has been idle for a
+        while, answers NOOP. (A connection that died anyway is caught at MAIL FROM, before
+        any data, and replaced: see _try_servers.)"""
         if self.conn is None:
             return False
-        if (time.monotonic() - self.opened_at > settings.HUB_SMTP_REUSE_SECONDS
-                or self.uses >= settings.HUB_SMTP_REUSE_MAX):
+        now = time.monotonic()
+        if now - self.opened_at > settings.HUB_SMTP_REUSE_SECONDS or self.uses >= settings.HUB_SMTP_REUSE_MAX:
             return False
+        if now - self.last_used < settings.HUB_SMTP_NOOP_AFTER_IDLE_SECONDS:
+            return True
         try:
             return self.conn.noop()[0] == 250
         except (smtplib.SMTPException, OSError):
@@ -355,13 +389,29 @@ pool = ConnectionPool()
 
 # --- the task ---------------------------------------------------------------------------------
 
-def claim(log_ids: list[int]) -> list[SendLog]:
+def claim(log_ids: list[int], extra: int = 0) -> list[SendLog]:
     """Atomically take the rows that are still waiting; rows another worker has, or that are
-    already finished, are left alone (so a task delivered twice sends nothing twice)."""
+    already finished, are left alone (so a task delivered twice sends nothing twice).
+    With `extra`, also take up to that many of the oldest other queued rows: one task then
+    delivers a batch over one connection, and those rows' own tasks find them taken."""
     token = uuid.uuid4().hex
-    SendLog.objects.filter(pk__in=log_ids, status__in=SendLog.CLAIMABLE).update(
-        status=SendLog.Status.SENDING, claim_token=token, claimed_at=timezone.now()
+    now = timezone.now()
+    # A `retrying` row only once it is due: a leftover task must not skip the backoff.
+    waiting = Q(status=SendLog.Status.QUEUED) | Q(status=SendLog.Status.RETRYING, next_attempt_at__lte=now)
+    taken = SendLog.objects.filter(waiting, pk__in=log_ids).update(
+        status=SendLog.Status.SENDING, claim_token=token, claimed_at=now
     )
+    if extra > 0:
+        # Two steps, because MySQL cannot UPDATE ... WHERE id IN (SELECT ... LIMIT n); the
+        # UPDATE checks the status again, so rows another worker took meanwhile are skipped.
+        more = list(SendLog.objects.filter(status=SendLog.Status.QUEUED).order_by("id")
+                    .values_list("id", flat=True)[:extra])
+        if more:
+            taken += SendLog.objects.filter(pk__in=more, status=SendLog.Status.QUEUED).update(
+                status=SendLog.Status.SENDING, claim_token=token, claimed_at=now
+            )
+    if not taken:
+        return []
     return list(SendLog.objects.filter(claim_token=token).select_related("app").order_by("id"))
 
 
@@ -371,7 +421,11 @@ def servers_in_order(app_id: int) -> list[SmtpServer]:
     from .models import AppServer
 
     links = AppServer.objects.filter(app_id=app_id, server__enabled=True).select_related("server")
-    servers = [link.server for link in links.order_by("priority", "id")]
+    return by_health([link.server for link in links.order_by("priority", "id")])
+
+
+def by_health(servers: list[SmtpServer]) -> list[SmtpServer]:
+    """Priority order, with servers that failed within the cooldown moved to the end."""
     cutoff = timezone.now() - timedelta(seconds=settings.HUB_SERVER_COOLDOWN_SECONDS)
     return sorted(servers, key=lambda s: bool(s.failing_since and s.last_error_at and s.last_error_at > cutoff))
 
@@ -398,6 +452,13 @@ class Try:
     duration_ms: int
 
 
+def _connect_failed(tries: list[Try], server: SmtpServer, exc: ConnectionFailed, started, t0: float) -> None:
+    outcome = Outcome(SendLog.Status.FAILED, exc.smtp_code, exc.smtp_reply, exc.error, transient=True)
+    tries.append(Try(server, DeliveryAttempt.Result.CONNECT_FAILED, outcome, started,
+                     int((time.monotonic() - t0) * 1000)))
+    _mark_server(server, exc.error)
+
+
 def _try_servers(row: SendLog, servers: list[SmtpServer]) -> tuple[Outcome | None, SmtpServer | None, list[Try], float]:
     """Offer the message to each server in turn until one gives an answer about the
     message itself. Returns (outcome or None, server that answered, tries, throttle wait)."""
@@ -408,17 +469,25 @@ def _try_servers(row: SendLog, servers: list[SmtpServer]) -> tuple[Outcome | Non
         try:
             session = pool.get(server)
         except ConnectionFailed as exc:
-            outcome = Outcome(SendLog.Status.FAILED, exc.smtp_code, exc.smtp_reply, exc.error, transient=True)
-            tries.append(Try(server, DeliveryAttempt.Result.CONNECT_FAILED, outcome, started,
-                             int((time.monotonic() - t0) * 1000)))
-            _mark_server(server, exc.error)
+            _connect_failed(tries, server, exc, started, t0)
             continue  # fail over to the next server
         slot, wait = throttle.acquire(server)
         if wait:
             throttle_wait = wait if not throttle_wait else min(throttle_wait, wait)
             continue  # over this server's limit: another server may have room
         data = build_message(row, server.sender).as_bytes(policy=SMTP_POLICY)
+        reused = session.uses > 0
         outcome = session.send(ascii_address(server.sender), envelope_recipients(row), data)
+        if outcome.lost_before_data and reused:
+            # The pooled connection had died while idle: reconnect once and send now.
+            pool.discard(server)
+            try:
+                session = pool.get(server)
+            except ConnectionFailed as exc:
+                throttle.release(slot)
+                _connect_failed(tries, server, exc, started, t0)
+                continue  # the server is gone: fail over
+            outcome = session.send(ascii_address(server.sender), envelope_recipients(row), data)
         ms = int((time.monotonic() - t0) * 1000)
         if outcome.status == SendLog.Status.SENT:
             result = DeliveryAttempt.Result.SENT
@@ -503,37 +572,103 @@ def _suppress_hard_bounces(row: SendLog, outcome: Outcome) -> None:
                 pass  # already suppressed: the first bounce is the one on record
 
 
-def deliver_batch(log_ids: list[int]) -> None:
-    """Deliver the given SendLog rows that are still waiting, over pooled connections."""
-    rows = claim(log_ids)
+def deliver_batch(log_ids: list[int], extra: int = 0) -> None:
+    """Deliver the given SendLog rows that are still waiting (and up to `extra` more queued
+    ones, see claim), over pooled connections."""
+    rows = claim(log_ids, extra)
     servers_by_app: dict[int, list[SmtpServer]] = {}
     pending = {row.id: row for row in rows}
+    deadline = time.monotonic() + settings.HUB_BATCH_TIME_BUDGET_SECONDS
     try:
         for row in rows:
+            if time.monotonic() > deadline:
+                # Slow servers: hand the rest back before the task's hard time limit.
+                _release(list(pending))
+                pending.clear()
+                break
             if row.app_id not in servers_by_app:
                 servers_by_app[row.app_id] = servers_in_order(row.app_id)
-            servers = servers_by_app[row.app_id]
-            if not servers:
-                # Servers were disabled after the message was accepted: wait for an admin.
-                outcome = Outcome(SendLog.Status.FAILED, error="no enabled SMTP server for this app", transient=True)
-                _finish(row, outcome, None, [], 60.0)
-            else:
-                _finish(row, *_try_servers(row, servers))
+            _deliver_row(row, servers_by_app[row.app_id])
             del pending[row.id]
     finally:
-        # Whatever went wrong above, no claimed row stays in `sending`. The crash counts as an
-        # attempt, so a message that crashes every time ends `failed` by the retry schedule.
+        # Whatever went wrong above (the database, a killed task), no claimed row stays in
+        # `sending`.
         for row in pending.values():
-            log.error("delivery of SendLog %s aborted", row.id, exc_info=True)
             _abandon(row)
 
 
+def _deliver_row(row: SendLog, servers: list[SmtpServer]) -> None:
+    """One row, on its own: whatever goes wrong with it is recorded on it and does not touch
+    the other rows of the batch."""
+    attempts_before = row.attempts
+    result = None
+    try:
+        if not servers:
+            # Servers were disabled after the message was accepted: wait for an admin.
+            outcome = Outcome(SendLog.Status.FAILED, error="no enabled SMTP server for this app", transient=True)
+            result = (outcome, None, [], 60.0)
+        else:
+            # Health seen earlier in this batch counts: a server that just failed goes last.
+            result = _try_servers(row, by_health(servers))
+        _finish(row, *result)
+    except Exception:
+        log.exception("delivery of SendLog %s failed inside the hub", row.id)
+        row.attempts = attempts_before
+        if result is not None and result[0] is not None and result[0].status == SendLog.Status.SENT:
+            _record_sent(row, result)  # the server has it: never send it again
+        else:
+            _abandon(row)
+
+
+def _record_sent(row: SendLog, result: tuple) -> None:
+    """The server accepted the message but recording that failed (a locked or lost
+    database): try again for a while rather than let it go out twice."""
+    outcome, server = result[0], result[1]
+    for wait in (0.5, 2, 5, 10):
+        time.sleep(wait)
+        try:
+            SendLog.objects.filter(pk=row.id, status=SendLog.Status.SENDING).update(
+                status=SendLog.Status.SENT, sent_at=timezone.now(), smtp_server=server,
+                smtp_code=outcome.smtp_code, smtp_reply=outcome.smtp_reply[:4000],
+                attempts=row.attempts + 1, error="", next_attempt_at=None)
+            return
+        except Exception:
+            log.exception("recording SendLog %s as sent failed; trying again", row.id)
+    # Still no database: leave the row `sending`; the sweeper retries it (at-least-once).
+
+
+def _release(log_ids: list[int]) -> None:
+    """Give claimed, untried rows back to the queue, with a task of their own."""
+    SendLog.objects.filter(pk__in=log_ids, status=SendLog.Status.SENDING).update(
+        status=SendLog.Status.QUEUED, claim_token="", claimed_at=None)
+    from .tasks import enqueue_delivery
+
+    for start in range(0, len(log_ids), 50):
+        enqueue_delivery(log_ids[start:start + 50])
+
+
 def _abandon(row: SendLog) -> None:
+    """An attempt that crashed inside the hub: counted, and retried by the schedule (so a
+    message that crashes every time ends `failed`). Never raises."""
+    try:
+        abandon_rows([row])
+    except Exception:
+        log.exception("could not record the failed delivery of SendLog %s; the sweeper will retry it", row.id)
+
+
+def abandon_rows(rows: list[SendLog], error: str = "internal error during delivery (see the worker log)",
+                 retry_now: bool = False) -> None:
+    for row in rows:
+        _abandon_one(row, error, retry_now)
+
+
+def _abandon_one(row: SendLog, error: str, retry_now: bool) -> None:
     now = timezone.now()
     attempts = row.attempts + 1
     too_old = (now - row.created_at).total_seconds() > settings.HUB_RETRY_MAX_AGE
     delay = None if too_old else _retry_delay(attempts)
-    error = "internal error during delivery (see the worker log)"
+    if delay is not None and retry_now:
+        delay = 0
     if delay is None:
         changes = {"status": SendLog.Status.FAILED, "next_attempt_at": None, "error": f"gave up: {error}"}
     else:

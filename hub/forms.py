@@ -58,6 +58,14 @@ class SmtpServerAdminForm(forms.ModelForm):
             self.add_error("clear_password", _("Either type a new password or remove it, not both."))
         if any(ch in (data.get("password") or "") for ch in "\r\n\x00"):
             self.add_error("password", _("The password cannot contain line breaks."))
+        # The stored password goes only where it went before: whoever points the server
+        # somewhere else (or drops TLS) must type the password again, or they could collect
+        # it with a server of their own.
+        moved = {"host", "port", "security", "verify_tls", "username"} & set(self.changed_data)
+        if (moved and self.instance.pk and self.instance.password_encrypted
+                and not data.get("password") and not data.get("clear_password")):
+            self.add_error("password", _("You changed where this server connects: type the password again "
+                                         "(or remove it)."))
         return data
 
     def save(self, commit: bool = True) -> SmtpServer:

@@ -142,7 +142,8 @@ def client_ip(meta: dict, site: Site) -> str | None:
 
 # --- validation --------------------------------------------------------------------------
 
-_FORBIDDEN_IN_HEADERS = ("\r", "\n", "\x00")
+# Everything Python's email package treats as a line break (str.splitlines), and NUL.
+_FORBIDDEN_IN_HEADERS = tuple("\r\n\x00\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
 
 
 def _check_header(field: str, value: str, limit: int) -> str:
@@ -382,9 +383,18 @@ def check_recipient(app: App, address: str) -> str:
     return address
 
 
+def _storable(text: str) -> str:
+    """Text the database takes: undecodable bytes (kept by the email package as lone
+    surrogates) become U+FFFD. For the audit view only; the raw message is relayed as is."""
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
 def _decoded(msg, name: str) -> str:
-    value = msg.get(name)
-    return str(value).replace("\r", " ").replace("\n", " ") if value is not None else ""
+    try:
+        value = msg.get(name)
+    except (LookupError, ValueError, IndexError):
+        return ""
+    return _storable(str(value).replace("\r", " ").replace("\n", " ")) if value is not None else ""
 
 
 def accept_raw(app: App, rcpts: list[str], raw: bytes, client_ip: str | None = None) -> SendLog:
@@ -409,19 +419,22 @@ def accept_raw(app: App, rcpts: list[str], raw: bytes, client_ip: str | None = N
             from_name = msg["From"].addresses[0].display_name
     except (LookupError, ValueError, AttributeError, IndexError):
         html_body, text_body, from_name = "", "", ""  # unreadable for the log; relayed anyway
-    attachments = sum(1 for _ in msg.iter_attachments()) if msg.is_multipart() else 0
+    try:
+        attachments = sum(1 for _ in msg.iter_attachments()) if msg.is_multipart() else 0
+    except (LookupError, ValueError, AttributeError, IndexError):
+        attachments = 0
     with transaction.atomic():
         log = SendLog.objects.create(
             app=app,
             source=SendLog.Source.SMTP,
             from_email=primary.sender,
-            from_name=from_name[:200],
+            from_name=_storable(from_name)[:200],
             to=_decoded(msg, "To")[:10000] or ", ".join(rcpts),
             cc=_decoded(msg, "Cc")[:10000],
             rcpt_to=", ".join(rcpts),
             subject=_decoded(msg, "Subject")[:998],
-            html_body=html_body,
-            text_body=text_body,
+            html_body=_storable(html_body),
+            text_body=_storable(text_body),
             attachment_count=min(attachments, 32767),
             raw_message=raw,
             message_id=_decoded(msg, "Message-ID")[:255] or make_msgid(domain=settings.HUB_DOMAIN),

@@ -71,7 +71,10 @@ def authenticator(server, session, envelope, mechanism, auth_data) -> AuthResult
     try:
         app = _auth_pool.submit(_check_login, auth_data.login, auth_data.password, _peer_ip(session)).result(30)
     except Refusal as refusal:
-        log.info("smtpd: AUTH refused for %r from %s: %s", auth_data.login[:20], session.peer, refusal.error)
+        login = auth_data.login.decode("ascii", "replace")
+        # Only an AppID-shaped login is logged: a client that swapped the fields sends its secret there.
+        log.info("smtpd: AUTH refused for AppID %s from %s: %s",
+                 login if login.isdigit() and len(login) < 12 else "(not an AppID)", session.peer, refusal.error)
         return AuthResult(success=False, handled=False, message=_reply(refusal))
     return AuthResult(success=True, auth_data=app)
 
@@ -90,6 +93,10 @@ def _db(func):
 
 
 class HubHandler:
+    async def handle_exception(self, error: Exception) -> str:
+        # Never hand an internal error's text (database names, paths) to the client.
+        log.error("smtpd: unexpected error", exc_info=error)
+        return "451 4.3.0 Internal error, try again later"
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         app = session.auth_data
         try:

@@ -11,6 +11,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from . import throttle
+from .delivery import abandon_rows
 from .models import ApiRateCounter, IdempotencyKey, SendLog
 from .tasks import enqueue_delivery
 
@@ -23,21 +24,26 @@ def sweep() -> dict[str, int]:
     # A worker that died mid-send left its rows in `sending`: after longer than a task may
     # run, nobody is working on them any more. They go back to the retry path (the message
     # may have reached the server just before the crash: at-least-once, never lost).
-    rescued = SendLog.objects.filter(
+    # The lost try counts as an attempt, so a message that kills its worker every time (a
+    # tarpitting server, say) ends `failed` by the retry schedule instead of looping.
+    stuck = list(SendLog.objects.filter(
         status=SendLog.Status.SENDING, claimed_at__lt=now - timedelta(seconds=settings.HUB_STUCK_SENDING_SECONDS)
-    ).update(status=SendLog.Status.RETRYING, next_attempt_at=now,
-             error="the worker delivering this message was lost; retrying")
+    ).order_by("id")[:MAX_PER_SWEEP])
+    abandon_rows(stuck, "the worker delivering this message was lost", retry_now=True)
+    rescued = len(stuck)
+    now = timezone.now()  # rescued rows are due at once: include them below
 
     due = Q(status=SendLog.Status.RETRYING, next_attempt_at__lte=now) | Q(
         status=SendLog.Status.QUEUED, created_at__lt=now - timedelta(seconds=settings.HUB_STUCK_QUEUED_SECONDS)
     ) & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
     ids = list(SendLog.objects.filter(due).order_by("id").values_list("id", flat=True)[:MAX_PER_SWEEP])
-    # Lease: a queued task may wait behind a backlog; don't queue the same rows again on every
-    # sweep until the broker would have handed the task out again anyway.
+    # Due rows go back to `queued` with a task. Lease: a task may wait behind a backlog; the
+    # same rows are not queued again until the broker would have handed it out again anyway.
     lease = now + timedelta(seconds=settings.Q_CLUSTER["retry"])
     for start in range(0, len(ids), BATCH):
         chunk = ids[start:start + BATCH]
-        SendLog.objects.filter(pk__in=chunk, status__in=SendLog.CLAIMABLE).update(next_attempt_at=lease)
+        SendLog.objects.filter(pk__in=chunk, status__in=SendLog.CLAIMABLE).update(
+            status=SendLog.Status.QUEUED, next_attempt_at=lease)
         enqueue_delivery(chunk)
 
     day_ago = now - timedelta(hours=24)

@@ -11,7 +11,9 @@ from django_q.tasks import async_task
 def deliver(log_ids: list[int]) -> None:
     from .delivery import deliver_batch
 
-    deliver_batch(log_ids)
+    # A worker takes other waiting messages along (HUB_DELIVERY_BATCH in all): under load one
+    # task then sends many messages over one connection, and their own tasks find them done.
+    deliver_batch(log_ids, extra=max(0, settings.HUB_DELIVERY_BATCH - len(log_ids)))
 
 
 def enqueue_delivery(log_ids: list[int]) -> None:
@@ -23,7 +25,9 @@ def enqueue_delivery(log_ids: list[int]) -> None:
         async_task("hub.tasks.deliver", list(log_ids), task_name=f"deliver-{log_ids[0]}")
 
     if settings.REDIS_URL:
-        transaction.on_commit(send)
+        # robust: Redis being down must not turn an accepted (committed) message into an
+        # error answer; its row waits in `queued` and the sweeper enqueues it later.
+        transaction.on_commit(send, robust=True)
     else:
         send()
 

@@ -44,14 +44,35 @@ def test_add_server_stores_the_password_encrypted(su):
     assert entry.is_addition() and SECRET not in entry.change_message
 
 
+def same_place(server: SmtpServer) -> dict:
+    """The form fields that say where the server connects, as they are stored."""
+    return {"host": server.host, "port": str(server.port), "security": server.security,
+            "verify_tls": "on" if server.verify_tls else None, "username": server.username}
+
+
 def test_blank_password_keeps_the_stored_one(su, make_server):
     server = make_server(password=SECRET)
     before = server.password_encrypted
-    r = su.post(f"/admin/hub/smtpserver/{server.pk}/change/", server_form(name="renamed", password=""))
+    r = su.post(f"/admin/hub/smtpserver/{server.pk}/change/",
+                server_form(name="renamed", password="", **same_place(server)))
     assert r.status_code == 302
     server.refresh_from_db()
     assert server.name == "renamed"
     assert server.password_encrypted == before and server.get_password() == SECRET
+
+
+@pytest.mark.parametrize("moved", [{"host": "203.0.113.9"}, {"port": "2600"}, {"security": "none"},
+                                   {"username": "someone-else"}])
+def test_moving_the_server_requires_the_password_again(su, make_server, moved):
+    # Otherwise whoever may edit servers could point one at their own host and collect the
+    # stored password on its next login.
+    server = make_server(password=SECRET, security="starttls")
+    before = (server.host, server.port, server.security, server.username, server.password_encrypted)
+    r = su.post(f"/admin/hub/smtpserver/{server.pk}/change/", server_form(**{**same_place(server), **moved}))
+    assert r.status_code == 200 and "type the password again" in r.content.decode()
+    server.refresh_from_db()
+    assert (server.host, server.port, server.security, server.username, server.password_encrypted) == before
+    assert LogEntry.objects.count() == 0
 
 
 def test_typing_a_new_password_replaces_it_and_the_history_names_only_the_field(su, make_server):

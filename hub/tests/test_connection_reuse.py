@@ -5,6 +5,8 @@ settings change. Sessions are counted at the (scripted aiosmtpd) server: one EHL
 
 from __future__ import annotations
 
+import pytest
+
 from hub.delivery import deliver_batch, pool
 from hub.models import DeliveryAttempt, SendLog
 from hub.tests.test_retry import (ScriptedHandler, accept_logins, attempts_of, queue_one,  # noqa: F401
@@ -31,7 +33,19 @@ def test_one_connection_for_consecutive_tasks(scripted_smtp, make_server, make_a
 
     assert len(smtp.messages) == 5
     assert smtp.handler.sessions == 1
-    # Checked with NOOP before each reuse.
+    # Used again within HUB_SMTP_NOOP_AFTER_IDLE_SECONDS: no NOOP round trip per message.
+    assert smtp.handler.noops == 0
+
+
+def test_idle_connection_is_checked_with_noop_before_reuse(scripted_smtp, make_server, make_app, settings):
+    settings.HUB_SMTP_NOOP_AFTER_IDLE_SECONDS = 0  # every reuse counts as after an idle spell
+    smtp = scripted_smtp()
+    app = make_app(scripted_server_record(make_server, smtp)).app
+
+    deliver_each(app, 5)
+
+    assert len(smtp.messages) == 5
+    assert smtp.handler.sessions == 1
     assert smtp.handler.noops == 4
 
 
@@ -82,7 +96,12 @@ def test_each_server_has_its_own_connection(scripted_smtp, make_server, make_app
     assert (one.handler.sessions, two.handler.sessions) == (1, 1)
 
 
-def test_server_restarted_between_sends_is_reconnected(scripted_smtp, make_server, make_app):
+@pytest.mark.parametrize("noop_after_idle", [0, 60], ids=["noop-check", "dead-at-mail-from"])
+def test_server_restarted_between_sends_is_reconnected(scripted_smtp, make_server, make_app, settings,
+                                                       noop_after_idle):
+    # Found either by the NOOP check, or (no NOOP while recently used) when MAIL FROM fails on
+    # the dead connection: nothing was sent yet, so it reconnects and sends at once.
+    settings.HUB_SMTP_NOOP_AFTER_IDLE_SECONDS = noop_after_idle
     smtp = scripted_smtp()
     server = scripted_server_record(make_server, smtp, timeout=2)
     app = make_app(server).app
