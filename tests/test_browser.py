@@ -1,13 +1,15 @@
 """The back office in a real browser (Debian's headless Chromium through Selenium and
 chromium-driver) against the live server: log in, add an SMTP server pointing at an
 in-process SMTP sink, add an app (its secret shown once), send a test email, find it in
-the logs as sent, open the sandboxed preview, switch the language. Saves the screenshots
-linked from the README (docs/screenshots/)."""
+the logs as sent, open the sandboxed preview, switch the language. Saves screenshots;
+with HUB_SCREENSHOT_DIR=docs/screenshots, the ones the README links."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,9 @@ from hub.models import App, SendLog, SmtpServer
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-SHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+# The README's screenshots are refreshed on request only (HUB_SCREENSHOT_DIR=docs/screenshots);
+# an ordinary test run must not rewrite tracked files.
+SHOTS = Path(os.environ.get("HUB_SCREENSHOT_DIR") or Path(tempfile.gettempdir()) / "smtphub-screenshots").resolve()
 WAIT = 15  # seconds, for any one thing to appear
 
 pytestmark = [
