@@ -35,12 +35,17 @@ def django_db_modify_db_settings():
 
 
 @pytest.fixture(autouse=True)
-def _close_pooled_smtp_connections():
-    """Delivery keeps SMTP connections open across tasks; tests start without any."""
+def _fresh_process_state():
+    """Delivery keeps SMTP connections open across tasks, the API keeps the site settings a
+    few seconds: every test starts without either (its database was rolled back)."""
+    from hub.models import Site
+
+    Site._cached = None
     yield
     from hub.delivery import pool
 
     pool.close_all()
+    Site._cached = None
 
 
 def subprocess_database_url() -> str:

@@ -170,7 +170,7 @@ class SendView(APIView):
                 raise Refusal("bad_request", str(exc)[:200]) from exc
             if not _is_utf8(data):
                 raise Refusal("bad_request", "the body holds text that is not valid UTF-8")
-            site = Site.load()
+            site = Site.cached()
             ip = client_ip(request.META, site)
             check_blocklist(ip, site)
             if not hasattr(data, "get"):

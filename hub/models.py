@@ -61,11 +61,26 @@ class Site(models.Model):
     def save(self, *args, **kwargs):
         self.pk = 1
         super().save(*args, **kwargs)
+        Site._cached = None  # this process sees its own edit at once
 
     @classmethod
     def load(cls) -> "Site":
         site, _created = cls.objects.get_or_create(pk=1)
         return site
+
+    # The API reads the settings on every request; they change rarely. Each process keeps
+    # them this long, so an edit (e.g. to the IP blocklist) applies within seconds.
+    CACHE_SECONDS = 5.0
+    _cached: tuple[float, "Site"] | None = None
+
+    @classmethod
+    def cached(cls) -> "Site":
+        import time
+
+        now = time.monotonic()
+        if cls._cached is None or now - cls._cached[0] > cls.CACHE_SECONDS:
+            cls._cached = (now, cls.load())
+        return cls._cached[1]
 
 
 class SmtpServer(models.Model):

@@ -57,7 +57,7 @@ def _peer_ip(session) -> str | None:
 def _check_login(login: bytes, password: bytes, ip: str | None):
     close_old_connections()
     try:
-        sending.check_blocklist(ip, Site.load())
+        sending.check_blocklist(ip, Site.cached())
         app = sending.authenticate(login.decode("utf-8", "replace"), password.decode("utf-8", "replace"))
         sending.check_allowlist(app, ip)
         return app
