@@ -547,10 +547,16 @@ def _finish(row: SendLog, outcome: Outcome | None, server: SmtpServer | None, tr
             row.next_attempt_at = now + timedelta(seconds=delay)
     if row.status == SendLog.Status.FAILED:
         row.failure_type = bounces.failure_type(outcome.smtp_code, outcome.smtp_reply or outcome.error)
+    fields = ["status", "attempts", "smtp_server", "from_email", "smtp_code", "smtp_reply", "error",
+              "refused_recipients", "next_attempt_at", "failure_type", "sent_at"]
     with transaction.atomic():
-        row.save(update_fields=[
-            "status", "attempts", "smtp_server", "from_email", "smtp_code", "smtp_reply", "error",
-            "refused_recipients", "next_attempt_at", "failure_type", "sent_at", "updated_at"])
+        # Only while this worker still holds the row: if the sweeper gave it to another worker
+        # meanwhile (this one ran past HUB_STUCK_SENDING_SECONDS), that worker's result stands.
+        mine = SendLog.objects.filter(pk=row.pk, status=SendLog.Status.SENDING, claim_token=row.claim_token)
+        if not mine.update(updated_at=now, **{f: getattr(row, f) for f in fields}):
+            log.warning("SendLog %s was taken over while this worker delivered it; outcome %s not recorded",
+                        row.id, outcome.status)
+            return
         if tries:
             DeliveryAttempt.objects.bulk_create([
                 DeliveryAttempt(log=row, server=t.server, result=t.result, smtp_code=t.outcome.smtp_code,
@@ -627,7 +633,7 @@ def _record_sent(row: SendLog, result: tuple) -> None:
     for wait in (0.5, 2, 5, 10):
         time.sleep(wait)
         try:
-            SendLog.objects.filter(pk=row.id, status=SendLog.Status.SENDING).update(
+            SendLog.objects.filter(pk=row.id, status=SendLog.Status.SENDING, claim_token=row.claim_token).update(
                 status=SendLog.Status.SENT, sent_at=timezone.now(), smtp_server=server,
                 smtp_code=outcome.smtp_code, smtp_reply=outcome.smtp_reply[:4000],
                 attempts=row.attempts + 1, error="", next_attempt_at=None)
@@ -674,4 +680,5 @@ def _abandon_one(row: SendLog, error: str, retry_now: bool) -> None:
     else:
         changes = {"status": SendLog.Status.RETRYING, "next_attempt_at": now + timedelta(seconds=delay),
                    "error": f"{error}; will retry"}
-    SendLog.objects.filter(pk=row.id, status=SendLog.Status.SENDING).update(attempts=attempts, **changes)
+    SendLog.objects.filter(pk=row.id, status=SendLog.Status.SENDING, claim_token=row.claim_token).update(
+        attempts=attempts, claim_token="", **changes)

@@ -107,3 +107,17 @@ def test_names_typed_in_the_admin_cannot_split_a_header(smtp_sink, make_server, 
     text = build_message(row, "noreply@example.com").as_string()
     headers = text.split("\n\n", 1)[0]
     assert "\nBcc:" not in headers and "\u2028" not in headers
+
+
+def test_a_worker_that_lost_its_row_does_not_overwrite_the_new_owner(smtp_sink, make_server, make_app):
+    # A worker ran past HUB_STUCK_SENDING_SECONDS; the sweeper handed the row to another
+    # worker, which holds it now. The first worker's late result must not overwrite it.
+    server = make_server(smtp_sink)
+    row = queue_one(make_app(server).app)
+    (claimed,) = delivery.claim([row.id])
+    SendLog.objects.filter(pk=row.pk).update(claim_token="another-worker")
+
+    delivery._finish(claimed, delivery.Outcome(SendLog.Status.SENT, 250, "ok"), server, [], 0.0)
+
+    row.refresh_from_db()
+    assert (row.status, row.claim_token, row.sent_at) == (SendLog.Status.SENDING, "another-worker", None)
