@@ -70,6 +70,28 @@ def subprocess_database_url() -> str:
     raise RuntimeError(f"no DATABASE_URL recipe for {connection.vendor}")
 
 
+def stop_process(proc, deadline: float = 15.0) -> None:
+    """Stop a child started with start_new_session=True: SIGTERM (the graceful path), SIGKILL
+    after `deadline`, and in any case SIGKILL its process group so no worker outlives it."""
+    import signal
+    import subprocess
+
+    def killpg() -> None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # pgid == pid: it leads its own session
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=deadline)
+        except subprocess.TimeoutExpired:
+            killpg()
+            proc.wait(timeout=deadline)
+    killpg()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -1,5 +1,7 @@
-"""Apps (AppID/AppSecret) in the back office. The secret is shown once, in an admin
-message right after it is made (on create and on rotation); only its digest is stored.
+"""Apps (AppID/AppSecret) in the back office. The secret is shown once, in the body of the
+response to the POST that made it (on create and on rotation), on a page that is not
+cached; never in a message (Django's messages cookie is signed, not encrypted) nor in a
+redirect target. Only its digest is stored.
 "Send test email" runs the normal pipeline: hub.sending.accept() writes the SendLog and
 queues it, then the message is delivered at once in this request, as the API's sync mode
 does, so the admin sees the outcome and the message is in the send logs."""
@@ -24,6 +26,7 @@ from unfold.enums import ActionVariant
 
 from .admin_common import HubModelAdmin
 from .admin_logs import mark_admin_made
+from .dashboard import forget_cached
 from .delivery import deliver_batch
 from .forms import RotateSecretForm, TestEmailForm
 from .models import App, AppServer, SendLog
@@ -44,15 +47,6 @@ class AppServerInline(TabularInline):
     min_num = 0
     verbose_name = gettext_lazy("SMTP server")
     verbose_name_plural = gettext_lazy("SMTP servers (first is primary; drag to reorder)")
-
-
-def secret_message(app: App, secret: str, *, rotated: bool) -> str:
-    intro = _("New AppSecret for AppID %(appid)s") if rotated else _("App created. AppID %(appid)s")
-    return format_html(
-        '{} · AppSecret: <code class="hub-mono hub-select" id="hub-new-secret">{}</code> — {}',
-        intro % {"appid": app.pk}, secret,
-        _("copy it now: it is shown only this once and cannot be recovered (rotate it to get a new one)."),
-    )
 
 
 @admin.register(App)
@@ -133,8 +127,27 @@ class AppAdmin(HubModelAdmin):
     def response_add(self, request: HttpRequest, obj: App, post_url_continue=None) -> HttpResponse:
         response = super().response_add(request, obj, post_url_continue)
         secret = getattr(request, "_hub_new_secret", None)
-        if secret:
-            messages.warning(request, secret_message(obj, secret, rotated=False))
+        if not secret:
+            return response
+        # The page the admin would have redirected to is where "Continue" leads.
+        next_url = response.url if isinstance(response, HttpResponseRedirect) else (
+            reverse("admin:hub_app_change", args=[obj.pk]))
+        return self.secret_page(request, obj, secret, rotated=False, next_url=next_url)
+
+    def secret_page(self, request: HttpRequest, app: App, secret: str, *, rotated: bool,
+                    next_url: str) -> HttpResponse:
+        """The new AppSecret, once, in this response's body. no-store: no browser or proxy
+        keeps a copy; the page replaces its history entry by `next_url`, so going back or
+        reloading does not post the form again (a second app, another rotation)."""
+        title = (_("New AppSecret for AppID %(appid)s") if rotated else _("App created. AppID %(appid)s")) % {
+            "appid": app.pk}
+        response = self.action_page(
+            request, app, title=title, template="admin/hub/app/secret.html", secret=secret, next_url=next_url,
+            intro=_("Copy it now: it is shown only this once and cannot be recovered (rotate it to get a new "
+                    "one)."),
+        )
+        response["Cache-Control"] = "no-store, private"
+        response["Pragma"] = "no-cache"
         return response
 
     # -- bulk enable / disable
@@ -180,8 +193,8 @@ class AppAdmin(HubModelAdmin):
                 note += " " + _("(the old one works until %(when)s)") % {
                     "when": formats.date_format(timezone.localtime(expires), "DATETIME_FORMAT")}
             self.audit(request, app, note)
-            messages.warning(request, secret_message(app, secret, rotated=True))
-            return HttpResponseRedirect(reverse("admin:hub_app_change", args=[app.pk]))
+            return self.secret_page(request, app, secret, rotated=True,
+                                    next_url=reverse("admin:hub_app_change", args=[app.pk]))
         intro = _("Issues a new AppSecret for AppID %(appid)s. Every client using the current secret must be "
                   "updated.") % {"appid": app.pk}
         if not ROTATION_HAS_GRACE:
@@ -217,6 +230,7 @@ class AppAdmin(HubModelAdmin):
             messages.error(request, _("Refused: %(msg)s (%(error)s) %(detail)s") % {
                 "msg": refusal.msg, "error": refusal.error, "detail": refusal.detail})
             return None
+        forget_cached()  # the dashboard counts it on the next view
         # Deliver now, in this request (the queued task then finds the row taken).
         deliver_batch([row.id])
         row.refresh_from_db()

@@ -4,6 +4,8 @@ the audit trail shown on each object, and the page that custom actions render.""
 from __future__ import annotations
 
 import datetime
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib.admin.models import CHANGE, LogEntry
@@ -38,6 +40,24 @@ def has_field(model: type[models.Model], name: str) -> bool:
 
 def present_fields(model: type[models.Model], *names: str) -> tuple[str, ...]:
     return tuple(name for name in names if has_field(model, name))
+
+
+def per_object(method: Callable) -> Callable:
+    """Cache a read-only display method's result on the object it renders. unfold's
+    field_readonly_value.html reads `field.contents` several times per field, and each read
+    calls the method again: a query, or an HTML-to-text conversion of a huge body, would
+    run ~5 times per page. The cache lives on the instance, so it lasts one request."""
+
+    @functools.wraps(method)
+    def wrapper(self, obj):
+        if obj is None:
+            return method(self, obj)
+        cache = obj.__dict__.setdefault("_hub_display_cache", {})
+        if method.__name__ not in cache:
+            cache[method.__name__] = method(self, obj)
+        return cache[method.__name__]
+
+    return wrapper
 
 
 # --- pagination without COUNT(*) ----------------------------------------------------------
@@ -191,6 +211,7 @@ class HubModelAdmin(ModelAdmin):
     warn_unsaved_form = True
 
     @display(description=gettext_lazy("Audit trail (latest 10; see History for all)"))
+    @per_object
     def audit_trail(self, obj: models.Model | None) -> str:
         return render_audit(obj)
 

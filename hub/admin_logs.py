@@ -22,6 +22,7 @@ from django.http import (
     HttpRequest,
     HttpResponse,
     HttpResponseBadRequest,
+    HttpResponseNotAllowed,
     HttpResponseRedirect,
     StreamingHttpResponse,
 )
@@ -38,7 +39,8 @@ from unfold.contrib.filters.admin import ChoicesDropdownFilter, RelatedDropdownF
 from unfold.decorators import action, display
 from unfold.enums import ActionVariant
 
-from .admin_common import HubModelAdmin, LocalDateRangeFilter, WindowPaginationMixin, has_field
+from .admin_common import HubModelAdmin, LocalDateRangeFilter, WindowPaginationMixin, has_field, per_object
+from .dashboard import forget_cached
 from .models import SendLog
 from .sending import FileIn, Refusal, SendRequest, accept, accept_raw
 from .textify import html_to_text
@@ -68,6 +70,23 @@ CSV_COLUMNS = [
     ("client_ip", "client_ip"), ("sent_at", "sent"),
 ]
 
+# The CSV is read in pages of this many rows, each its own query (id > last, LIMIT n):
+# .iterator() does not stream on MySQL/MariaDB (the driver buffers the whole result).
+CSV_CHUNK = 2000
+
+# The detail page shows at most this many characters of a body (text, HTML source); a
+# message of several MB would make the page itself that large, and slow to build.
+DISPLAY_LIMIT = 100_000
+
+
+def _truncated(text: str, limit: int) -> tuple[str, str]:
+    """(the first `limit` characters, a note saying how much was left out or "")."""
+    if len(text) <= limit:
+        return text, ""
+    return text[:limit], _("Showing the first %(shown)s of %(total)s characters.") % {
+        "shown": formats.number_format(limit, force_grouping=True),
+        "total": formats.number_format(len(text), force_grouping=True)}
+
 
 def _csv_cell(value) -> str:
     if value is None:
@@ -81,19 +100,32 @@ def _csv_cell(value) -> str:
     return text
 
 
+def _note(text: str) -> str:
+    return format_html('<p class="hub-truncated text-subtle text-sm">{}</p>', text) if text else ""
+
+
 class _Echo:
     def write(self, value: str) -> str:
         return value
 
 
 def csv_rows(queryset) -> Iterator[str]:
-    """The CSV, one line at a time, read in chunks: memory stays flat for any row count.
-    It starts with a BOM so spreadsheet programs read the UTF-8 (Chinese subjects) right."""
+    """The CSV, one line at a time, read a page of CSV_CHUNK rows at a time by id (keyset
+    paging on the primary key): memory stays flat for any row count on every database, and
+    no query holds a cursor open while the client downloads. It starts with a BOM so
+    spreadsheet programs read the UTF-8 (Chinese subjects) right."""
     writer = csv.writer(_Echo())
     yield "\ufeff" + writer.writerow([header for _f, header in CSV_COLUMNS])
-    fields = [f for f, _h in CSV_COLUMNS]
-    for values in queryset.values_list(*fields).iterator(chunk_size=2000):
-        yield writer.writerow([_csv_cell(v) for v in values])
+    fields = [f for f, _h in CSV_COLUMNS]  # "id" first: the page's last id is the next key
+    rows = queryset.order_by("id").values_list(*fields)
+    last = None
+    while True:
+        page = list((rows if last is None else rows.filter(id__gt=last))[:CSV_CHUNK])
+        for values in page:
+            yield writer.writerow([_csv_cell(v) for v in values])
+        if len(page) < CSV_CHUNK:
+            return
+        last = page[-1][0]
 
 
 def csv_response(queryset) -> StreamingHttpResponse:
@@ -150,6 +182,10 @@ def _optional_inlines() -> list:
         extra = 0
         can_delete = False
         verbose_name_plural = gettext_lazy("delivery attempts")
+
+        def get_queryset(self, request: HttpRequest):
+            # The server column: one join, not one query per attempt.
+            return super().get_queryset(request).select_related("server")
 
         def has_add_permission(self, request, obj=None) -> bool:
             return False
@@ -246,6 +282,7 @@ class SendLogAdmin(WindowPaginationMixin, HubModelAdmin):
         return obj.status, obj.get_status_display()
 
     @display(description=gettext_lazy("status"))
+    @per_object
     def status_badge(self, obj: SendLog) -> str:
         # The list's label, for the read-only detail page (labels apply to list columns only).
         return render_to_string("unfold/helpers/label.html",
@@ -273,6 +310,7 @@ class SendLogAdmin(WindowPaginationMixin, HubModelAdmin):
         return f"{obj.from_name} <{obj.from_email}>" if obj.from_name else obj.from_email
 
     @display(description=gettext_lazy("refused recipients"))
+    @per_object
     def refused_table(self, obj: SendLog) -> str:
         refused = obj.refused_recipients or {}
         if not refused:
@@ -282,6 +320,7 @@ class SendLogAdmin(WindowPaginationMixin, HubModelAdmin):
             "", '<tr><td class="pr-4">{}</td><td class="pr-4">{}</td><td>{}</td></tr>', rows))
 
     @display(description=gettext_lazy("HTML preview"))
+    @per_object
     def preview(self, obj: SendLog) -> str:
         if not obj.html_body:
             return "-"
@@ -296,13 +335,19 @@ class SendLogAdmin(WindowPaginationMixin, HubModelAdmin):
         )
 
     @display(description=gettext_lazy("text body"))
+    @per_object
     def text_display(self, obj: SendLog) -> str:
         if obj.text_body:
-            return format_html('<pre class="hub-pre text-sm">{}</pre>', obj.text_body)
-        return format_html('<p class="text-subtle text-sm">{}</p><pre class="hub-pre text-sm">{}</pre>',
-                           _("Not given; generated from the HTML when sent:"), html_to_text(obj.html_body))
+            text, note = _truncated(obj.text_body, DISPLAY_LIMIT)
+            return format_html('<pre class="hub-pre text-sm">{}</pre>{}', text, _note(note))
+        # Only the start of a huge HTML body is converted: the conversion is the slow part.
+        html, note = _truncated(obj.html_body, DISPLAY_LIMIT)
+        text, _unused = _truncated(html_to_text(html), DISPLAY_LIMIT)
+        return format_html('<p class="text-subtle text-sm">{}</p><pre class="hub-pre text-sm">{}</pre>{}',
+                           _("Not given; generated from the HTML when sent:"), text, _note(note))
 
     @display(description=gettext_lazy("resends"))
+    @per_object
     def resends_display(self, obj: SendLog) -> str:
         links = []
         if obj.resent_from_id:
@@ -315,6 +360,7 @@ class SendLogAdmin(WindowPaginationMixin, HubModelAdmin):
         return format_html_join(" · ", '<a class="text-primary-600 dark:text-primary-500" href="{}">{}</a>', links)
 
     @display(description=gettext_lazy("attachments"))
+    @per_object
     def attachments_display(self, obj: SendLog) -> str:
         files = list(obj.attachments.values_list("pk", "filename", "size"))
         links = [(reverse("admin:hub_sendlog_attachment", args=[obj.pk, pk]), name, size) for pk, name, size in files]
@@ -328,6 +374,7 @@ class SendLogAdmin(WindowPaginationMixin, HubModelAdmin):
                 '<span class="text-subtle">({} B)</span></div>', links)
 
     @display(description=gettext_lazy("calendar event"))
+    @per_object
     def event_display(self, obj: SendLog) -> str:
         if not obj.event:
             return "-"
@@ -337,10 +384,12 @@ class SendLogAdmin(WindowPaginationMixin, HubModelAdmin):
                            e.get("sequence", ""))
 
     @display(description=gettext_lazy("HTML source"))
+    @per_object
     def html_source(self, obj: SendLog) -> str:
+        html, note = _truncated(obj.html_body, DISPLAY_LIMIT)
         return format_html('<details><summary class="cursor-pointer">{}</summary>'
-                           '<pre class="text-xs hub-pre">{}</pre></details>',
-                           _("Show %(n)s characters") % {"n": len(obj.html_body)}, obj.html_body)
+                           '<pre class="text-xs hub-pre">{}</pre>{}</details>',
+                           _("Show %(n)s characters") % {"n": len(obj.html_body)}, html, _note(note))
 
     # -- the preview and export views
 
@@ -397,14 +446,27 @@ class SendLogAdmin(WindowPaginationMixin, HubModelAdmin):
         return self._download(bytes(row.raw_message), f"message-{row.pk}.eml")
 
     def export_view(self, request: HttpRequest) -> HttpResponse:
-        """CSV of every row the list currently shows (its filters and search), streamed."""
+        """CSV of every row the list currently shows (its filters and search, taken from the
+        query string), streamed. Only a POST exports (it is audited and reads the whole
+        selection): a GET, e.g. a link followed or prefetched, shows what would be exported
+        and a button."""
         if not self.has_export_permission(request):
             raise PermissionDenied
+        if request.method not in ("GET", "POST"):
+            return HttpResponseNotAllowed(["GET", "POST"])
         try:
             changelist = self.get_changelist_instance(request)
         except IncorrectLookupParameters:
             return HttpResponseBadRequest(_("Invalid filter."))
-        self.audit_export(request, request.GET.urlencode())
+        what = request.GET.urlencode()
+        if request.method == "GET":
+            return self.action_page(
+                request, None, title=_("Export send logs as CSV"),
+                intro=_("Exports every send log that matches these filters (%(what)s) as a CSV file. The export "
+                        "is recorded in the audit log.") % {"what": what or _("all")},
+                submit_label=_("Export"),
+            )
+        self.audit_export(request, what)
         return csv_response(changelist.get_queryset(request))
 
     def audit_export(self, request: HttpRequest, what: str) -> None:
@@ -434,6 +496,7 @@ class SendLogAdmin(WindowPaginationMixin, HubModelAdmin):
             messages.error(request, _("#%(id)s not resent: %(msg)s (%(error)s) %(detail)s") % {
                 "id": row.pk, "msg": refusal.msg, "error": refusal.error, "detail": refusal.detail})
             return None
+        forget_cached()  # the dashboard counts it on the next view
         # Linked both ways: SendLog.resent_from, and each one's audit trail.
         self.audit(request, row, _("Resent as #%(id)s") % {"id": copy.pk})
         LogEntry.objects.log_actions(user_id=request.user.pk, queryset=[copy], action_flag=ADDITION,

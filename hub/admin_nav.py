@@ -69,15 +69,22 @@ def navigation(request: HttpRequest) -> list[dict]:
     ]
 
 
+# The badge counts at most this many rows: a backlog of millions would otherwise be counted
+# in full on every admin page. More shows as "999+".
+BADGE_CAP = 1000
+
+
 def queue_badge(request: HttpRequest) -> str:
     """Messages waiting (queued or retrying), shown next to "Send logs"; "" when none (no
-    badge). One COUNT over the status index per admin page."""
+    badge). One bounded COUNT over the status index per admin page."""
     if not request.user.has_perm("hub.view_sendlog"):
         return ""
     try:
-        waiting = SendLog.objects.filter(status__in=SendLog.CLAIMABLE).count()
+        waiting = SendLog.objects.filter(status__in=SendLog.CLAIMABLE).order_by()[:BADGE_CAP].count()
     except DatabaseError:
         return ""
+    if waiting >= BADGE_CAP:
+        return f"{BADGE_CAP - 1}+"
     return str(waiting) if waiting else ""
 
 

@@ -311,8 +311,12 @@ class SendLog(models.Model):
         indexes = [
             models.Index(fields=["status", "id"], name="sendlog_status"),
             models.Index(fields=["app", "id"], name="sendlog_app"),
-            models.Index(fields=["created_at"], name="sendlog_created"),
             models.Index(fields=["status", "next_attempt_at"], name="sendlog_due"),
+            # Covering indexes for the admin's aggregates (hub/dashboard.py, the SMTP servers'
+            # usage): each query reads the index alone, never the rows with their bodies.
+            models.Index(fields=["created_at", "app", "status"], name="sendlog_created_app"),
+            models.Index(fields=["created_at", "smtp_server", "status"], name="sendlog_created_server"),
+            models.Index(fields=["smtp_server", "sent_at"], name="sendlog_server_sent"),
         ]
 
     def __str__(self) -> str:

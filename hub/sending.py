@@ -257,11 +257,11 @@ def validate(req: SendRequest) -> dict:
     subject = _check_header("subject", req.subject.strip(), settings.HUB_MAX_SUBJECT_CHARS)
     to_name = _check_header("to_name", req.to_name.strip(), settings.HUB_MAX_NAME_CHARS)
     from_name = _check_header("from_name", req.from_name.strip(), settings.HUB_MAX_NAME_CHARS)
-    for field, body in (("message", req.message), ("text", req.text)):
+    for name, body in (("message", req.message), ("text", req.text)):
         if "\x00" in body:
-            raise Refusal("invalid_field", f"{field} contains a NUL character")
+            raise Refusal("invalid_field", f"{name} contains a NUL character")
         if len(body.encode("utf-8", "surrogatepass")) > settings.HUB_MAX_BODY_BYTES:
-            raise Refusal("too_large", f"{field} is larger than {settings.HUB_MAX_BODY_BYTES} bytes")
+            raise Refusal("too_large", f"{name} is larger than {settings.HUB_MAX_BODY_BYTES} bytes")
     to = parse_address_list("to", req.to, default_name=to_name)
     cc = parse_address_list("cc", req.cc)
     bcc = parse_address_list("bcc", req.bcc)

@@ -26,7 +26,7 @@ from email.parser import BytesHeaderParser
 from pathlib import Path
 from typing import Callable, Iterable
 
-from conftest import subprocess_database_url
+from conftest import stop_process, subprocess_database_url
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REPORT_PATH = REPO_ROOT / "var" / "fault-report.json"
@@ -95,14 +95,7 @@ class QCluster:
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after STOP_DEADLINE; either way no worker outlives it."""
-        if self.alive:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=STOP_DEADLINE)
-            except subprocess.TimeoutExpired:
-                self._killpg(signal.SIGKILL)
-                self.proc.wait(timeout=STOP_DEADLINE)
-        self._killpg(signal.SIGKILL)  # orphaned workers of a cluster that died, if any
+        stop_process(self.proc, STOP_DEADLINE)
 
     def delivery_tasks_started(self) -> int:
         """How many `hub.tasks.deliver` tasks this cluster's workers took (from its log)."""

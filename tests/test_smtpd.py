@@ -24,8 +24,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from conftest import subprocess_database_url
-from django.db import connection
+from conftest import stop_process, subprocess_database_url
 from django.test import override_settings
 from django_q.models import OrmQ
 
@@ -63,14 +62,7 @@ class Smtpd:
 
 def _stop(server: Smtpd) -> None:
     """SIGTERM (the graceful path), then SIGKILL if it does not go."""
-    proc = server.proc
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=STOP_DEADLINE)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=STOP_DEADLINE)
+    stop_process(server.proc, STOP_DEADLINE)
 
 
 @pytest.fixture

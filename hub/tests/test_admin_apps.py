@@ -11,7 +11,7 @@ from django.contrib.admin.models import LogEntry
 from hub.admin_apps import ROTATION_HAS_GRACE
 from hub.models import App, AppServer, SendLog
 
-from .test_admin_support import body, counts, messages_of, staff_factory, su, superuser  # noqa: F401
+from .test_admin_support import body, counts, fresh_cache, messages_of, staff_factory, su, superuser  # noqa: F401
 
 
 def app_form(*server_ids: int, **overrides) -> dict:
@@ -28,12 +28,26 @@ def app_form(*server_ids: int, **overrides) -> dict:
     return data
 
 
-def secret_in(messages: list[str]) -> str:
-    found = [m for m in messages if "AppSecret" in m]
-    assert len(found) == 1, messages
-    match = re.search(r'id="hub-new-secret">([^<]+)<', found[0])
-    assert match, found[0]
-    return match.group(1)
+def secret_in(response, next_url: str) -> str:
+    """The secret from the body of the POST's own response: a 200 page that no cache keeps,
+    never a redirect and never a message (the messages cookie is signed, not encrypted)."""
+    assert response.status_code == 200, response.status_code
+    assert "no-store" in response["Cache-Control"]
+    assert not any("AppSecret" in m for m in messages_of(response))
+    text = body(response)
+    found = re.findall(r'id="hub-new-secret">([^<]+)<', text)
+    assert len(found) == 1, text
+    assert f'id="hub-secret-continue" class="text-primary-600 dark:text-primary-500 text-sm" href="{next_url}"' in text
+    # Back and Reload lead to the app's page, not to a second POST of the form.
+    assert f'history.replaceState(null, "", "{next_url}")' in text
+    return found[0]
+
+
+def assert_secret_not_kept(client, secret: str, page: str) -> None:
+    # The next page shows no message with it: nothing was left in the messages storage.
+    after = client.get(page)
+    assert secret not in body(after)
+    assert not any("AppSecret" in m for m in messages_of(after))
 
 
 def api_send(client, appid, secret, **extra):
@@ -45,18 +59,22 @@ def api_send(client, appid, secret, **extra):
 
 def test_create_shows_the_secret_once_and_it_works(su, client, make_server):
     primary, backup = make_server(name="primary"), make_server(name="backup")
-    r = su.post("/admin/hub/app/add/", app_form(backup.pk, primary.pk), follow=True)
-    assert r.status_code == 200
+    r = su.post("/admin/hub/app/add/", app_form(backup.pk, primary.pk, _continue="Save and continue"))
     app = App.objects.get()
     assert app.pk >= 1000
-    secret = secret_in(messages_of(r))
+    secret = secret_in(r, f"/admin/hub/app/{app.pk}/change/")
     assert app.check_secret(secret) and secret not in app.secret_digest
     assert [s.name for s in app.ordered_servers()] == ["backup", "primary"]
     assert api_send(client, app.pk, secret).json()["code"] == 0
     # Shown once: the next view of the app does not have it.
-    again = su.get(f"/admin/hub/app/{app.pk}/change/")
-    assert secret not in body(again)
+    assert_secret_not_kept(su, secret, f"/admin/hub/app/{app.pk}/change/")
     assert LogEntry.objects.filter(action_flag=1, object_id=str(app.pk)).exists()
+
+
+def test_create_with_save_shows_the_secret_then_leads_to_the_list(su, make_server):
+    r = su.post("/admin/hub/app/add/", app_form(make_server().pk))
+    app = App.objects.get()
+    assert app.check_secret(secret_in(r, "/admin/hub/app/"))
 
 
 def test_create_with_the_same_server_twice_is_refused(su, make_server):
@@ -115,9 +133,9 @@ def test_rotate_secret_issues_a_new_one_once(su, client, make_server, make_app):
     assert get.status_code == 200
     p.app.refresh_from_db()
     assert p.app.check_secret(p.secret)  # a GET changes nothing
-    r = su.post(f"/admin/hub/app/{p.app.pk}/rotate-secret/", {"grace_seconds": "0"}, follow=True)
-    assert r.status_code == 200
-    new = secret_in(messages_of(r))
+    r = su.post(f"/admin/hub/app/{p.app.pk}/rotate-secret/", {"grace_seconds": "0"})
+    new = secret_in(r, f"/admin/hub/app/{p.app.pk}/change/")
+    assert_secret_not_kept(su, new, f"/admin/hub/app/{p.app.pk}/change/")
     p.app.refresh_from_db()
     assert p.app.check_secret(new) and not p.app.check_secret(p.secret)
     assert api_send(client, p.app.pk, p.secret).json()["error"] == "invalid_credentials"
@@ -129,8 +147,8 @@ def test_rotate_secret_issues_a_new_one_once(su, client, make_server, make_app):
 @pytest.mark.skipif(not ROTATION_HAS_GRACE, reason="this App model has no rotation grace period")
 def test_rotate_with_a_grace_period_keeps_the_old_secret_working(su, client, make_server, make_app):
     p = make_app(make_server())
-    r = su.post(f"/admin/hub/app/{p.app.pk}/rotate-secret/", {"grace_seconds": "3600"}, follow=True)
-    new = secret_in(messages_of(r))
+    r = su.post(f"/admin/hub/app/{p.app.pk}/rotate-secret/", {"grace_seconds": "3600"})
+    new = secret_in(r, f"/admin/hub/app/{p.app.pk}/change/")
     p.app.refresh_from_db()
     assert p.app.check_secret(new) and p.app.check_secret(p.secret)
     assert "the old one works until" in LogEntry.objects.get().change_message

@@ -7,13 +7,18 @@ import datetime
 import json
 
 import pytest
+from django.core.cache import cache
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone, translation
 
+from hub import dashboard
 from hub.admin_common import has_field
+from hub.admin_servers import sent_counts_query
 from hub.dashboard import dashboard_data, day_bounds
 from hub.models import SmtpServer
 
-from .test_admin_support import body, make_log, staff_factory, su, superuser  # noqa: F401
+from .test_admin_support import body, fresh_cache, make_log, staff_factory, su, superuser  # noqa: F401
 
 
 @pytest.fixture(autouse=True)
@@ -129,3 +134,47 @@ def test_staff_without_send_log_permission_sees_no_figures(staff_factory):
     assert r.status_code == 200 and 'id="hub-dashboard"' not in body(r)
     r = staff_factory("hub.view_sendlog").get("/admin/")
     assert 'id="hub-dashboard"' in body(r)
+
+
+# --- cost: covering indexes, a minute of cache ----------------------------------------------------
+
+def test_dashboard_figures_are_cached_for_a_minute(su, make_server, make_app):
+    app = make_app(make_server()).app
+    make_log(app, status="sent", created_at=timezone.now())
+    first = body(su.get("/admin/"))
+    assert '<span id="hub-sent-today" class="text-green-700 dark:text-green-400">1</span>' in first
+    make_log(app, status="sent", created_at=timezone.now())
+    with CaptureQueriesContext(connection) as queries:
+        again = body(su.get("/admin/"))
+    # Served from the cache: the new message is not counted yet, and no query reads send logs
+    # but the sidebar's bounded badge count.
+    assert '<span id="hub-sent-today" class="text-green-700 dark:text-green-400">1</span>' in again
+    reads = [q["sql"] for q in queries if "hub_sendlog" in q["sql"]]
+    assert len(reads) == 1 and "LIMIT 1000" in reads[0], reads
+    assert cache.get(dashboard.cache_key()) is not None
+    cache.delete(dashboard.cache_key())  # as when the minute is over
+    assert '<span id="hub-sent-today" class="text-green-700 dark:text-green-400">2</span>' in body(su.get("/admin/"))
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="reads SQLite's query plan")
+@pytest.mark.parametrize("query", ["daily", "apps", "servers", "usage"])
+def test_aggregates_read_covering_indexes(db, query):
+    bounds = day_bounds()
+    qs = {
+        "daily": lambda: dashboard.daily_counts_query(bounds),
+        "apps": lambda: dashboard.volume_query(bounds[-8], bounds[-1], "app_id"),
+        "servers": lambda: dashboard.volume_query(bounds[-8], bounds[-1], "smtp_server_id"),
+        "usage": lambda: sent_counts_query([1, 2], timezone.now()),
+    }[query]()
+    plan = qs.explain()
+    assert "USING COVERING INDEX" in plan and "SCAN hub_sendlog" not in plan, plan
+
+
+def test_a_resend_from_the_admin_is_counted_at_once(su, make_server, make_app):
+    app = make_app(make_server()).app
+    row = make_log(app, status="failed", created_at=timezone.now())
+    assert '<span id="hub-queue-depth">0</span>' in body(su.get("/admin/"))  # now cached
+    assert cache.get(dashboard.cache_key("en")) is not None
+    assert su.post(f"/admin/hub/sendlog/{row.pk}/resend/").status_code == 302
+    # Whoever resent it sees it counted on the next view, not a minute later.
+    assert '<span id="hub-queue-depth">1</span>' in body(su.get("/admin/"))

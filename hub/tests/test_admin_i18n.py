@@ -14,7 +14,7 @@ from django.test import Client
 
 from hub.admin_i18n_theme import THEME_STRINGS
 
-from .test_admin_support import body, superuser  # noqa: F401
+from .test_admin_support import body, fresh_cache, superuser  # noqa: F401
 
 LOCALE = Path(settings.BASE_DIR) / "locale"
 

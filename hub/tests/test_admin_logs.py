@@ -14,10 +14,12 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_q.models import OrmQ
 
-from hub.admin_logs import MAX_BULK_RESEND, PREVIEW_CSP
-from hub.models import SendLog
+from hub import admin_logs
+from hub.admin_logs import DISPLAY_LIMIT, MAX_BULK_RESEND, PREVIEW_CSP
+from hub.admin_nav import queue_badge
+from hub.models import DeliveryAttempt, SendLog
 
-from .test_admin_support import body, counts, make_log, messages_of, staff_factory, su, superuser  # noqa: F401
+from .test_admin_support import body, counts, fresh_cache, make_log, messages_of, staff_factory, su, superuser  # noqa: F401
 
 
 @pytest.fixture
@@ -264,16 +266,51 @@ def test_export_follows_the_lists_filters(su, setup):
     make_log(shop, s1, status="sent", subject="ok")
     failed = make_log(shop, s1, status="failed", subject="=HYPERLINK(\"http://evil\")", to="x@example.com")
     make_log(blog, status="failed")
-    rows = read_csv(su.get("/admin/hub/sendlog/export.csv", {"status__exact": "failed", "app__id__exact": shop.pk}))
+    rows = read_csv(su.post(f"/admin/hub/sendlog/export.csv?status__exact=failed&app__id__exact={shop.pk}"))
     header, data = rows[0], rows[1:]
     assert header[:4] == ["id", "created", "appid", "app"]
     assert len(data) == 1 and data[0][0] == str(failed.pk) and data[0][3] == "shop"
     assert data[0][header.index("subject")] == "'=HYPERLINK(\"http://evil\")"  # no formula
     assert data[0][header.index("smtp_server")] == "relay-one"
     assert LogEntry.objects.filter(change_message__startswith="Exported send logs").count() == 1
-    # The list page links to the export with its own filters.
+    # The list page has the export button, a POST form with its own filters and the CSRF token.
     page = body(su.get("/admin/hub/sendlog/?status__exact=failed"))
-    assert "/admin/hub/sendlog/export.csv?status__exact=failed" in page
+    form = page[page.index('<form id="hub-export-form"'):]
+    form = form[:form.index("</form>")]
+    assert 'method="post" action="/admin/hub/sendlog/export.csv?status__exact=failed"' in form
+    assert 'name="csrfmiddlewaretoken"' in form
+
+
+def test_export_by_get_only_asks(su, setup):
+    # A GET (a link followed, a prefetch) exports nothing and writes nothing: it shows what
+    # would be exported and a POST button.
+    _s1, _s2, shop, _blog = setup
+    make_log(shop, subject="secret subject")
+    before = counts()
+    r = su.get("/admin/hub/sendlog/export.csv", {"status__exact": "sent"})
+    assert r.status_code == 200 and r["Content-Type"].startswith("text/html")
+    text = body(r)
+    assert "secret subject" not in text and "status__exact=sent" in text
+    assert '<form method="post"' in text and 'id="hub-action-form"' in text
+    assert counts() == before
+    assert su.put("/admin/hub/sendlog/export.csv").status_code == 405
+    assert counts() == before
+
+
+def test_export_reads_pages_by_id(su, setup, monkeypatch):
+    # Keyset paging (id > last LIMIT n), not one long cursor: .iterator() does not stream
+    # on MySQL/MariaDB. Five rows in pages of two: three bounded queries, rows in id order.
+    _s1, _s2, shop, _blog = setup
+    made = [make_log(shop, subject=f"m{i}") for i in range(5)]
+    monkeypatch.setattr(admin_logs, "CSV_CHUNK", 2)
+    response = su.post("/admin/hub/sendlog/export.csv")
+    with CaptureQueriesContext(connection) as queries:
+        rows = read_csv(response)
+    assert [row[0] for row in rows[1:]] == [str(m.pk) for m in made]
+    reads = [q["sql"] for q in queries if "FROM `hub_sendlog`" in q["sql"].replace('"', "`")]
+    assert len(reads) == 3, reads
+    assert all("LIMIT 2" in sql for sql in reads), reads
+    assert str(made[1].pk) in reads[1] and str(made[3].pk) in reads[2]  # id > the last one seen
 
 
 def test_export_selected(su, setup):
@@ -289,6 +326,7 @@ def test_export_is_refused_without_view_permission(staff_factory, setup):
     client = staff_factory("hub.view_app")
     before = counts()
     assert client.get("/admin/hub/sendlog/export.csv").status_code == 403
+    assert client.post("/admin/hub/sendlog/export.csv").status_code == 403
     assert client.post("/admin/hub/sendlog/", {"action": "export_selected_csv",
                                                "_selected_action": [1]}).status_code == 403
     assert counts() == before
@@ -313,3 +351,88 @@ def test_paging_without_counting(su, setup):
     assert 'rel="next"' not in body(third) and 'rel="prev"' in body(third)
     # Past the end: the admin's usual answer to a bad page.
     assert su.get("/admin/hub/sendlog/?p=9").status_code == 302
+
+
+# --- the detail page: each read-only value computed once, huge bodies cut -------------------------
+
+def change_page_queries(client, row: SendLog) -> list[str]:
+    with CaptureQueriesContext(connection) as queries:
+        r = client.get(f"/admin/hub/sendlog/{row.pk}/change/")
+    assert r.status_code == 200
+    return [q["sql"].replace("`", '"') for q in queries]  # MariaDB quotes names with backticks
+
+
+def add_history(row: SendLog, server, n: int) -> None:
+    for i in range(n):
+        DeliveryAttempt.objects.create(log=row, server=server, result="deferred", smtp_code=451,
+                                       smtp_reply=f"try later {i}", started_at=timezone.now())
+        make_log(row.app, resent_from=row, subject=f"copy {i}")
+
+
+def test_change_page_queries_do_not_grow_with_attempts_and_resends(su, setup):
+    s1, _s2, shop, _blog = setup
+    one, many = make_log(shop, s1, status="failed"), make_log(shop, s1, status="failed")
+    add_history(one, s1, 1)
+    add_history(many, s1, 6)
+    change_page_queries(su, one)  # warm the per-process caches (content types, site settings)
+    few, lots = change_page_queries(su, one), change_page_queries(su, many)
+    assert len(lots) == len(few), "\n".join(lots)
+    assert len(lots) <= 20, "\n".join(lots)
+    # Each read-only value that queries does so once, not once per read of field.contents.
+    assert sum('WHERE "hub_sendlog"."resent_from_id" =' in sql for sql in lots) == 1, "\n".join(lots)
+    assert sum("hub_attachment" in sql for sql in lots) == 1, "\n".join(lots)
+    assert sum("django_admin_log" in sql for sql in lots) == 1, "\n".join(lots)
+    # The attempts' servers come with the attempts (one join, no query per attempt).
+    assert sum("hub_deliveryattempt" in sql for sql in lots) == 1, "\n".join(lots)
+    page = body(su.get(f"/admin/hub/sendlog/{many.pk}/change/"))
+    assert page.count("try later") == 6 and page.count("relay-one") >= 7
+
+
+def test_a_huge_body_is_converted_once_and_cut(su, setup, monkeypatch):
+    _s1, _s2, shop, _blog = setup
+    html = "<p>" + "word " * 100_000 + "</p><p>THE-END</p>"  # ~500 KB, no text part
+    row = make_log(shop, html_body=html, text_body="")
+    calls = []
+    original = admin_logs.html_to_text
+
+    def counting(value: str) -> str:
+        calls.append(len(value))
+        return original(value)
+
+    monkeypatch.setattr(admin_logs, "html_to_text", counting)
+    page = body(su.get(f"/admin/hub/sendlog/{row.pk}/change/"))
+    assert calls == [DISPLAY_LIMIT]  # once per page, on the first 100 KB only
+    assert "THE-END" not in page
+    assert page.count("Showing the first 100,000 of") == 2  # the text and the HTML source
+    assert len(page) < 3 * DISPLAY_LIMIT + 200_000
+    # The preview and the download still give the whole body.
+    assert "THE-END" in su.get(f"/admin/hub/sendlog/{row.pk}/preview/").content.decode()
+
+
+def test_a_huge_text_body_is_cut(su, setup):
+    _s1, _s2, shop, _blog = setup
+    row = make_log(shop, html_body="<p>short</p>", text_body="x" * (DISPLAY_LIMIT + 10) + "TEXT-END")
+    page = body(su.get(f"/admin/hub/sendlog/{row.pk}/change/"))
+    assert "TEXT-END" not in page and "Showing the first 100,000 of 100,018 characters." in page
+    small = make_log(shop, html_body="<p>short</p>", text_body="all of it")
+    page = body(su.get(f"/admin/hub/sendlog/{small.pk}/change/"))
+    assert "all of it" in page and "Showing the first" not in page
+
+
+# --- the sidebar's queue badge ---------------------------------------------------------------------
+
+def test_queue_badge_counts_at_most_a_thousand(rf, superuser, setup):
+    _s1, _s2, shop, _blog = setup
+    request = rf.get("/admin/")
+    request.user = superuser
+    assert queue_badge(request) == ""
+    SendLog.objects.bulk_create([SendLog(app=shop, to="a@example.com", subject="s", html_body="m",
+                                         status="queued") for _ in range(999)])
+    SendLog.objects.bulk_create([SendLog(app=shop, to="a@example.com", subject="s", html_body="m",
+                                         status="sent") for _ in range(5)])
+    assert queue_badge(request) == "999"
+    SendLog.objects.bulk_create([SendLog(app=shop, to="a@example.com", subject="s", html_body="m",
+                                         status="retrying") for _ in range(2)])
+    with CaptureQueriesContext(connection) as queries:
+        assert queue_badge(request) == "999+"
+    assert len(queries) == 1 and "LIMIT 1000" in queries[0]["sql"]

@@ -9,7 +9,7 @@ from django.contrib.admin.models import LogEntry
 from conftest import free_port
 from hub.models import SendLog, SmtpServer
 
-from .test_admin_support import body, counts, messages_of, staff_factory, su, superuser  # noqa: F401
+from .test_admin_support import body, counts, fresh_cache, messages_of, staff_factory, su, superuser  # noqa: F401
 
 SECRET = "Sm7p-Pa55word-unique-42"
 
@@ -276,3 +276,24 @@ def test_the_admin_test_waits_at_most_the_admin_cap(su, make_server, settings):
     assert "Timeout: 3 s per step" in body(su.get(f"/admin/hub/smtpserver/{quick.pk}/test-connection/"))
     slow.refresh_from_db()
     assert slow.timeout == 300  # the cap is for the admin's request only
+
+
+def test_change_page_reads_usage_and_audit_once(su, make_server, make_app):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from .test_admin_support import make_log
+
+    server = make_server(limit_per_minute=50)
+    app = make_app(server).app
+    for _i in range(2):
+        make_log(app, server, status="sent", sent_at=timezone.now())
+    su.post("/admin/hub/smtpserver/", {"action": "disable_selected", "_selected_action": [server.pk]})
+    with CaptureQueriesContext(connection) as queries:
+        r = su.get(f"/admin/hub/smtpserver/{server.pk}/change/")
+    assert r.status_code == 200 and "2/50" in body(r)
+    sql = [q["sql"].replace("`", '"') for q in queries]
+    # unfold reads each read-only value several times; each is computed once per page.
+    assert sum('FROM "hub_sendlog"' in s and "GROUP BY" in s for s in sql) == 1, "\n".join(sql)
+    assert sum('FROM "django_admin_log"' in s for s in sql) == 1, "\n".join(sql)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.admin.models import LogEntry
+from django.core.cache import cache
 from django.contrib.auth.models import Permission, User
 from django.test import Client
 from django_q.models import OrmQ
@@ -15,6 +16,16 @@ def english(client: Client) -> Client:
     # The hub's default language is Chinese; these tests read English text.
     client.defaults["HTTP_ACCEPT_LANGUAGE"] = "en"
     return client
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    """The dashboard keeps its figures in Django's cache (per process) for a minute: each
+    test starts and ends with none, so no test reads another's numbers. Autouse in the
+    modules that import it."""
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture

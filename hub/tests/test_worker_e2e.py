@@ -6,15 +6,13 @@ in-process shortcut the other tests take."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import subprocess_database_url
-from django.db import connection
+from conftest import stop_process, subprocess_database_url
 
 from hub.models import SendLog
 
@@ -42,19 +40,7 @@ def qcluster(transactional_db, tmp_path):
     try:
         yield proc, log_path
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=STOP_DEADLINE)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=STOP_DEADLINE)
-        else:
-            # The cluster is gone; make sure none of its workers outlived it.
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        stop_process(proc, STOP_DEADLINE)
 
 
 def log_tail(path: Path) -> str:
