@@ -475,9 +475,10 @@ def _try_servers(row: SendLog, servers: list[SmtpServer]) -> tuple[Outcome | Non
         if wait:
             throttle_wait = wait if not throttle_wait else min(throttle_wait, wait)
             continue  # over this server's limit: another server may have room
+        sender, rcpts = ascii_address(server.sender), envelope_recipients(row)
         data = build_message(row, server.sender).as_bytes(policy=SMTP_POLICY)
         reused = session.uses > 0
-        outcome = session.send(ascii_address(server.sender), envelope_recipients(row), data)
+        outcome = session.send(sender, rcpts, data)
         if outcome.lost_before_data and reused:
             # The pooled connection had died while idle: reconnect once and send now.
             pool.discard(server)
@@ -487,7 +488,7 @@ def _try_servers(row: SendLog, servers: list[SmtpServer]) -> tuple[Outcome | Non
                 throttle.release(slot)
                 _connect_failed(tries, server, exc, started, t0)
                 continue  # the server is gone: fail over
-            outcome = session.send(ascii_address(server.sender), envelope_recipients(row), data)
+            outcome = session.send(sender, rcpts, data)
         ms = int((time.monotonic() - t0) * 1000)
         if outcome.status == SendLog.Status.SENT:
             result = DeliveryAttempt.Result.SENT
@@ -505,10 +506,15 @@ def _try_servers(row: SendLog, servers: list[SmtpServer]) -> tuple[Outcome | Non
     return None, None, tries, throttle_wait
 
 
-def _retry_delay(attempts: int) -> float | None:
-    """Seconds until the next try after `attempts` tries, or None when out of tries."""
+def _too_old(row: SendLog, now) -> bool:
+    return (now - row.created_at).total_seconds() > settings.HUB_RETRY_MAX_AGE
+
+
+def _retry_delay(row: SendLog, attempts: int, now) -> float | None:
+    """Seconds until the next try after `attempts` tries, or None when the message is out
+    of tries or older than HUB_RETRY_MAX_AGE."""
     schedule = settings.HUB_RETRY_SCHEDULE
-    if attempts > len(schedule):
+    if attempts > len(schedule) or _too_old(row, now):
         return None
     return schedule[attempts - 1] * random.uniform(0.8, 1.2)
 
@@ -534,13 +540,15 @@ def _finish(row: SendLog, outcome: Outcome | None, server: SmtpServer | None, tr
     if outcome.status == SendLog.Status.SENT:
         row.sent_at = now
     elif outcome.transient:
-        too_old = (now - row.created_at).total_seconds() > settings.HUB_RETRY_MAX_AGE
-        delay = None if too_old else (_retry_delay(row.attempts) if tries else throttle_wait)
-        if tries and throttle_wait and delay is not None:
-            delay = min(delay, throttle_wait)
+        if tries:
+            delay = _retry_delay(row, row.attempts, now)
+            if throttle_wait and delay is not None:
+                delay = min(delay, throttle_wait)
+        else:
+            delay = None if _too_old(row, now) else throttle_wait
         if delay is None:
             row.status = SendLog.Status.FAILED
-            why = "too old" if too_old else f"{row.attempts} attempts"
+            why = "too old" if _too_old(row, now) else f"{row.attempts} attempts"
             row.error = f"gave up after {why}: {outcome.error}"[:4000]
         else:
             row.status = SendLog.Status.RETRYING
@@ -657,13 +665,12 @@ def _abandon(row: SendLog) -> None:
     """An attempt that crashed inside the hub: counted, and retried by the schedule (so a
     message that crashes every time ends `failed`). Never raises."""
     try:
-        abandon_rows([row])
+        _abandon_one(row, "internal error during delivery (see the worker log)", retry_now=False)
     except Exception:
         log.exception("could not record the failed delivery of SendLog %s; the sweeper will retry it", row.id)
 
 
-def abandon_rows(rows: list[SendLog], error: str = "internal error during delivery (see the worker log)",
-                 retry_now: bool = False) -> None:
+def abandon_rows(rows: list[SendLog], error: str, retry_now: bool = False) -> None:
     for row in rows:
         _abandon_one(row, error, retry_now)
 
@@ -671,8 +678,7 @@ def abandon_rows(rows: list[SendLog], error: str = "internal error during delive
 def _abandon_one(row: SendLog, error: str, retry_now: bool) -> None:
     now = timezone.now()
     attempts = row.attempts + 1
-    too_old = (now - row.created_at).total_seconds() > settings.HUB_RETRY_MAX_AGE
-    delay = None if too_old else _retry_delay(attempts)
+    delay = _retry_delay(row, attempts, now)
     if delay is not None and retry_now:
         delay = 0
     if delay is None:

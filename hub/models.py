@@ -4,6 +4,7 @@ log of every accepted message (SendLog), which is also the delivery outbox."""
 from __future__ import annotations
 
 import ipaddress
+import time
 
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -75,8 +76,6 @@ class Site(models.Model):
 
     @classmethod
     def cached(cls) -> "Site":
-        import time
-
         now = time.monotonic()
         if cls._cached is None or now - cls._cached[0] > cls.CACHE_SECONDS:
             cls._cached = (now, cls.load())

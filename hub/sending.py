@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from . import crypto
 from .calendar import parse_event
+from .delivery import ascii_address
 from .models import (ApiRateCounter, App, Attachment, IdempotencyKey, SendLog, Site, SmtpServer, Suppression,
                      parse_networks)
 from .tasks import enqueue_delivery
@@ -154,13 +155,6 @@ def _check_header(field: str, value: str, limit: int) -> str:
     return value
 
 
-def _punycode_domain(addr: str) -> None:
-    """The domain must have an ASCII (IDNA) form, or the address cannot be sent to."""
-    domain = addr.rpartition("@")[2]
-    if not domain.isascii():
-        domain.encode("idna")  # UnicodeError (a ValueError) when it has none
-
-
 def parse_address_list(field: str, value: str, default_name: str = "") -> list[Address]:
     """`a@b.com, "Name" <c@d.com>` -> Addresses. IDN domains are accepted (sent as
     punycode); non-ASCII local parts are refused, since they need SMTPUTF8 end to end."""
@@ -178,7 +172,7 @@ def parse_address_list(field: str, value: str, default_name: str = "") -> list[A
             if addr not in value:
                 raise ValueError("address altered by parsing")
             validate_email(addr)
-            _punycode_domain(addr)
+            ascii_address(addr)  # the form delivery sends; UnicodeError (a ValueError) when the domain has none
             if len(name) > settings.HUB_MAX_NAME_CHARS:
                 raise ValueError("display name too long")
             address = Address(display_name=name or default_name, addr_spec=addr)
@@ -375,7 +369,7 @@ def check_recipient(app: App, address: str) -> str:
         raise Refusal("invalid_address", f"{address[:80]!r} is not a valid email address")
     try:
         validate_email(address)
-        _punycode_domain(address)
+        ascii_address(address)  # the form delivery sends; UnicodeError (a ValueError) when the domain has none
     except (ValidationError, ValueError) as exc:
         raise Refusal("invalid_address", f"{address!r} is not a valid email address") from exc
     if Suppression.objects.filter(app=app, email=address.lower()).exists():
