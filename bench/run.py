@@ -172,10 +172,10 @@ class Bench:
         a = self.args
         n = a.secondary_messages if secondary else a.messages
         workdir = self.run_dir / name
-        log(f"{name}: {n} sends through wrk (-t{a.wrk_threads} -c{a.wrk_connections}) -> gunicorn -w{a.web_workers}"
+        log(f"{name}: {n} sends through wrk (-t{a.wrk_threads} -c{a.wrk_connections}) -> gunicorn -w{a.web_workers} --threads {a.web_threads}"
             f" -> {clusters} qcluster x {a.q_workers} workers on {db}" + (" (queue first, then drain)" if drain else ""))
         sink = Sink(workdir).start()
-        hub = Hub(workdir, db=db, web_workers=a.web_workers, q_workers=a.q_workers, extra_env=a.hub_env)
+        hub = Hub(workdir, db=db, web_workers=a.web_workers, web_threads=a.web_threads, q_workers=a.q_workers, extra_env=a.hub_env)
         sampler = spies = wrk = None
         try:
             hub.prepare(sink.port)
@@ -258,7 +258,7 @@ class Bench:
         delivery_s = (rep.last_mtime - start) if rep.last_mtime and start else None
         api_span = (acc["last_accept"] - acc["first_accept"]) if acc["rows"] > 1 else None
         res = {
-            "config": {"db": db, "web": f"gunicorn -w {a.web_workers}", "qclusters": clusters,
+            "config": {"db": db, "web": f"gunicorn -w {a.web_workers} --threads {a.web_threads} (gthread, gunicorn.conf.py)", "qclusters": clusters,
                        "q_workers_each": a.q_workers, "wrk": f"-t{a.wrk_threads} -c{a.wrk_connections}",
                        "drain": drain, "profiled": profile, "extra_env": a.hub_env},
             "api": {"accepted": accepted, "refused": w["refused"], "issued": w["issued"],
@@ -475,6 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", help="scratch dir (default bench/.work/runs/<stamp>); kept after the run")
     ap.add_argument("--profile", action="store_true", help="py-spy the hub's gunicorn and qcluster (hub parts)")
     ap.add_argument("--web-workers", type=int, default=2)
+    ap.add_argument("--web-threads", type=int, default=4, help="threads per gunicorn worker (gthread)")
     ap.add_argument("--q-workers", type=int, default=2)
     ap.add_argument("--wrk-threads", type=int, default=1)
     ap.add_argument("--wrk-connections", type=int, default=8)

@@ -58,8 +58,11 @@ def rotate(token: str) -> str:
 
 
 def new_app_secret() -> str:
-    # 24 random bytes -> 32 URL-safe characters, like the original system's secrets.
-    return secrets.token_urlsafe(24)
+    # 24 random bytes -> 32 URL-safe characters, like the original system's secrets. Never
+    # starting with "-": command-line tools (swaks, curl -u) would read it as an option.
+    while (secret := secrets.token_urlsafe(24)).startswith("-"):
+        pass
+    return secret
 
 
 def secret_digest(secret: str) -> str:

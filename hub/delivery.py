@@ -26,11 +26,11 @@ from email.policy import compat32
 from email.utils import formataddr, formatdate, getaddresses, parseaddr
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import bounces, throttle
+from . import bounces, queries, throttle
 from .calendar import build_ics
 from .crypto import DecryptionError
 from .models import Attachment, DeliveryAttempt, SendLog, SmtpServer, Suppression
@@ -96,12 +96,19 @@ def _attachment_part(filename: str, content_type: str, content: bytes) -> MIMEBa
     return part
 
 
+def _boundary() -> str:
+    # Chosen here rather than by the generator, which compiles a regex per message to
+    # check its boundary against the text. Every part we build is base64 (MIMEText with
+    # utf-8, attachments), and "=_" never occurs in base64 or quoted-printable.
+    return f"=_smtphub_{uuid.uuid4().hex}"
+
+
 def build_message(row: SendLog, sender: str) -> Message:
     # The legacy (compat32) email API: several times cheaper than the default policy's
     # EmailMessage and produces the same standard MIME (as Django's own mail does).
     if row.raw_message is not None:
         return relay_message(row, sender)
-    body = MIMEMultipart("alternative")
+    body = MIMEMultipart("alternative", boundary=_boundary())
     text = row.text_body or html_to_text(row.html_body)
     body.attach(MIMEText(text, "plain", "utf-8"))
     body.attach(MIMEText(row.html_body, "html", "utf-8"))
@@ -118,7 +125,7 @@ def build_message(row: SendLog, sender: str) -> Message:
         extra += [_attachment_part(a.filename, a.content_type, bytes(a.content))
                   for a in Attachment.objects.filter(log=row).order_by("id")]
     if extra:
-        msg = MIMEMultipart("mixed")
+        msg = MIMEMultipart("mixed", boundary=_boundary())
         msg.attach(body)
         for part in extra:
             msg.attach(part)
@@ -389,29 +396,45 @@ pool = ConnectionPool()
 
 # --- the task ---------------------------------------------------------------------------------
 
-def claim(log_ids: list[int], extra: int = 0) -> list[SendLog]:
-    """Atomically take the rows that are still waiting; rows another worker has, or that are
-    already finished, are left alone (so a task delivered twice sends nothing twice).
-    With `extra`, also take up to that many of the oldest other queued rows: one task then
-    delivers a batch over one connection, and those rows' own tasks find them taken."""
+def claim(log_ids: list[int]) -> list[SendLog]:
+    """Atomically take those of these rows that are still waiting; rows another worker has,
+    or that are already finished, are left alone (so a row handed out twice is sent once).
+    A `retrying` row only once it is due: a leftover task must not skip the backoff."""
     token = uuid.uuid4().hex
     now = timezone.now()
-    # A `retrying` row only once it is due: a leftover task must not skip the backoff.
     waiting = Q(status=SendLog.Status.QUEUED) | Q(status=SendLog.Status.RETRYING, next_attempt_at__lte=now)
     taken = SendLog.objects.filter(waiting, pk__in=log_ids).update(
-        status=SendLog.Status.SENDING, claim_token=token, claimed_at=now
-    )
-    if extra > 0:
-        # Two steps, because MySQL cannot UPDATE ... WHERE id IN (SELECT ... LIMIT n); the
-        # UPDATE checks the status again, so rows another worker took meanwhile are skipped.
-        more = list(SendLog.objects.filter(status=SendLog.Status.QUEUED).order_by("id")
-                    .values_list("id", flat=True)[:extra])
-        if more:
-            taken += SendLog.objects.filter(pk__in=more, status=SendLog.Status.QUEUED).update(
-                status=SendLog.Status.SENDING, claim_token=token, claimed_at=now
-            )
-    if not taken:
-        return []
+        status=SendLog.Status.SENDING, claim_token=token, claimed_at=now)
+    return _claimed(token) if taken else []
+
+
+def claim_waiting(limit: int) -> list[SendLog]:
+    """Take up to `limit` waiting rows of the outbox, oldest first: queued ones, then
+    retries that are due. Several workers (and machines) drain at once: on MariaDB they
+    skip each other's locked rows; SQLite runs the whole claim as one write transaction."""
+    token = uuid.uuid4().hex
+    now = timezone.now()
+    skip_locked = connection.features.has_select_for_update_skip_locked
+    with transaction.atomic():
+        ids: list[int] = []
+        for waiting, order in ((Q(status=SendLog.Status.QUEUED), "id"),
+                               (Q(status=SendLog.Status.RETRYING, next_attempt_at__lte=now), "next_attempt_at")):
+            if len(ids) >= limit:
+                break
+            rows = SendLog.objects.filter(waiting).order_by(order)
+            if skip_locked:
+                rows = rows.select_for_update(skip_locked=True)
+            ids += rows.values_list("id", flat=True)[:limit - len(ids)]
+        if not ids:
+            return []
+        # Two steps, because MySQL cannot UPDATE ... WHERE id IN (SELECT ... LIMIT n). The
+        # status is checked again in case the database could not lock the rows above.
+        SendLog.objects.filter(pk__in=ids, status__in=SendLog.CLAIMABLE).update(
+            status=SendLog.Status.SENDING, claim_token=token, claimed_at=now)
+    return _claimed(token)
+
+
+def _claimed(token: str) -> list[SendLog]:
     return list(SendLog.objects.filter(claim_token=token).select_related("app").order_by("id"))
 
 
@@ -555,23 +578,23 @@ def _finish(row: SendLog, outcome: Outcome | None, server: SmtpServer | None, tr
             row.next_attempt_at = now + timedelta(seconds=delay)
     if row.status == SendLog.Status.FAILED:
         row.failure_type = bounces.failure_type(outcome.smtp_code, outcome.smtp_reply or outcome.error)
-    fields = ["status", "attempts", "smtp_server", "from_email", "smtp_code", "smtp_reply", "error",
+    fields = ["status", "attempts", "from_email", "smtp_code", "smtp_reply", "error",
               "refused_recipients", "next_attempt_at", "failure_type", "sent_at"]
+    values = {f: getattr(row, f) for f in fields}
+    values.update(smtp_server=row.smtp_server_id, updated_at=now)
     with transaction.atomic():
         # Only while this worker still holds the row: if the sweeper gave it to another worker
         # meanwhile (this one ran past HUB_STUCK_SENDING_SECONDS), that worker's result stands.
-        mine = SendLog.objects.filter(pk=row.pk, status=SendLog.Status.SENDING, claim_token=row.claim_token)
-        if not mine.update(updated_at=now, **{f: getattr(row, f) for f in fields}):
+        # (hub.queries: this runs once per message, the ORM's compiling would double its cost.)
+        if not queries.update(SendLog, values, id=row.pk, status=SendLog.Status.SENDING,
+                              claim_token=row.claim_token):
             log.warning("SendLog %s was taken over while this worker delivered it; outcome %s not recorded",
                         row.id, outcome.status)
             return
-        if tries:
-            DeliveryAttempt.objects.bulk_create([
-                DeliveryAttempt(log=row, server=t.server, result=t.result, smtp_code=t.outcome.smtp_code,
-                                smtp_reply=t.outcome.smtp_reply[:4000], error=t.outcome.error[:4000],
-                                started_at=t.started_at, duration_ms=t.duration_ms)
-                for t in tries
-            ])
+        for t in tries:
+            queries.insert(DeliveryAttempt(log=row, server=t.server, result=t.result, smtp_code=t.outcome.smtp_code,
+                                           smtp_reply=t.outcome.smtp_reply[:4000], error=t.outcome.error[:4000],
+                                           started_at=t.started_at, duration_ms=t.duration_ms))
         _suppress_hard_bounces(row, outcome)
 
 
@@ -586,13 +609,45 @@ def _suppress_hard_bounces(row: SendLog, outcome: Outcome) -> None:
                 pass  # already suppressed: the first bounce is the one on record
 
 
-def deliver_batch(log_ids: list[int], extra: int = 0) -> None:
-    """Deliver the given SendLog rows that are still waiting (and up to `extra` more queued
-    ones, see claim), over pooled connections."""
-    rows = claim(log_ids, extra)
+def deliver_batch(log_ids: list[int]) -> None:
+    """Deliver the given SendLog rows that are still waiting, over pooled connections (the
+    API's `sync=1`, the admin's test email)."""
+    rows = claim(log_ids)
+    deliver_claimed(rows, time.monotonic() + settings.HUB_BATCH_TIME_BUDGET_SECONDS)
+
+
+def drain() -> int:
+    """The delivery task: deliver what waits in the outbox, a claimed batch at a time,
+    until nothing is left or the time budget is spent (then a fresh task takes over).
+    Returns the number of rows it claimed."""
+    from .models import DeliveryWakeup
+    from .tasks import wake_workers
+
+    # Before looking for rows: whoever commits a row after this asks for a new drain
+    # (see hub.tasks.wake_workers).
+    DeliveryWakeup.objects.filter(pk=1).update(requested_at=None)
+    deadline = time.monotonic() + settings.HUB_BATCH_TIME_BUDGET_SECONDS
+    claimed = 0
+    while time.monotonic() < deadline:
+        rows = claim_waiting(settings.HUB_DELIVERY_BATCH)
+        if not rows:
+            return claimed
+        if len(rows) == settings.HUB_DELIVERY_BATCH:
+            # A full batch: more may be waiting. Ask for another drain, so an idle worker
+            # (here or on another machine) joins in rather than one worker doing it all.
+            wake_workers()
+        claimed += len(rows)
+        deliver_claimed(rows, deadline)
+    wake_workers()  # out of time, and there may be more: hand over to a fresh task
+    return claimed
+
+
+def deliver_claimed(rows: list[SendLog], deadline: float) -> None:
+    """Deliver rows this worker has claimed. Rows not started by `deadline` go back to the
+    queue; whatever goes wrong, no claimed row stays in `sending`."""
+    # Each app's servers are read once per batch: an admin's change applies to the next.
     servers_by_app: dict[int, list[SmtpServer]] = {}
     pending = {row.id: row for row in rows}
-    deadline = time.monotonic() + settings.HUB_BATCH_TIME_BUDGET_SECONDS
     try:
         for row in rows:
             if time.monotonic() > deadline:
@@ -652,13 +707,12 @@ def _record_sent(row: SendLog, result: tuple) -> None:
 
 
 def _release(log_ids: list[int]) -> None:
-    """Give claimed, untried rows back to the queue, with a task of their own."""
+    """Give claimed, untried rows back to the queue, for the next drain."""
+    from .tasks import wake_workers
+
     SendLog.objects.filter(pk__in=log_ids, status=SendLog.Status.SENDING).update(
         status=SendLog.Status.QUEUED, claim_token="", claimed_at=None)
-    from .tasks import enqueue_delivery
-
-    for start in range(0, len(log_ids), 50):
-        enqueue_delivery(log_ids[start:start + 50])
+    wake_workers()
 
 
 def _abandon(row: SendLog) -> None:

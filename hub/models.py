@@ -424,3 +424,16 @@ class Attachment(models.Model):
 
     def __str__(self) -> str:
         return self.filename
+
+
+class DeliveryWakeup(models.Model):
+    """One row (pk 1): when a drain task was last asked for and has not started yet.
+
+    Messages wait in SendLog (the outbox); a django-q2 task does not carry one message but
+    drains the outbox. Whoever commits waiting rows makes sure a drain is on its way, and
+    asks for a new one only when none is pending: under load one task then delivers
+    hundreds of messages, instead of each message paying for a task of its own. A drain
+    clears `requested_at` before it looks for rows, so a row committed while the flag was
+    set is always seen (see hub.tasks.wake_workers)."""
+
+    requested_at = models.DateTimeField(null=True, blank=True)

@@ -20,12 +20,12 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from . import crypto
+from . import crypto, queries
 from .calendar import parse_event
 from .delivery import ascii_address
-from .models import (ApiRateCounter, App, Attachment, IdempotencyKey, SendLog, Site, SmtpServer, Suppression,
+from .models import (ApiRateCounter, App, Attachment, IdempotencyKey, SendLog, Site, Suppression,
                      parse_networks)
-from .tasks import enqueue_delivery
+from .tasks import wake_workers
 
 from .refusals import REFUSALS, Refusal  # noqa: F401  (re-exported for api/ and tests)
 
@@ -44,7 +44,7 @@ def authenticate(appid: str, appsecret: str) -> App:
     if not appsecret:
         raise Refusal("appsecret_required")
     numeric = appid.isascii() and appid.isdigit() and len(appid) < 19
-    app = App.objects.filter(pk=int(appid)).first() if numeric else None
+    app = queries.app(int(appid)) if numeric else None
     if app is None:
         # The same two digest comparisons App.check_secret makes, so a wrong AppID takes
         # as long as a wrong secret.
@@ -58,15 +58,16 @@ def authenticate(appid: str, appsecret: str) -> App:
     return app
 
 
-def usable_servers(app: App) -> list[SmtpServer]:
-    """The app's enabled servers, primary first; refuses when there are none."""
-    servers = app.ordered_servers()
+def primary_sender(app: App) -> str:
+    """The sender address of the app's first enabled server; refuses when the app has no
+    server, or none enabled."""
+    servers = queries.app_servers(app.pk)
     if not servers:
         raise Refusal("no_smtp_server")
-    enabled = [s for s in servers if s.enabled]
-    if not enabled:
-        raise Refusal("smtp_server_disabled")
-    return enabled
+    for enabled, from_email, username in servers:
+        if enabled:
+            return from_email or username  # as SmtpServer.sender
+    raise Refusal("smtp_server_disabled")
 
 
 # --- who may call ------------------------------------------------------------------------
@@ -282,7 +283,7 @@ def validate(req: SendRequest) -> dict:
 def check_suppressed(app: App, fields: dict) -> None:
     addresses = {addr.lower() for text in (fields["to"], fields["cc"], fields["bcc"])
                  for _name, addr in getaddresses([text]) if addr}
-    hit = sorted(Suppression.objects.filter(app=app, email__in=addresses).values_list("email", flat=True))
+    hit = queries.suppressed(app.pk, addresses)
     if hit:
         raise Refusal("recipient_suppressed", f"suppressed after a hard bounce: {', '.join(hit)}")
 
@@ -317,9 +318,9 @@ def _replayed(log: SendLog) -> SendLog:
 
 
 def accept(app: App, req: SendRequest, client_ip: str | None = None) -> SendLog:
-    """Validate and queue one message: the SendLog row and its delivery task are committed
-    in the same transaction (ORM broker), so neither exists without the other. The row's
-    `replayed` attribute is True when an earlier request with the same Idempotency-Key
+    """Validate and queue one message: the SendLog row (the outbox) is committed, then the
+    workers are woken (hub.tasks.wake_workers); should that fail, the sweeper wakes them
+    within a minute or two. The row's `replayed` attribute is True when an earlier request with the same Idempotency-Key
     made it (then nothing new was written)."""
     key = req.idempotency_key.strip()
     if len(key) > 255 or any(ch in key for ch in _FORBIDDEN_IN_HEADERS):
@@ -327,7 +328,7 @@ def accept(app: App, req: SendRequest, client_ip: str | None = None) -> SendLog:
     request_hash = _request_hash(req) if key else ""
     if key and (earlier := _replay(app, key, request_hash)):
         return _replayed(earlier)
-    primary = usable_servers(app)[0]
+    sender = primary_sender(app)
     fields = validate(req)
     check_suppressed(app, fields)
     fields["from_name"] = fields["from_name"] or app.from_name or app.name
@@ -335,27 +336,28 @@ def accept(app: App, req: SendRequest, client_ip: str | None = None) -> SendLog:
     fields["attachment_count"] = len(attachments)
     try:
         with transaction.atomic():
-            log = SendLog.objects.create(
+            log = SendLog(
                 app=app,
-                from_email=primary.sender,
+                from_email=sender,
                 message_id=make_msgid(domain=settings.HUB_DOMAIN),
                 client_ip=client_ip,
                 idempotency_key=key,
                 **fields,
             )
+            queries.insert(log)
             if attachments:
                 Attachment.objects.bulk_create([
                     Attachment(log=log, filename=f.filename, content_type=f.content_type, content=f.content,
                                size=len(f.content)) for f in attachments])
             if key:
                 IdempotencyKey.objects.create(app=app, key=key, request_hash=request_hash, log=log)
-            enqueue_delivery([log.id])
     except IntegrityError:
         # The same key arrived twice at once and the other request won: answer as it did.
         earlier = _replay(app, key, request_hash) if key else None
         if earlier is None:
             raise
         return _replayed(earlier)
+    wake_workers()  # after the commit: a drain must be able to see the row
     log.replayed = False
     return log
 
@@ -397,7 +399,7 @@ def accept_raw(app: App, rcpts: list[str], raw: bytes, client_ip: str | None = N
     import email
     from email import policy
 
-    primary = usable_servers(app)[0]
+    sender = primary_sender(app)
     if not rcpts:
         raise Refusal("to_required")
     if len(rcpts) > settings.HUB_MAX_RECIPIENTS:
@@ -421,7 +423,7 @@ def accept_raw(app: App, rcpts: list[str], raw: bytes, client_ip: str | None = N
         log = SendLog.objects.create(
             app=app,
             source=SendLog.Source.SMTP,
-            from_email=primary.sender,
+            from_email=sender,
             from_name=_storable(from_name)[:200],
             to=_decoded(msg, "To")[:10000] or ", ".join(rcpts),
             cc=_decoded(msg, "Cc")[:10000],
@@ -434,6 +436,6 @@ def accept_raw(app: App, rcpts: list[str], raw: bytes, client_ip: str | None = N
             message_id=_decoded(msg, "Message-ID")[:255] or make_msgid(domain=settings.HUB_DOMAIN),
             client_ip=client_ip,
         )
-        enqueue_delivery([log.id])
+    wake_workers()
     log.replayed = False
     return log

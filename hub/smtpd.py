@@ -105,7 +105,7 @@ class HubHandler:
             if not app.enabled:
                 return "550 5.7.1 Application disabled"
             await _db(sending.check_rate_limit)(app)
-            await _db(sending.usable_servers)(app)
+            await _db(sending.primary_sender)(app)
         except Refusal as refusal:
             return _reply(refusal)
         envelope.mail_from = address

@@ -1,5 +1,5 @@
-"""The sweeper runs every minute (a django-q2 schedule made by migration hub 0002): it hands
-due retries to the queue and rescues rows whose worker or task was lost, so every accepted
+"""The sweeper runs every minute (a django-q2 schedule made by migration hub 0002): it wakes
+the workers for due retries and rescues rows whose worker or task was lost, so every accepted
 message ends sent or failed even when a worker is killed or a Redis broker drops a task."""
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ from django.utils import timezone
 from . import throttle
 from .delivery import abandon_rows
 from .models import ApiRateCounter, IdempotencyKey, SendLog
-from .tasks import enqueue_delivery
+from .tasks import wake_workers
 
-BATCH = 50          # rows per delivery task
 MAX_PER_SWEEP = 5000  # bound one sweep's work; the next sweep takes the rest
 
 
@@ -33,21 +32,18 @@ def sweep() -> dict[str, int]:
     rescued = len(stuck)
     now = timezone.now()  # rescued rows are due at once: include them below
 
+    # Waiting rows a drain should have taken: due retries, and queued rows whose wake-up
+    # was lost (the process died between its commit and the wake-up, or a Redis broker
+    # dropped the task). Waking the workers is all it takes: a drain takes every waiting
+    # row (hub.delivery.claim_waiting).
     due = Q(status=SendLog.Status.RETRYING, next_attempt_at__lte=now) | Q(
-        status=SendLog.Status.QUEUED, created_at__lt=now - timedelta(seconds=settings.HUB_STUCK_QUEUED_SECONDS)
-    ) & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-    ids = list(SendLog.objects.filter(due).order_by("id").values_list("id", flat=True)[:MAX_PER_SWEEP])
-    # Due rows go back to `queued` with a task. Lease: a task may wait behind a backlog; the
-    # same rows are not queued again until the broker would have handed it out again anyway.
-    lease = now + timedelta(seconds=settings.Q_CLUSTER["retry"])
-    for start in range(0, len(ids), BATCH):
-        chunk = ids[start:start + BATCH]
-        SendLog.objects.filter(pk__in=chunk, status__in=SendLog.CLAIMABLE).update(
-            status=SendLog.Status.QUEUED, next_attempt_at=lease)
-        enqueue_delivery(chunk)
+        status=SendLog.Status.QUEUED, created_at__lt=now - timedelta(seconds=settings.HUB_STUCK_QUEUED_SECONDS))
+    waiting = len(SendLog.objects.filter(due).values_list("id", flat=True)[:MAX_PER_SWEEP])
+    if waiting:
+        wake_workers()
 
     day_ago = now - timedelta(hours=24)
     purged = throttle.purge()
     purged += IdempotencyKey.objects.filter(created_at__lt=day_ago).delete()[0]
     purged += ApiRateCounter.objects.filter(window_start__lt=now - timedelta(minutes=5)).delete()[0]
-    return {"rescued": rescued, "enqueued": len(ids), "purged": purged}
+    return {"rescued": rescued, "due": waiting, "purged": purged}

@@ -1,35 +1,101 @@
-"""django-q2 task entry points. Kept tiny: the work is in hub.delivery, which tests call
-directly; these are the names the queue stores."""
+"""django-q2 task entry points, and how work gets to them. Kept small: the work is in
+hub.delivery, which tests call directly; these are the names the queue stores.
+
+Messages wait in the outbox (SendLog). A task does not carry a message: `drain` delivers
+whatever is waiting, batch after batch over pooled connections, until nothing is left.
+Whoever commits a waiting row calls `wake_workers()` afterwards, which queues a drain only
+when none is pending. Under load one task so delivers hundreds of messages; each message
+no longer pays for a task of its own (queueing, pickling, the broker's round trips)."""
 
 from __future__ import annotations
 
+import logging
+from datetime import timedelta
+
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
 from django_q.tasks import async_task
+
+log = logging.getLogger(__name__)
+
+
+def drain() -> None:
+    from .delivery import drain as run
+
+    run()
 
 
 def deliver(log_ids: list[int]) -> None:
+    """Deliver these rows now (if still waiting). Queued by earlier versions of the hub,
+    one task per message; kept so such tasks still run after an upgrade."""
     from .delivery import deliver_batch
 
-    # A worker takes other waiting messages along (HUB_DELIVERY_BATCH in all): under load one
-    # task then sends many messages over one connection, and their own tasks find them done.
-    deliver_batch(log_ids, extra=max(0, settings.HUB_DELIVERY_BATCH - len(log_ids)))
+    deliver_batch(log_ids)
 
 
-def enqueue_delivery(log_ids: list[int]) -> None:
-    """Queue delivery of SendLog rows. With the ORM broker the task row joins the caller's
-    transaction; with Redis it is sent only after the rows are committed, so a worker never
-    looks for a row that is not there yet (and a lost task is found by the sweeper)."""
+def wake_workers() -> bool:
+    """Make sure a drain task will look at the outbox after the rows this process has
+    committed. Call it after the commit (or inside an `atomic` block, which then also
+    checks again once the block commits). Returns True when it queued a new drain.
 
-    def send() -> None:
-        async_task("hub.tasks.deliver", list(log_ids), task_name=f"deliver-{log_ids[0]}")
+    Correctness: a drain clears the flag *before* it looks for rows. If we see the flag
+    set, the drain it stands for has not cleared it yet, so it will look after our rows
+    were committed. If we see it clear, we set it and queue a drain ourselves. A flag set
+    longer ago than HUB_WAKEUP_STALE_SECONDS counts as clear: its task may have been lost
+    (a Redis broker restarted), and an extra drain costs one query. The sweeper also wakes
+    the workers every minute while anything is waiting, so a lost wake-up delays a message
+    but never loses it."""
+    woke = _wake_or_log()
+    if transaction.get_connection().in_atomic_block:
+        # Our rows are not committed yet: a drain that starts before the commit would not
+        # see them. Look again when they are.
+        transaction.on_commit(_wake_or_log)
+    return woke
 
-    if settings.REDIS_URL:
-        # robust: Redis being down must not turn an accepted (committed) message into an
-        # error answer; its row waits in `queued` and the sweeper enqueues it later.
-        transaction.on_commit(send, robust=True)
-    else:
-        send()
+
+def _wake_or_log() -> bool:
+    # The rows are committed (or will be with the caller's transaction): failing to wake the
+    # workers must not turn an accepted message into an error answer, which a client would
+    # retry and so send it twice. The sweeper wakes them within a minute anyway.
+    from .models import DeliveryWakeup
+
+    try:
+        return _wake(DeliveryWakeup)
+    except Exception:
+        log.exception("could not wake the delivery workers; the sweeper will")
+        return False
+
+
+def _wake(model) -> bool:
+    from . import queries
+
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.HUB_WAKEUP_STALE_SECONDS)
+    # The common case under load: a drain is already pending; one read, no write.
+    if queries.wakeup_pending_since(stale):
+        return False
+    flag = model.objects.filter(pk=1)
+    with transaction.atomic():
+        if not flag.filter(Q(requested_at__isnull=True) | Q(requested_at__lte=stale)).update(requested_at=now):
+            if flag.exists():
+                return False  # another process set it just now: its drain covers our rows
+            # The row was deleted by hand; two processes may get here at once.
+            _obj, created = model.objects.get_or_create(pk=1, defaults={"requested_at": now})
+            if not created:
+                return False
+        if settings.REDIS_URL:
+            # After the flag is committed; robust: Redis being down must not turn accepted
+            # messages into errors (they wait, and the flag goes stale, see above).
+            transaction.on_commit(_queue_drain, robust=True)
+        else:
+            _queue_drain()  # the ORM broker: the task row commits with the flag
+    return True
+
+
+def _queue_drain() -> None:
+    async_task("hub.tasks.drain", task_name="drain")
 
 
 def sweep() -> dict[str, int]:

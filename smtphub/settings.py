@@ -209,12 +209,16 @@ HUB_SMTP_REUSE_SECONDS = env.int("HUB_SMTP_REUSE_SECONDS", default=60)
 HUB_SMTP_REUSE_MAX = env.int("HUB_SMTP_REUSE_MAX", default=100)
 # A reused connection idle this long is checked with NOOP first.
 HUB_SMTP_NOOP_AFTER_IDLE_SECONDS = env.int("HUB_SMTP_NOOP_AFTER_IDLE_SECONDS", default=5)
-# A delivery task takes up to this many waiting messages along, and hands back what it has
-# not started after this many seconds (well inside Q_TIMEOUT).
+# A drain task claims this many waiting messages at a time, and stops (handing over to a
+# fresh task) after this many seconds, well inside Q_TIMEOUT.
 HUB_DELIVERY_BATCH = env.int("HUB_DELIVERY_BATCH", default=50)
 HUB_BATCH_TIME_BUDGET_SECONDS = env.int("HUB_BATCH_TIME_BUDGET_SECONDS", default=max(10, Q_TIMEOUT // 3))
-# The sweeper (every minute) re-queues rows stuck this long in `queued` / `sending`.
-HUB_STUCK_QUEUED_SECONDS = env.int("HUB_STUCK_QUEUED_SECONDS", default=300)
+# A requested drain that has not started after this long may have been lost: the next
+# message asks for another (see hub.tasks.wake_workers).
+HUB_WAKEUP_STALE_SECONDS = env.int("HUB_WAKEUP_STALE_SECONDS", default=10)
+# The sweeper (every minute) wakes the workers for rows waiting this long in `queued`
+# (their wake-up was lost, e.g. the process died right after the commit).
+HUB_STUCK_QUEUED_SECONDS = env.int("HUB_STUCK_QUEUED_SECONDS", default=60)
 HUB_STUCK_SENDING_SECONDS = env.int("HUB_STUCK_SENDING_SECONDS", default=Q_TIMEOUT + 60)
 # Length of the "per minute" throttle window. Only tests should change it.
 HUB_THROTTLE_MINUTE_SECONDS = env.int("HUB_THROTTLE_MINUTE_SECONDS", default=60)

@@ -98,12 +98,13 @@ class QCluster:
         stop_process(self.proc, STOP_DEADLINE)
 
     def delivery_tasks_started(self) -> int:
-        """How many `hub.tasks.deliver` tasks this cluster's workers took (from its log)."""
+        """How many delivery tasks (`hub.tasks.drain`, or an old-style `hub.tasks.deliver`)
+        this cluster's workers took (from its log)."""
         try:
             text = self.log_path.read_text("utf-8", "replace")
         except OSError:
             return 0
-        return len(re.findall(r"deliver-\d+ 'hub\.tasks\.deliver'", text))
+        return len(re.findall(r"processing (?:drain 'hub\.tasks\.drain'|deliver-\d+ 'hub\.tasks\.deliver')", text))
 
     def log_tail(self, chars: int = 4000) -> str:
         try:

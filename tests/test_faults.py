@@ -147,9 +147,9 @@ def test_451_then_250_is_retried_and_sent(request, client, clusters, sinks, make
     assert DeliveryAttempt.objects.filter(log_id__in=ids, result=DeliveryAttempt.Result.DEFERRED).count() == 10
     assert not handler.accepted_counts()
 
-    # The backoff is over: the sweeper hands the due rows back to the queue.
+    # The backoff is over: the sweeper finds the due rows and wakes the workers.
     make_due(ids)
-    assert sweeper.sweep()["enqueued"] == 10
+    assert sweeper.sweep()["due"] == 10
     wait_until(lambda: all_in(ids, S.SENT, S.FAILED), FIRST_PASS, "every retry finished", clusters)
 
     assert statuses(ids) == {S.SENT: 10}
@@ -178,7 +178,7 @@ def test_550_fails_once_without_retry(request, client, clusters, sinks, make_ser
     assert DeliveryAttempt.objects.filter(log_id__in=ids).count() == 8
     assert not DeliveryAttempt.objects.filter(log_id__in=ids).exclude(result=DeliveryAttempt.Result.REFUSED).exists()
     # Nothing left to retry: the sweeper finds no due row and no task waits on the broker.
-    assert sweeper.sweep()["enqueued"] == 0
+    assert sweeper.sweep()["due"] == 0
     wait_until(lambda: not OrmQ.objects.exists(), 10, "the broker's queue to empty", clusters)
     assert handler.offered_counts() == Counter({i: 1 for i in ids})
     result = measure("550 on DATA: failed at once, never retried", ids, [handler])
@@ -272,8 +272,7 @@ def test_stalled_server_times_out_and_worker_keeps_going(request, client, cluste
 
 # --- 5. SIGKILL mid-send ---------------------------------------------------------------------
 
-def test_sigkill_mid_send_loses_nothing(request, client, clusters, sinks, make_server, make_app, settings,
-                                        monkeypatch):
+def test_sigkill_mid_send_loses_nothing(request, client, clusters, sinks, make_server, make_app, settings):
     # Slow to answer, so messages are on the wire at any time; it takes each message before
     # answering, so a worker killed while waiting for the 250 leaves a delivered message
     # that its row does not know about: the duplicate this test bounds.
@@ -289,18 +288,19 @@ def test_sigkill_mid_send_loses_nothing(request, client, clusters, sinks, make_s
     at_kill = statuses(ids)
     delivered_at_kill = sum(handler.accepted_counts().values())
 
-    # Recovery. Rows left in `sending` are rescued after HUB_STUCK_SENDING_SECONDS; rows whose
-    # task the dead cluster had taken off the broker (prefetched) stay `queued` until
-    # HUB_STUCK_QUEUED_SECONDS. Both bounds are 2 s here, so the bound must exceed the
-    # longest task (in production it is Q_TIMEOUT + 60 s): the sink answers at once from now
-    # on and the sweeper queues one row per task.
+    # Recovery. Rows left in `sending` are rescued after HUB_STUCK_SENDING_SECONDS; rows still
+    # `queued` wait for a drain. A drain task the dead cluster had requested (or taken off the
+    # broker) leaves the wake-up flag set: it counts as lost after HUB_WAKEUP_STALE_SECONDS,
+    # and the sweeps then wake the workers again. The bounds are 2 s here, so the sending
+    # bound must exceed the longest delivery (in production it is Q_TIMEOUT + 60 s): the sink
+    # answers at once from now on, and the restarted cluster's drains claim one row at a
+    # time (HUB_DELIVERY_BATCH=1), so no claimed row waits in `sending` behind others.
     handler.delay = 0
     settings.HUB_STUCK_SENDING_SECONDS = 2
     settings.HUB_STUCK_QUEUED_SECONDS = 2
-    monkeypatch.setattr(sweeper, "BATCH", 1)
-    # One row per task too (HUB_DELIVERY_BATCH=1), so no task outlives the 2 s bound.
+    settings.HUB_WAKEUP_STALE_SECONDS = 2
     clusters.start(name="qcluster-restarted", env={"HUB_STUCK_SENDING_SECONDS": "2", "HUB_STUCK_QUEUED_SECONDS": "2",
-                                                   "HUB_DELIVERY_BATCH": "1"})
+                                                   "HUB_WAKEUP_STALE_SECONDS": "2", "HUB_DELIVERY_BATCH": "1"})
     wait_until(lambda: all_in(ids, S.SENT, S.FAILED), DRAIN, "every message final after restart + sweeps",
                clusters, poll=1.0, between=sweeper.sweep)
 
@@ -344,13 +344,12 @@ def test_two_clusters_on_redis_share_a_per_minute_limit(request, client, cluster
     use_redis_broker(monkeypatch, settings, redis_url)
     window, limit, count = 5, 3, 12
     settings.HUB_THROTTLE_MINUTE_SECONDS = window
-    # Retries queued by the sweeper go one row per task, so both clusters keep competing for
-    # the server's slots (a 50-row task would go to a single worker).
-    monkeypatch.setattr(sweeper, "BATCH", 1)
 
     handler = CountingHandler()
     provisioned = make_app(make_server(sinks(handler), timeout=5, limit_per_minute=limit))
-    env = {"HUB_THROTTLE_MINUTE_SECONDS": str(window)}
+    # Drains claim one row at a time, so drains running at once in both clusters keep
+    # competing for the server's slots (a drain holding 50 claimed rows would not).
+    env = {"HUB_THROTTLE_MINUTE_SECONDS": str(window), "HUB_DELIVERY_BATCH": "1"}
     pair = [clusters.start(name=name, workers=2, redis_url=redis_url, env=env) for name in ("qcluster-a", "qcluster-b")]
     # Both must be up before the mail comes, or the first one could take all of it.
     wait_until(lambda: redis_clusters_running(redis_url) >= 2, FIRST_PASS, "both clusters to run", clusters)

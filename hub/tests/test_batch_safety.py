@@ -80,13 +80,16 @@ def test_a_row_that_keeps_killing_its_worker_ends_failed(smtp_sink, make_server,
     settings.HUB_RETRY_SCHEDULE = [60, 60]
     settings.HUB_STUCK_SENDING_SECONDS = 180
     row = queue_one(make_app(make_server(smtp_sink)).app)
-    for expected in (SendLog.Status.QUEUED, SendLog.Status.QUEUED, SendLog.Status.FAILED):
-        # A worker claims it and dies (the task time limit): the sweeper finds it.
+    for expected in (SendLog.Status.RETRYING, SendLog.Status.RETRYING, SendLog.Status.FAILED):
+        # A worker claims it and dies (the task time limit): the sweeper finds it, and (but
+        # for the last time) leaves it due at once for the next drain.
         long_ago = timezone.now() - timedelta(seconds=181)
         SendLog.objects.filter(pk=row.pk).update(status=SendLog.Status.SENDING, claimed_at=long_ago)
         sweep()
         row.refresh_from_db()
         assert row.status == expected, row.error
+        if expected == SendLog.Status.RETRYING:
+            assert row.next_attempt_at <= timezone.now()
     assert row.attempts == 3 and "lost" in row.error
     assert smtp_sink.messages == []
 

@@ -198,3 +198,13 @@ def test_secret_is_in_no_column(db):
     assert row["secret_digest"] == app.secret_digest
     for column, value in row.items():
         assert secret not in str(value), column
+
+
+def test_app_secrets_never_start_with_a_dash():
+    # Command-line tools (swaks, curl) would read "-abc..." as an option. 1 in 64 secrets
+    # started with "-" before; 3,000 draws without one cannot happen by chance.
+    from hub.crypto import new_app_secret
+
+    secrets = [new_app_secret() for _ in range(3000)]
+    assert not any(s.startswith("-") for s in secrets)
+    assert all(len(s) == 32 for s in secrets) and len(set(secrets)) == 3000

@@ -1,7 +1,8 @@
 """The sweeper (hub.sweeper.sweep, every minute in qcluster, `manage.py hub_sweep` once):
-rows whose task was lost (`queued` too long) or whose worker died (`sending` too long) are
-handed to the queue again and delivered; a lease keeps the next sweep from queueing them
-twice; old throttle slots, idempotency keys and rate counters are purged."""
+rows whose wake-up was lost (`queued` too long), due retries and rows whose worker died
+(`sending` too long) get the workers woken (one drain task, hub.tasks.wake_workers) and are
+delivered; while that drain is pending the next sweeps queue nothing more; old throttle
+slots, idempotency keys and rate counters are purged."""
 
 from __future__ import annotations
 
@@ -9,19 +10,23 @@ import json
 from datetime import timedelta
 from io import StringIO
 
+from django.conf import settings as django_settings
 from django.core.management import call_command
 from django.utils import timezone
 from django_q.models import OrmQ, Schedule
 
 from hub.delivery import claim
-from hub.models import ApiRateCounter, IdempotencyKey, SendLog, ThrottleSlot
+from hub.models import ApiRateCounter, DeliveryWakeup, IdempotencyKey, SendLog, ThrottleSlot
 from hub.sweeper import sweep
 from hub.tests.test_retry import queue_one
 
 
 def lose_tasks() -> None:
-    """What a lost broker message looks like: the row is there, its task is not."""
+    """What a lost drain task looks like: the rows are there, no task is on the broker, and
+    the wake-up flag names a request older than HUB_WAKEUP_STALE_SECONDS (its task never ran)."""
     OrmQ.objects.all().delete()
+    stale = timezone.now() - timedelta(seconds=django_settings.HUB_WAKEUP_STALE_SECONDS + 1)
+    assert DeliveryWakeup.objects.filter(pk=1).update(requested_at=stale) == 1
 
 
 def age(row: SendLog, **fields_seconds_ago: int) -> None:
@@ -30,25 +35,34 @@ def age(row: SendLog, **fields_seconds_ago: int) -> None:
         **{name: now - timedelta(seconds=s) for name, s in fields_seconds_ago.items()})
 
 
-def test_stuck_queued_row_is_enqueued_and_delivered(smtp_sink, make_server, make_app, run_queue, settings):
+def drain_tasks() -> list[str]:
+    return [q.func() for q in OrmQ.objects.all()]
+
+
+def test_stuck_queued_row_wakes_the_workers_and_is_delivered(smtp_sink, make_server, make_app, run_queue,
+                                                             settings):
     settings.HUB_STUCK_QUEUED_SECONDS = 300
-    settings.HUB_DELIVERY_BATCH = 1  # no taking other queued rows along: only what the sweep queued
     app = make_app(make_server(smtp_sink)).app
     stuck, young = queue_one(app, subject="stuck"), queue_one(app, subject="young")
     lose_tasks()
-    age(stuck, created_at=301)
-    age(young, created_at=200)  # its task may still be on its way: left alone
+    age(stuck, created_at=200)
+    age(young, created_at=200)
 
+    # Younger than HUB_STUCK_QUEUED_SECONDS: their wake-up may still be on its way.
+    assert sweep() == {"rescued": 0, "due": 0, "purged": 0}
+    assert OrmQ.objects.count() == 0
+
+    age(stuck, created_at=301)
     result = sweep()
 
-    assert result["enqueued"] == 1 and result["rescued"] == 0
-    assert OrmQ.objects.count() == 1
+    assert result["due"] == 1 and result["rescued"] == 0
+    assert drain_tasks() == ["hub.tasks.drain"]
     assert run_queue() == 1
+    # The drain takes everything waiting, oldest first: the young row goes along.
     stuck.refresh_from_db()
     young.refresh_from_db()
-    assert stuck.status == SendLog.Status.SENT, stuck.error
-    assert young.status == SendLog.Status.QUEUED
-    assert [m.message["Subject"] for m in smtp_sink.messages] == ["stuck"]
+    assert stuck.status == young.status == SendLog.Status.SENT, (stuck.error, young.error)
+    assert [m.message["Subject"] for m in smtp_sink.messages] == ["stuck", "young"]
 
 
 def test_row_left_in_sending_by_a_dead_worker_is_rescued(smtp_sink, make_server, make_app, run_queue, settings):
@@ -64,13 +78,15 @@ def test_row_left_in_sending_by_a_dead_worker_is_rescued(smtp_sink, make_server,
 
     result = sweep()
 
-    assert result["rescued"] == 1 and result["enqueued"] == 1
+    assert result["rescued"] == 1 and result["due"] == 1
     orphan.refresh_from_db()
     busy.refresh_from_db()
-    # Rescued (the lost try counts as an attempt) and, being due at once, queued again.
-    assert (orphan.status, orphan.attempts) == (SendLog.Status.QUEUED, 1)
+    # Rescued (the lost try counts as an attempt), due at once, and a drain is on its way.
+    assert (orphan.status, orphan.attempts) == (SendLog.Status.RETRYING, 1)
+    assert orphan.next_attempt_at <= timezone.now()
     assert "worker" in orphan.error and "lost" in orphan.error
     assert busy.status == SendLog.Status.SENDING
+    assert OrmQ.objects.count() == 1
     assert run_queue() == 1
     orphan.refresh_from_db()
     assert orphan.status == SendLog.Status.SENT, orphan.error
@@ -79,23 +95,27 @@ def test_row_left_in_sending_by_a_dead_worker_is_rescued(smtp_sink, make_server,
     assert busy.status == SendLog.Status.SENDING  # still its worker's
 
 
-def test_due_retry_is_enqueued_and_future_retry_is_not(smtp_sink, make_server, make_app, run_queue):
+def test_due_retry_wakes_the_workers_and_future_retry_does_not(smtp_sink, make_server, make_app, run_queue):
     app = make_app(make_server(smtp_sink)).app
     due, later = queue_one(app, subject="due"), queue_one(app, subject="later")
     lose_tasks()
     now = timezone.now()
-    SendLog.objects.filter(pk=due.pk).update(status="retrying", attempts=1, next_attempt_at=now - timedelta(seconds=1))
     SendLog.objects.filter(pk=later.pk).update(status="retrying", attempts=1,
                                                next_attempt_at=now + timedelta(minutes=5))
+    assert sweep()["due"] == 0
+    assert OrmQ.objects.count() == 0
 
-    assert sweep()["enqueued"] == 1
+    SendLog.objects.filter(pk=due.pk).update(status="retrying", attempts=1, next_attempt_at=now - timedelta(seconds=1))
+    assert sweep()["due"] == 1
     assert run_queue() == 1
     assert [m.message["Subject"] for m in smtp_sink.messages] == ["due"]
     later.refresh_from_db()
     assert later.status == SendLog.Status.RETRYING
 
 
-def test_lease_prevents_enqueueing_the_same_rows_twice(smtp_sink, make_server, make_app, run_queue, settings):
+def test_a_pending_drain_is_not_requested_twice(smtp_sink, make_server, make_app, run_queue, settings):
+    # What keeps the sweeper from piling up work while the workers are behind: it only wakes
+    # them; while the drain it asked for has not started, later sweeps queue nothing more.
     settings.HUB_STUCK_QUEUED_SECONDS = 300
     app = make_app(make_server(smtp_sink)).app
     retry, stuck = queue_one(app, subject="retry"), queue_one(app, subject="stuck")
@@ -108,15 +128,17 @@ def test_lease_prevents_enqueueing_the_same_rows_twice(smtp_sink, make_server, m
     # The worker has not picked the task up yet (a backlog): the next sweeps add nothing.
     second, third = sweep(), sweep()
 
-    assert first["enqueued"] == 2
-    assert second["enqueued"] == third["enqueued"] == 0
-    assert OrmQ.objects.count() == 1  # one task for both rows (one batch)
+    assert first["due"] == second["due"] == third["due"] == 2  # still waiting...
+    assert drain_tasks() == ["hub.tasks.drain"]  # ...and one task for both rows
     for row in (retry, stuck):
         row.refresh_from_db()
-        assert row.next_attempt_at > timezone.now() + timedelta(seconds=60)  # the lease
+        assert row.status in SendLog.CLAIMABLE  # the sweeper does not touch waiting rows
     assert run_queue() == 1
     assert sorted(m.message["Subject"] for m in smtp_sink.messages) == ["retry", "stuck"]
     assert SendLog.objects.filter(status=SendLog.Status.SENT).count() == 2
+    # Nothing waits any more: the next sweep wakes nobody.
+    assert sweep()["due"] == 0
+    assert OrmQ.objects.count() == 0
 
 
 def test_final_rows_are_never_touched(smtp_sink, make_server, make_app, run_queue, settings):
@@ -130,7 +152,7 @@ def test_final_rows_are_never_touched(smtp_sink, make_server, make_app, run_queu
     age(sent, created_at=86400)
     age(failed, created_at=86400)
 
-    assert sweep() == {"rescued": 0, "enqueued": 0, "purged": 0}
+    assert sweep() == {"rescued": 0, "due": 0, "purged": 0}
     assert OrmQ.objects.count() == 0
     assert run_queue() == 0
     assert smtp_sink.messages == []
@@ -180,7 +202,7 @@ def test_the_scheduled_function_sweeps(smtp_sink, make_server, make_app, run_que
 
     result = import_string(Schedule.objects.get(name="hub-sweep").func)()
 
-    assert result["enqueued"] == 1
+    assert result["due"] == 1
     assert run_queue() == 1
     row.refresh_from_db()
     assert row.status == SendLog.Status.SENT
@@ -195,6 +217,6 @@ def test_hub_sweep_command_prints_json(smtp_sink, make_server, make_app, run_que
 
     call_command("hub_sweep", stdout=out)
 
-    assert json.loads(out.getvalue()) == {"rescued": 0, "enqueued": 1, "purged": 0}
+    assert json.loads(out.getvalue()) == {"rescued": 0, "due": 1, "purged": 0}
     assert run_queue() == 1
     assert len(smtp_sink.messages) == 1
