@@ -68,7 +68,7 @@ class Hub:
     workdir: Path
     db: str = "sqlite"  # or "mariadb"
     web_workers: int = 2
-    web_threads: int = 4
+    web_threads: int | None = None  # None: as gunicorn.conf.py says
     q_workers: int = 2
     python: Path = REPO / ".venv" / "bin" / "python"
     web: subprocess.Popen | None = None
@@ -153,7 +153,7 @@ class Hub:
     def start_web(self, timeout: float = 60) -> None:
         self.port = free_port()
         self.web = self._spawn("gunicorn", [str(self.gunicorn), "smtphub.wsgi", "-w", str(self.web_workers),
-                                            "--threads", str(self.web_threads),
+                                            *(["--threads", str(self.web_threads)] if self.web_threads else []),
                                             "-b", f"127.0.0.1:{self.port}", "--graceful-timeout", "10"])
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -435,7 +435,7 @@ def claim_waiting(limit: int) -> list[SendLog]:
 
 
 def _claimed(token: str) -> list[SendLog]:
-    return list(SendLog.objects.filter(claim_token=token).select_related("app").order_by("id"))
+    return list(SendLog.objects.filter(claim_token=token).order_by("id"))
 
 
 def servers_in_order(app_id: int) -> list[SmtpServer]:
@@ -638,6 +638,10 @@ def drain() -> int:
             wake_workers()
         claimed += len(rows)
         deliver_claimed(rows, deadline)
+        if len(rows) < settings.HUB_DELIVERY_BATCH and settings.HUB_DRAIN_GATHER_MS:
+            # Messages are trickling in one by one: let a few gather before the next claim
+            # (a write transaction and a few queries), so each claim takes several.
+            time.sleep(settings.HUB_DRAIN_GATHER_MS / 1000)
     wake_workers()  # out of time, and there may be more: hand over to a fresh task
     return claimed
 

@@ -213,6 +213,9 @@ HUB_SMTP_NOOP_AFTER_IDLE_SECONDS = env.int("HUB_SMTP_NOOP_AFTER_IDLE_SECONDS", d
 # fresh task) after this many seconds, well inside Q_TIMEOUT.
 HUB_DELIVERY_BATCH = env.int("HUB_DELIVERY_BATCH", default=50)
 HUB_BATCH_TIME_BUDGET_SECONDS = env.int("HUB_BATCH_TIME_BUDGET_SECONDS", default=max(10, Q_TIMEOUT // 3))
+# After a batch that was not full, a drain waits this long before claiming again, so that
+# messages arriving one by one are claimed several at a time (at most this much latency).
+HUB_DRAIN_GATHER_MS = env.int("HUB_DRAIN_GATHER_MS", default=50)
 # A requested drain that has not started after this long may have been lost: the next
 # message asks for another (see hub.tasks.wake_workers).
 HUB_WAKEUP_STALE_SECONDS = env.int("HUB_WAKEUP_STALE_SECONDS", default=10)
