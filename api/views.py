@@ -209,7 +209,7 @@ class SendView(APIView):
 
     def sync_result(self, row: SendLog) -> Response:
         """The original system answered only after SMTP had spoken. Deliver now in this
-        request (the queued task then finds the row taken and does nothing); if a worker got
+        request (a drain that comes later finds the row taken and leaves it); if a worker got
         there first, wait for it, up to HUB_SYNC_TIMEOUT."""
         deliver_batch([row.id])
         deadline = time.monotonic() + settings.HUB_SYNC_TIMEOUT

@@ -231,7 +231,7 @@ class AppAdmin(HubModelAdmin):
                 "msg": refusal.msg, "error": refusal.error, "detail": refusal.detail})
             return None
         forget_cached()  # the dashboard counts it on the next view
-        # Deliver now, in this request (the queued task then finds the row taken).
+        # Deliver now, in this request (a drain that comes later finds the row taken).
         deliver_batch([row.id])
         row.refresh_from_db()
         note = _("Test email #%(id)s to %(to)s: %(status)s") % {

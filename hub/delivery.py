@@ -1,6 +1,6 @@
 """Delivery: claim outbox rows, build the MIME message, hand it to the SMTP server, record
-exactly what the server said. One task may carry a batch of rows over one connection per
-server (campaigns and the benchmark need that; the API sends batches of one)."""
+exactly what the server said. A drain task delivers claimed batches of rows over one pooled
+connection per server (see drain, and hub.tasks for how drains are asked for)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from email.policy import compat32
 from email.utils import formataddr, formatdate, getaddresses, parseaddr
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -405,37 +405,24 @@ def claim(log_ids: list[int]) -> list[SendLog]:
     waiting = Q(status=SendLog.Status.QUEUED) | Q(status=SendLog.Status.RETRYING, next_attempt_at__lte=now)
     taken = SendLog.objects.filter(waiting, pk__in=log_ids).update(
         status=SendLog.Status.SENDING, claim_token=token, claimed_at=now)
-    return _claimed(token) if taken else []
+    return _claimed(token, log_ids) if taken else []
 
 
 def claim_waiting(limit: int) -> list[SendLog]:
-    """Take up to `limit` waiting rows of the outbox, oldest first: queued ones, then
-    retries that are due. Several workers (and machines) drain at once: on MariaDB they
+    """Take up to `limit` waiting rows of the outbox: retries that are due first (few, and
+    older; a backlog of new mail must not hold them back), then queued ones, oldest first. Several workers (and machines) drain at once: on MariaDB they
     skip each other's locked rows; SQLite runs the whole claim as one write transaction."""
     token = uuid.uuid4().hex
-    now = timezone.now()
-    skip_locked = connection.features.has_select_for_update_skip_locked
     with transaction.atomic():
-        ids: list[int] = []
-        for waiting, order in ((Q(status=SendLog.Status.QUEUED), "id"),
-                               (Q(status=SendLog.Status.RETRYING, next_attempt_at__lte=now), "next_attempt_at")):
-            if len(ids) >= limit:
-                break
-            rows = SendLog.objects.filter(waiting).order_by(order)
-            if skip_locked:
-                rows = rows.select_for_update(skip_locked=True)
-            ids += rows.values_list("id", flat=True)[:limit - len(ids)]
-        if not ids:
-            return []
-        # Two steps, because MySQL cannot UPDATE ... WHERE id IN (SELECT ... LIMIT n). The
-        # status is checked again in case the database could not lock the rows above.
-        SendLog.objects.filter(pk__in=ids, status__in=SendLog.CLAIMABLE).update(
-            status=SendLog.Status.SENDING, claim_token=token, claimed_at=now)
-    return _claimed(token)
+        # Read back in the same transaction: if that failed after a commit, the rows would
+        # sit in `sending` until the sweeper's rescue.
+        ids = queries.claim_waiting(limit, token, timezone.now())
+        return _claimed(token, ids) if ids else []
 
 
-def _claimed(token: str) -> list[SendLog]:
-    return list(SendLog.objects.filter(claim_token=token).order_by("id"))
+def _claimed(token: str, ids: list[int]) -> list[SendLog]:
+    """Those of these rows this claim won (by primary key: claim_token has no index)."""
+    return list(SendLog.objects.filter(pk__in=ids, claim_token=token).order_by("id"))
 
 
 def servers_in_order(app_id: int) -> list[SmtpServer]:
@@ -582,19 +569,22 @@ def _finish(row: SendLog, outcome: Outcome | None, server: SmtpServer | None, tr
               "refused_recipients", "next_attempt_at", "failure_type", "sent_at"]
     values = {f: getattr(row, f) for f in fields}
     values.update(smtp_server=row.smtp_server_id, updated_at=now)
+    # Only while this worker still holds the row: if the sweeper gave it to another worker
+    # meanwhile (this one ran past HUB_STUCK_SENDING_SECONDS), that worker's result stands.
+    # (hub.queries: this runs once per message, the ORM's compiling would double its cost;
+    # the statements are prepared before the transaction, which then holds the lock briefly.)
+    record = queries.Update(SendLog, values, id=row.pk, status=SendLog.Status.SENDING, claim_token=row.claim_token)
+    attempts = [queries.Insert(DeliveryAttempt(
+        log=row, server=t.server, result=t.result, smtp_code=t.outcome.smtp_code,
+        smtp_reply=t.outcome.smtp_reply[:4000], error=t.outcome.error[:4000],
+        started_at=t.started_at, duration_ms=t.duration_ms)) for t in tries]
     with transaction.atomic():
-        # Only while this worker still holds the row: if the sweeper gave it to another worker
-        # meanwhile (this one ran past HUB_STUCK_SENDING_SECONDS), that worker's result stands.
-        # (hub.queries: this runs once per message, the ORM's compiling would double its cost.)
-        if not queries.update(SendLog, values, id=row.pk, status=SendLog.Status.SENDING,
-                              claim_token=row.claim_token):
+        if not record.run():
             log.warning("SendLog %s was taken over while this worker delivered it; outcome %s not recorded",
                         row.id, outcome.status)
             return
-        for t in tries:
-            queries.insert(DeliveryAttempt(log=row, server=t.server, result=t.result, smtp_code=t.outcome.smtp_code,
-                                           smtp_reply=t.outcome.smtp_reply[:4000], error=t.outcome.error[:4000],
-                                           started_at=t.started_at, duration_ms=t.duration_ms))
+        for attempt in attempts:
+            attempt.run()
         _suppress_hard_bounces(row, outcome)
 
 
@@ -628,20 +618,26 @@ def drain() -> int:
     DeliveryWakeup.objects.filter(pk=1).update(requested_at=None)
     deadline = time.monotonic() + settings.HUB_BATCH_TIME_BUDGET_SECONDS
     claimed = 0
-    while time.monotonic() < deadline:
-        rows = claim_waiting(settings.HUB_DELIVERY_BATCH)
-        if not rows:
-            return claimed
-        if len(rows) == settings.HUB_DELIVERY_BATCH:
-            # A full batch: more may be waiting. Ask for another drain, so an idle worker
-            # (here or on another machine) joins in rather than one worker doing it all.
-            wake_workers()
-        claimed += len(rows)
-        deliver_claimed(rows, deadline)
-        if len(rows) < settings.HUB_DELIVERY_BATCH and settings.HUB_DRAIN_GATHER_MS:
-            # Messages are trickling in one by one: let a few gather before the next claim
-            # (a write transaction and a few queries), so each claim takes several.
-            time.sleep(settings.HUB_DRAIN_GATHER_MS / 1000)
+    try:
+        while time.monotonic() < deadline:
+            rows = claim_waiting(settings.HUB_DELIVERY_BATCH)
+            if not rows:
+                return claimed
+            if len(rows) == settings.HUB_DELIVERY_BATCH:
+                # A full batch: more may be waiting. Ask for another drain, so an idle worker
+                # (here or on another machine) joins in rather than one worker doing it all.
+                wake_workers()
+            claimed += len(rows)
+            deliver_claimed(rows, deadline)
+            if len(rows) < settings.HUB_DELIVERY_BATCH and settings.HUB_DRAIN_GATHER_MS:
+                # Messages are trickling in one by one: let a few gather before the next claim
+                # (a write transaction and a few queries), so each claim takes several.
+                time.sleep(settings.HUB_DRAIN_GATHER_MS / 1000)
+    except BaseException:
+        # This drain took the wake-up request and dies with it (the database went away, the
+        # task was stopped): ask for another, or waiting rows would wait for the sweeper.
+        wake_workers()
+        raise
     wake_workers()  # out of time, and there may be more: hand over to a fresh task
     return claimed
 

@@ -15,7 +15,7 @@ from functools import cache
 from django.db import connection
 from django.db.models import Model
 
-from .models import App, AppServer, DeliveryWakeup, SmtpServer, Suppression
+from .models import App, AppServer, DeliveryWakeup, SendLog, SmtpServer, Suppression
 
 
 def _table(model: type[Model]) -> str:
@@ -92,18 +92,26 @@ def _insert_statement(model: type[Model]) -> tuple[list, str]:
     return fields, f"INSERT INTO {_table(model)} ({columns}) VALUES ({marks})"
 
 
-def insert(obj: Model) -> None:
-    """INSERT a new model instance and set its primary key, as obj.save() would."""
-    if connection.vendor not in ("sqlite", "mysql"):
-        obj.save()  # cursor.lastrowid is the new id only on these two
-        return
-    fields, sql = _insert_statement(type(obj))
-    params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        obj.pk = connection.ops.last_insert_id(cursor, obj._meta.db_table, obj._meta.pk.column)
-    obj._state.adding = False
-    obj._state.db = connection.alias
+class Insert:
+    """INSERT of a new model instance, prepared now (field values computed) and run later:
+    inside a transaction, only the statement itself then holds SQLite's write lock."""
+
+    def __init__(self, obj: Model):
+        self.obj = obj
+        fields, self.sql = _insert_statement(type(obj))
+        self.params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+
+    def run(self) -> None:
+        """Set the object's primary key, as obj.save() would."""
+        obj = self.obj
+        if connection.vendor not in ("sqlite", "mysql"):
+            obj.save()  # cursor.lastrowid is the new id only on these two
+            return
+        with connection.cursor() as cursor:
+            cursor.execute(self.sql, self.params)
+            obj.pk = connection.ops.last_insert_id(cursor, obj._meta.db_table, obj._meta.pk.column)
+        obj._state.adding = False
+        obj._state.db = connection.alias
 
 
 @cache
@@ -115,12 +123,57 @@ def _update_statement(model: type[Model], names: tuple[str, ...], where: tuple[s
     return fields, conditions, f"UPDATE {_table(model)} SET {assignments} WHERE {clause}"
 
 
-def update(model: type[Model], values: dict, **where) -> int:
-    """UPDATE model SET values WHERE field = value AND ...; returns the number of rows
-    changed. Like QuerySet.filter(**where).update(**values), for plain equality only."""
-    fields, conditions, sql = _update_statement(model, tuple(values), tuple(where))
-    params = [f.get_db_prep_save(values[f.name], connection) for f in fields]
-    params += [f.get_db_prep_value(where[f.name], connection, prepared=False) for f in conditions]
+class Update:
+    """UPDATE model SET values WHERE field = value AND ..., prepared now and run later.
+    Like QuerySet.filter(**where).update(**values), for plain equality only."""
+
+    def __init__(self, model: type[Model], values: dict, **where):
+        fields, conditions, self.sql = _update_statement(model, tuple(values), tuple(where))
+        self.params = [f.get_db_prep_save(values[f.name], connection) for f in fields]
+        self.params += [f.get_db_prep_value(where[f.name], connection, prepared=False) for f in conditions]
+
+    def run(self) -> int:
+        """Returns the number of rows matched (Django's MySQL backend counts found rows)."""
+        with connection.cursor() as cursor:
+            cursor.execute(self.sql, self.params)
+            return cursor.rowcount
+
+
+# --- the worker's claim ---------------------------------------------------------------------
+
+@cache
+def _claim_statements(skip_locked: bool) -> dict[str, str]:
+    t, c = _table(SendLog), (lambda name: _column(SendLog, name))
+    lock = " FOR UPDATE SKIP LOCKED" if skip_locked else ""
+    return {
+        "queued": f"SELECT {c('id')} FROM {t} WHERE {c('status')} = %s ORDER BY {c('id')} LIMIT %s{lock}",
+        "due": (f"SELECT {c('id')} FROM {t} WHERE {c('status')} = %s AND {c('next_attempt_at')} <= %s "
+                f"ORDER BY {c('next_attempt_at')} LIMIT %s{lock}"),
+        # {marks}: one %s per id. Still waiting (queued, or retrying and due): without
+        # SKIP LOCKED the rows were not locked by the SELECTs.
+        "take": (f"UPDATE {t} SET {c('status')} = %s, {c('claim_token')} = %s, {c('claimed_at')} = %s "
+                 f"WHERE {c('id')} IN ({{marks}}) AND ({c('status')} = %s "
+                 f"OR ({c('status')} = %s AND {c('next_attempt_at')} <= %s))"),
+    }
+
+
+def claim_waiting(limit: int, token: str, now: datetime) -> list[int]:
+    """Mark up to `limit` waiting rows as `sending` with this claim token: retries that are
+    due first, then queued rows oldest first. Call inside a transaction. Returns the ids it
+    tried to take (the caller reads back those that bear its token).
+    (hub.delivery.claim_waiting; this holds the write lock, so no ORM compiling in it.)"""
+    S = SendLog.Status
+    skip_locked = connection.features.has_select_for_update_skip_locked
+    sql = _claim_statements(skip_locked)
+    when = connection.ops.adapt_datetimefield_value(now)
+    ids = [row[0] for row in _rows(sql["due"], [S.RETRYING, when, limit])]
+    if len(ids) < limit:
+        ids += [row[0] for row in _rows(sql["queued"], [S.QUEUED, limit - len(ids)])]
+    if not ids:
+        return []
+    # Two steps, because MySQL cannot UPDATE ... WHERE id IN (SELECT ... LIMIT n). The
+    # status is checked again in case the database could not lock the rows above.
+    take = sql["take"].format(marks=", ".join(["%s"] * len(ids)))
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.rowcount
+        cursor.execute(take, [S.SENDING, token, when, *ids, S.QUEUED, S.RETRYING, when])
+    return ids

@@ -320,8 +320,8 @@ def _replayed(log: SendLog) -> SendLog:
 def accept(app: App, req: SendRequest, client_ip: str | None = None) -> SendLog:
     """Validate and queue one message: the SendLog row (the outbox) is committed, then the
     workers are woken (hub.tasks.wake_workers); should that fail, the sweeper wakes them
-    within a minute or two. The row's `replayed` attribute is True when an earlier request with the same Idempotency-Key
-    made it (then nothing new was written)."""
+    within a minute or two. The row's `replayed` attribute is True when an earlier request
+    with the same Idempotency-Key made it (then nothing new was written)."""
     key = req.idempotency_key.strip()
     if len(key) > 255 or any(ch in key for ch in _FORBIDDEN_IN_HEADERS):
         raise Refusal("invalid_field", "Idempotency-Key: at most 255 characters on one line")
@@ -334,23 +334,22 @@ def accept(app: App, req: SendRequest, client_ip: str | None = None) -> SendLog:
     fields["from_name"] = fields["from_name"] or app.from_name or app.name
     attachments = fields.pop("attachments")
     fields["attachment_count"] = len(attachments)
+    log = SendLog(app=app, from_email=sender, message_id=make_msgid(domain=settings.HUB_DOMAIN),
+                  client_ip=client_ip, idempotency_key=key, **fields)
+    # Prepared first, so that SQLite's write lock is held only while the statements run.
+    insert = queries.Insert(log)
     try:
-        with transaction.atomic():
-            log = SendLog(
-                app=app,
-                from_email=sender,
-                message_id=make_msgid(domain=settings.HUB_DOMAIN),
-                client_ip=client_ip,
-                idempotency_key=key,
-                **fields,
-            )
-            queries.insert(log)
-            if attachments:
-                Attachment.objects.bulk_create([
-                    Attachment(log=log, filename=f.filename, content_type=f.content_type, content=f.content,
-                               size=len(f.content)) for f in attachments])
-            if key:
-                IdempotencyKey.objects.create(app=app, key=key, request_hash=request_hash, log=log)
+        if not attachments and not key:
+            insert.run()  # a single statement needs no transaction of its own
+        else:
+            with transaction.atomic():
+                insert.run()
+                if attachments:
+                    Attachment.objects.bulk_create([
+                        Attachment(log=log, filename=f.filename, content_type=f.content_type, content=f.content,
+                                   size=len(f.content)) for f in attachments])
+                if key:
+                    IdempotencyKey.objects.create(app=app, key=key, request_hash=request_hash, log=log)
     except IntegrityError:
         # The same key arrived twice at once and the other request won: answer as it did.
         earlier = _replay(app, key, request_hash) if key else None

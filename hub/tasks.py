@@ -14,17 +14,17 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Model, Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
 log = logging.getLogger(__name__)
 
 
-def drain() -> None:
+def drain() -> int:
     from .delivery import drain as run
 
-    run()
+    return run()
 
 
 def deliver(log_ids: list[int]) -> None:
@@ -45,8 +45,10 @@ def wake_workers() -> bool:
     were committed. If we see it clear, we set it and queue a drain ourselves. A flag set
     longer ago than HUB_WAKEUP_STALE_SECONDS counts as clear: its task may have been lost
     (a Redis broker restarted), and an extra drain costs one query. The sweeper also wakes
-    the workers every minute while anything is waiting, so a lost wake-up delays a message
-    but never loses it."""
+    the workers for rows waiting longer than HUB_STUCK_QUEUED_SECONDS (it runs every
+    minute), so a lost wake-up delays a message by a minute or two but never loses it.
+    (Machines sharing a database compare their clocks with the flag's time: keep them in
+    sync with NTP, or a fast clock asks for a drain on every send.)"""
     woke = _wake_or_log()
     if transaction.get_connection().in_atomic_block:
         # Our rows are not committed yet: a drain that starts before the commit would not
@@ -68,7 +70,7 @@ def _wake_or_log() -> bool:
         return False
 
 
-def _wake(model) -> bool:
+def _wake(model: type[Model]) -> bool:
     from . import queries
 
     now = timezone.now()

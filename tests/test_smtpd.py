@@ -576,7 +576,8 @@ def _wait_until_refused(port: int, proc: subprocess.Popen) -> bool:
         alive = proc.poll() is None
         try:
             socket.create_connection(("127.0.0.1", port), timeout=2).close()
-        except ConnectionRefusedError:
+        except (ConnectionRefusedError, ConnectionResetError):
+            # Reset: our probe was still in the accept queue when the listener closed.
             return alive
         time.sleep(0.02)
     pytest.fail("the listener still accepts connections after SIGTERM")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
+import pytest
+
 from django.utils import timezone
 from django_q.models import OrmQ
 from django_q.tasks import async_task
@@ -190,7 +192,9 @@ def test_a_send_during_a_drain_gets_a_drain_and_is_sent_once(smtp_sink, make_ser
     assert [m.message["Subject"] for m in smtp_sink.messages] == ["first", "during"]
 
 
-def test_claim_waiting_takes_queued_oldest_first_then_due_retries(smtp_sink, make_server, make_app):
+def test_claim_waiting_takes_due_retries_first_then_queued_oldest_first(smtp_sink, make_server, make_app):
+    """Due retries go first: there are few, they are older, and a backlog of new mail (a
+    campaign) must not hold them back."""
     app = make_app(make_server(smtp_sink)).app
     now = timezone.now()
 
@@ -215,9 +219,9 @@ def test_claim_waiting_takes_queued_oldest_first_then_due_retries(smtp_sink, mak
     def ids(rows: list[SendLog]) -> set[int]:
         return {r.id for r in rows}
 
-    assert ids(delivery.claim_waiting(1)) == {queued_old.id}
-    assert ids(delivery.claim_waiting(2)) == {queued_new.id, retry_due_first.id}
-    assert ids(delivery.claim_waiting(10)) == {retry_due_later.id}
+    assert ids(delivery.claim_waiting(1)) == {retry_due_first.id}
+    assert ids(delivery.claim_waiting(2)) == {retry_due_later.id, queued_old.id}
+    assert ids(delivery.claim_waiting(10)) == {queued_new.id}
     assert delivery.claim_waiting(10) == []
 
     claimed = [queued_old, queued_new, retry_due_first, retry_due_later]
@@ -330,3 +334,23 @@ def test_a_failing_wakeup_does_not_fail_the_accepted_send(client, smtp_sink, mak
     assert wake_workers() is True
     assert run_queue() == 1
     assert SendLog.objects.get(pk=r.json()["id"]).status == S.SENT
+
+
+def test_a_drain_that_dies_asks_for_another(smtp_sink, make_server, make_app, run_queue, monkeypatch):
+    """A drain clears the wake-up request before it claims; if it then dies (the database
+    went away), the rows whose senders saw that request must not wait for the sweeper."""
+    p = make_app(make_server(smtp_sink))
+    row = queue_one(p.app)
+    forget_wakeup()
+
+    def broken(limit):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(delivery, "claim_waiting", broken)
+    with pytest.raises(RuntimeError):
+        delivery.drain()
+    assert tasks() == ["hub.tasks.drain"]  # asked for a successor
+
+    monkeypatch.undo()
+    assert run_queue() == 1
+    assert SendLog.objects.get(pk=row.pk).status == S.SENT

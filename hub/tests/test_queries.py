@@ -57,7 +57,7 @@ def test_insert_stores_what_save_would(make_server, make_app):
                   from_email="noreply@example.com", message_id="<x@example.com>",
                   event={"uid": "u1", "method": "REQUEST"}, client_ip="2001:db8::1")
     row = SendLog(**fields)
-    queries.insert(row)
+    queries.Insert(row).run()
     assert row.pk and not row._state.adding
     via_orm = SendLog.objects.create(**fields)
     stored, reference = SendLog.objects.get(pk=row.pk), SendLog.objects.get(pk=via_orm.pk)
@@ -76,9 +76,9 @@ def test_update_changes_only_matching_rows_and_counts_them(make_server, make_app
     now = timezone.now()
     values = {"status": SendLog.Status.SENT, "smtp_server": server.pk, "smtp_code": 250,
               "refused_recipients": {"b@example.com": [550, "no"]}, "sent_at": now, "updated_at": now}
-    assert queries.update(SendLog, values, id=row.pk, status=SendLog.Status.SENDING, claim_token="theirs") == 0
+    assert queries.Update(SendLog, values, id=row.pk, status=SendLog.Status.SENDING, claim_token="theirs").run() == 0
     assert SendLog.objects.get(pk=row.pk).status == SendLog.Status.SENDING
-    assert queries.update(SendLog, values, id=row.pk, status=SendLog.Status.SENDING, claim_token="mine") == 1
+    assert queries.Update(SendLog, values, id=row.pk, status=SendLog.Status.SENDING, claim_token="mine").run() == 1
     row.refresh_from_db()
     assert (row.status, row.smtp_server_id, row.smtp_code) == (SendLog.Status.SENT, server.pk, 250)
     assert row.refused_recipients == {"b@example.com": [550, "no"]} and row.sent_at == now
@@ -90,7 +90,7 @@ def test_insert_of_a_delivery_attempt(make_server, make_app):
     started = timezone.now()
     attempt = DeliveryAttempt(log=row, server=server, result=DeliveryAttempt.Result.SENT, smtp_code=250,
                               smtp_reply="ok", started_at=started, duration_ms=12)
-    queries.insert(attempt)
+    queries.Insert(attempt).run()
     stored = DeliveryAttempt.objects.get(pk=attempt.pk)
     assert (stored.log_id, stored.server_id, stored.result, stored.smtp_code, stored.started_at,
             stored.duration_ms) == (row.pk, server.pk, DeliveryAttempt.Result.SENT, 250, started, 12)
