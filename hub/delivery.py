@@ -410,8 +410,9 @@ def claim(log_ids: list[int]) -> list[SendLog]:
 
 def claim_waiting(limit: int) -> list[SendLog]:
     """Take up to `limit` waiting rows of the outbox: retries that are due first (few, and
-    older; a backlog of new mail must not hold them back), then queued ones, oldest first. Several workers (and machines) drain at once: on MariaDB they
-    skip each other's locked rows; SQLite runs the whole claim as one write transaction."""
+    older; a backlog of new mail must not hold them back), then queued ones, oldest first.
+    Several workers (and machines) drain at once: on MariaDB they skip each other's locked
+    rows; SQLite runs the whole claim as one write transaction."""
     token = uuid.uuid4().hex
     with transaction.atomic():
         # Read back in the same transaction: if that failed after a commit, the rows would
@@ -610,12 +611,9 @@ def drain() -> int:
     """The delivery task: deliver what waits in the outbox, a claimed batch at a time,
     until nothing is left or the time budget is spent (then a fresh task takes over).
     Returns the number of rows it claimed."""
-    from .models import DeliveryWakeup
-    from .tasks import wake_workers
+    from .tasks import take_wakeup_request, wake_workers
 
-    # Before looking for rows: whoever commits a row after this asks for a new drain
-    # (see hub.tasks.wake_workers).
-    DeliveryWakeup.objects.filter(pk=1).update(requested_at=None)
+    take_wakeup_request()  # before looking for rows (see hub.tasks.wake_workers)
     deadline = time.monotonic() + settings.HUB_BATCH_TIME_BUDGET_SECONDS
     claimed = 0
     try:

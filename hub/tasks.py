@@ -14,9 +14,12 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Model, Q
+from django.db.models import Q
 from django.utils import timezone
 from django_q.tasks import async_task
+
+from . import queries
+from .models import DeliveryWakeup
 
 log = logging.getLogger(__name__)
 
@@ -57,34 +60,36 @@ def wake_workers() -> bool:
     return woke
 
 
+def take_wakeup_request() -> None:
+    """A drain calls this before it looks for rows: whoever commits a row after this asks
+    for a new drain (the other half of wake_workers)."""
+    DeliveryWakeup.objects.filter(pk=1).update(requested_at=None)
+
+
 def _wake_or_log() -> bool:
     # The rows are committed (or will be with the caller's transaction): failing to wake the
     # workers must not turn an accepted message into an error answer, which a client would
     # retry and so send it twice. The sweeper wakes them within a minute anyway.
-    from .models import DeliveryWakeup
-
     try:
-        return _wake(DeliveryWakeup)
+        return _wake()
     except Exception:
         log.exception("could not wake the delivery workers; the sweeper will")
         return False
 
 
-def _wake(model: type[Model]) -> bool:
-    from . import queries
-
+def _wake() -> bool:
     now = timezone.now()
     stale = now - timedelta(seconds=settings.HUB_WAKEUP_STALE_SECONDS)
     # The common case under load: a drain is already pending; one read, no write.
     if queries.wakeup_pending_since(stale):
         return False
-    flag = model.objects.filter(pk=1)
+    flag = DeliveryWakeup.objects.filter(pk=1)
     with transaction.atomic():
         if not flag.filter(Q(requested_at__isnull=True) | Q(requested_at__lte=stale)).update(requested_at=now):
             if flag.exists():
                 return False  # another process set it just now: its drain covers our rows
             # The row was deleted by hand; two processes may get here at once.
-            _obj, created = model.objects.get_or_create(pk=1, defaults={"requested_at": now})
+            _obj, created = DeliveryWakeup.objects.get_or_create(pk=1, defaults={"requested_at": now})
             if not created:
                 return False
         if settings.REDIS_URL:

@@ -320,7 +320,7 @@ def test_a_failing_wakeup_does_not_fail_the_accepted_send(client, smtp_sink, mak
     p = make_app(make_server(smtp_sink))
     forget_wakeup()
 
-    def broken(model):
+    def broken():
         raise RuntimeError("broker down")
 
     monkeypatch.setattr("hub.tasks._wake", broken)
