@@ -11,7 +11,8 @@
 #   tools virtualenv    py-spy + pyinstrument in bench/.work/tools (profiling only)
 #
 # Environment: PYTHON (default python3) builds the virtualenvs; BENCH_SKIP_MARIADB=1 skips
-# MariaDB (the --quick smoke run does not need it).
+# MariaDB and BENCH_SKIP_VENVS=1 the two virtualenvs (the test suite's smoke run of the hub
+# part needs neither; bin/test sets both).
 set -euo pipefail
 
 BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -99,7 +100,9 @@ make_venv() {  # make_venv DIR REQUIREMENTS-FILE
     "$dir/bin/pip" install -q --disable-pip-version-check -r "$req"
     cp "$req" "$stamp"
 }
-make_venv "$WORK/po-venv" "$BENCH_DIR/requirements-peer.txt"
-make_venv "$WORK/tools" "$BENCH_DIR/requirements-tools.txt"
+if [ "${BENCH_SKIP_VENVS:-0}" != 1 ]; then
+    make_venv "$WORK/po-venv" "$BENCH_DIR/requirements-peer.txt"
+    make_venv "$WORK/tools" "$BENCH_DIR/requirements-tools.txt"
+fi
 
-log "ready: wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'), smtp-sink in $WORK/postfix, peer in $WORK/po-venv"
+log "ready: wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'), smtp-sink in $WORK/postfix"
