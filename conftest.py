@@ -101,15 +101,16 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def tls_files(tmp_path_factory) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1/localhost, made with `cryptography`."""
+    import ipaddress
+
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
-    import ipaddress
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -235,7 +236,7 @@ def make_server(db):
 
 @dataclass
 class Provisioned:
-    app: "object"
+    app: object
     secret: str
 
     @property
@@ -262,9 +263,9 @@ def make_app(db):
 def run_queue(db):
     """Run what the API queued, the way a qcluster worker would: take the signed task
     packages off the ORM broker and call them."""
+    from django.utils.module_loading import import_string
     from django_q.brokers import get_broker
     from django_q.signing import SignedPackage
-    from django.utils.module_loading import import_string
 
     def run() -> int:
         broker = get_broker()

@@ -14,10 +14,10 @@ from rest_framework.exceptions import ParseError, UnsupportedMediaType
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from hub.delivery.outbox import deliver_batch
-from hub.calendar import FIELDS as EVENT_FIELDS
-from hub.models import SendLog
 from hub.access import admit
+from hub.calendar import FIELDS as EVENT_FIELDS
+from hub.delivery.outbox import deliver_batch
+from hub.models import SendLog
 from hub.sending import FileIn, Refusal, SendRequest, accept
 
 # Fields that may be given as a JSON list (or repeated form fields) of addresses.
@@ -163,7 +163,7 @@ class SendView(APIView):
                 raise Refusal("too_large", f"request body over {settings.HUB_MAX_REQUEST_BYTES} bytes")
             try:
                 data = request.data
-            except (RequestDataTooBig,) as exc:
+            except RequestDataTooBig as exc:
                 raise Refusal("too_large", str(exc)) from exc
             except (ParseError, UnsupportedMediaType, TooManyFieldsSent, TooManyFilesSent, UnicodeDecodeError, ValueError,
                     RecursionError) as exc:

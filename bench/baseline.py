@@ -24,7 +24,7 @@ from email.utils import formataddr, formatdate, make_msgid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import message as M  # noqa: E402
+import message as M
 
 DOMAIN = "bench.example.com"
 

@@ -16,7 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sink import free_port
@@ -33,7 +33,7 @@ def mariadb_cli(sql: str, database: str | None = None, timeout: float = 60) -> s
            f"-p{MARIADB['password']}", "-N", "-B"]
     if database:
         cmd.append(database)
-    out = subprocess.run(cmd + ["-e", sql], capture_output=True, text=True, timeout=timeout)
+    out = subprocess.run(cmd + ["-e", sql], check=False, capture_output=True, text=True, timeout=timeout)
     if out.returncode != 0:
         raise RuntimeError(f"mariadb: {out.stderr.strip()} (run `bash bench/setup.sh`?)")
     return out.stdout
@@ -45,7 +45,7 @@ def _parse_ts(value) -> float | None:
         return None
     text = str(value).replace("T", " ").split("+")[0]
     fmt = "%Y-%m-%d %H:%M:%S.%f" if "." in text else "%Y-%m-%d %H:%M:%S"
-    return datetime.strptime(text, fmt).replace(tzinfo=timezone.utc).timestamp()
+    return datetime.strptime(text, fmt).replace(tzinfo=UTC).timestamp()
 
 
 def stop_process(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
@@ -127,7 +127,7 @@ class Hub:
                         "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;")
 
     def manage(self, *args: str, stdin: str | None = None, timeout: float = 300) -> str:
-        out = subprocess.run([str(self.python), "manage.py", *args], cwd=REPO, env=self.env(), input=stdin,
+        out = subprocess.run([str(self.python), "manage.py", *args], check=False, cwd=REPO, env=self.env(), input=stdin,
                              capture_output=True, text=True, timeout=timeout)
         if out.returncode != 0:
             raise RuntimeError(f"manage.py {' '.join(args[:2])} failed:\n{out.stdout}\n{out.stderr}")
@@ -146,7 +146,7 @@ class Hub:
 
     # --- processes ---------------------------------------------------------------------
     def _spawn(self, name: str, cmd: list[str]) -> subprocess.Popen:
-        log = open(self.logs / f"{name}.log", "ab")
+        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - the child process writes to it
         return subprocess.Popen(cmd, cwd=REPO, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
 

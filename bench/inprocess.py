@@ -31,8 +31,8 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
 sys.path.append(str(BENCH))
 
-import message as M  # noqa: E402
-from sink import Sink  # noqa: E402
+import message as M
+from sink import Sink
 
 
 def main() -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from dataclasses import dataclass, field
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -104,7 +103,7 @@ class Sampler:
         while not self._stop.wait(self.interval):
             self.sample()
 
-    def start(self) -> "Sampler":
+    def start(self) -> Sampler:
         self.sample()
         self._thread.start()
         return self

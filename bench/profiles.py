@@ -24,7 +24,7 @@ def start(py_spy: Path, workdir: Path, targets: dict[str, int]) -> list[subproce
     for name, pid in targets.items():
         cmd = [str(py_spy), "record", "--pid", str(pid), "--subprocesses", "--nonblocking", "--rate", str(RATE),
                "--format", "raw", "--output", str(out / f"{name}.txt")]
-        procs.append(subprocess.Popen(cmd, stdout=open(out / f"{name}.log", "wb"), stderr=subprocess.STDOUT,
+        procs.append(subprocess.Popen(cmd, stdout=open(out / f"{name}.log", "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115 - the child process writes to it
                                       start_new_session=True))
     return procs
 

@@ -65,7 +65,7 @@ class Sink:
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "Sink":
+    def start(self) -> Sink:
         if not SINK_BIN.exists():
             raise SystemExit(f"{SINK_BIN} is missing: run `bash bench/setup.sh` first")
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -85,7 +85,7 @@ class Sink:
         # collisions (which would overwrite a dump) unlikely, and `-c` would expose one.
         cmd += ["-d", f"{self.dumps}/%H%M%S.", f"127.0.0.1:{self.port}", "1024"]
         env = dict(os.environ, LD_LIBRARY_PATH=str(POSTFIX / "usr" / "lib" / "postfix"))
-        self.counter_file = open(self.dir / "counter.out", "wb")
+        self.counter_file = open(self.dir / "counter.out", "wb")  # noqa: SIM115 - the child process writes to it
         self.proc = subprocess.Popen(cmd, env=env, stdout=self.counter_file, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         wait_port(self.port)

@@ -16,7 +16,6 @@ from . import crypto, queries
 from .models import ApiRateCounter, App, Site, parse_networks
 from .refusals import Refusal
 
-
 # --- credentials -------------------------------------------------------------------------
 
 # Compared against when the AppID does not exist, so a wrong AppID costs the same time as

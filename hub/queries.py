@@ -29,7 +29,7 @@ def _column(model: type[Model], name: str) -> str:
 @cache
 def _statements() -> dict[str, str]:
     """The read statements, built once per process."""
-    s, l = SmtpServer, AppServer  # noqa: E741
+    s, l = SmtpServer, AppServer
     return {
         "app": f"SELECT * FROM {_table(App)} WHERE {_column(App, 'id')} = %s",
         "app_servers": (

@@ -26,7 +26,6 @@ from .delivery.outbox import wake_workers
 from .models import App, Attachment, IdempotencyKey, SendLog, Suppression
 from .refusals import REFUSALS, Refusal  # noqa: F401  (re-exported for api/ and tests)
 
-
 # --- the sender ----------------------------------------------------------------------------
 
 def primary_sender(app: App) -> str:

@@ -133,7 +133,7 @@ class HubHandler:
 class HubSMTP(SMTP):
     """aiosmtpd's protocol, counting open sessions so a shutdown can wait for them."""
 
-    sessions: set["HubSMTP"] = set()
+    sessions: set[HubSMTP] = set()
 
     def connection_made(self, transport):
         HubSMTP.sessions.add(self)

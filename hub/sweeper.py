@@ -12,8 +12,8 @@ from django.utils import timezone
 
 from .delivery import throttle
 from .delivery.attempt import abandon_rows
-from .models import ApiRateCounter, IdempotencyKey, SendLog
 from .delivery.outbox import wake_workers
+from .models import ApiRateCounter, IdempotencyKey, SendLog
 
 MAX_PER_SWEEP = 5000  # bound one sweep's work; the next sweep takes the rest
 

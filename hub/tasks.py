@@ -4,8 +4,8 @@ module; the outbox queues `hub.tasks.drain` by name (see hub.delivery.outbox.wak
 
 from __future__ import annotations
 
-from .delivery import outbox
 from . import sweeper
+from .delivery import outbox
 
 
 def drain() -> int:

@@ -20,11 +20,11 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.parser import BytesHeaderParser
 from pathlib import Path
-from typing import Callable, Iterable
 
 from conftest import stop_process, subprocess_database_url
 
@@ -54,7 +54,7 @@ class QCluster:
 
     @classmethod
     def start(cls, log_path: Path, *, name: str = "qcluster", workers: int = 2, redis_url: str | None = None,
-              env: dict[str, str] | None = None) -> "QCluster":
+              env: dict[str, str] | None = None) -> QCluster:
         """Start a cluster on the test database. `redis_url` None means: the broker this test
         process uses (settings.REDIS_URL, normally empty = ORM broker); `env` adds HUB_*
         overrides (strings)."""
@@ -140,7 +140,7 @@ class Clusters:
         for cluster in self.started:
             try:
                 cluster.stop()
-            except Exception as exc:  # keep stopping the others
+            except Exception as exc:  # noqa: BLE001 - keep stopping the others
                 errors.append(exc)
         if errors:
             raise errors[0]
@@ -279,7 +279,7 @@ class FaultResult:
     database: str = ""
     test: str = ""
     note: str = ""
-    recorded_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    recorded_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
 
 def measure(fault: str, log_ids: Iterable[int], sinks: Iterable[CountingHandler], note: str = "") -> FaultResult:
@@ -365,7 +365,7 @@ def redis_reachable(url: str) -> str:
 
         redis.from_url(url, socket_connect_timeout=2, socket_timeout=2).ping()
         return ""
-    except Exception as exc:  # any failure means: skip the Redis test
+    except Exception as exc:  # noqa: BLE001 - any failure means: skip the Redis test
         return f"{type(exc).__name__}: {exc}"
 
 

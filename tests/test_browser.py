@@ -40,7 +40,7 @@ def has_cjk_font() -> bool:
     fc_list = shutil.which("fc-list")
     if not fc_list:
         return False
-    found = subprocess.run([fc_list, ":lang=zh"], capture_output=True, text=True, timeout=30)
+    found = subprocess.run([fc_list, ":lang=zh"], check=False, capture_output=True, text=True, timeout=30)
     return bool(found.stdout.strip())
 
 

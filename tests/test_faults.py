@@ -19,8 +19,20 @@ from django.utils import timezone
 
 from hub import sweeper
 from hub.models import DeliveryAttempt, SendLog
-from tests.faults import (Arrival, Clusters, CountingHandler, CountingSink, flush_redis, measure, record,
-                          redis_clusters_running, redis_reachable, redis_test_url, use_redis_broker, wait_until)
+from tests.faults import (
+    Arrival,
+    Clusters,
+    CountingHandler,
+    CountingSink,
+    flush_redis,
+    measure,
+    record,
+    redis_clusters_running,
+    redis_reachable,
+    redis_test_url,
+    use_redis_broker,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

@@ -20,7 +20,7 @@ def run_manage(*args: str, **env: str) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("HUB_", "DATABASE_URL", "REDIS_URL",
                                                                      "SECRET_KEY", "DEBUG", "DJANGO_"))}
     base.update({"HUB_ENV_FILE": "/dev/null", **env})
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=base,
+    return subprocess.run([sys.executable, "manage.py", *args], check=False, cwd=ROOT, env=base,
                           capture_output=True, text=True, timeout=120)
 
 

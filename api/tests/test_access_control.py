@@ -12,7 +12,6 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
-
 from django_q.models import OrmQ
 
 from api.tests.test_send_api import good_fields, post
@@ -219,7 +218,7 @@ def test_rotation_without_grace_refuses_the_old_secret(client, hub):
 
 
 def test_rotation_with_grace_accepts_both_until_expiry(client, hub):
-    sink, _server, p = hub
+    _sink, _server, p = hub
     new = rotate(p, grace=3600)
 
     assert_accepted(send(client, creds_with(p, new)))

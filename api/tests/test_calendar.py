@@ -251,7 +251,7 @@ def test_all_event_fields_blank_means_no_event(client, hub, run_queue):
     """Form clients often post every field, empty when unused (PHP templates, HTML forms);
     like other blank fields here, blank event fields count as absent: a plain message,
     not an invalid_event refusal."""
-    sink, p = hub
+    _sink, p = hub
     blank = {f"event_{name}": "" for name in ("uid", "method", "sequence", "start", "end", "timezone",
                                              "summary", "location", "description", "organizer", "attendees")}
     r = post(client, URL, good_fields(p.creds, **blank))

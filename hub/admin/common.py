@@ -12,6 +12,7 @@ from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.admin.options import ShowFacets
 from django.contrib.admin.views.main import PAGE_VAR
 from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import FieldDoesNotExist
 from django.core.paginator import EmptyPage, Page, PageNotAnInteger, Paginator
 from django.db import models
 from django.http import HttpRequest, HttpResponse
@@ -33,7 +34,7 @@ def has_field(model: type[models.Model], name: str) -> bool:
     grace period, failure type): the admin shows them when they exist."""
     try:
         model._meta.get_field(name)
-    except Exception:  # FieldDoesNotExist
+    except FieldDoesNotExist:
         return False
     return True
 
@@ -123,9 +124,9 @@ class WindowChangeList(ChangeList):
         super().get_results(request)
         # A list that fits on one page is re-read by the admin as a fresh queryset; the
         # paginator's window already holds exactly those rows, so serve them from there.
-        if isinstance(self.paginator, InfinitePaginator) and isinstance(self.result_list, models.QuerySet):
-            if not self.show_all and "_window" in self.paginator.__dict__:
-                self.result_list = self.paginator._window[: self.paginator.per_page]
+        if (isinstance(self.paginator, InfinitePaginator) and isinstance(self.result_list, models.QuerySet)
+                and not self.show_all and "_window" in self.paginator.__dict__):
+            self.result_list = self.paginator._window[: self.paginator.per_page]
 
 
 class WindowPaginationMixin:

@@ -28,11 +28,11 @@ from unfold.decorators import action, display
 from unfold.enums import ActionVariant
 from unfold.views import ChangeList
 
-from .common import HubModelAdmin, has_field, per_object, present_fields
 from ..delivery.message import ascii_address, build_message, envelope_recipients
 from ..delivery.transport import ConnectionFailed, SmtpSession
-from .forms import SmtpServerAdminForm, TestEmailForm
 from ..models import SendLog, Site, SmtpServer
+from .common import HubModelAdmin, has_field, per_object, present_fields
+from .forms import SmtpServerAdminForm, TestEmailForm
 
 # Server health fields written by delivery (reliability work); shown when present.
 HEALTH_FIELDS = ("failing_since", "last_error", "last_error_at", "last_success_at")

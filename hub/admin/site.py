@@ -20,8 +20,8 @@ from unfold.contrib.filters.admin import RelatedDropdownFilter
 from unfold.decorators import display
 from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
 
-from .common import HubModelAdmin, LocalDateRangeFilter, WindowPaginationMixin
 from ..models import Site
+from .common import HubModelAdmin, LocalDateRangeFilter, WindowPaginationMixin
 
 
 @admin.register(Site)

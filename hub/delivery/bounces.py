@@ -11,11 +11,11 @@ from ..models import FailureType
 _NOT_EXIST = re.compile(
     r"\b5\.1\.(1|10|6)\b|user unknown|unknown user|no such user|does not exist|doesn't exist|"
     r"recipient not found|mailbox not found|no mailbox|invalid recipient|unknown recipient|"
-    r"address rejected: user|用户不存在|收件人不存在|mailbox unavailable: user", re.I)
-_OVER_QUOTA = re.compile(r"\b5\.2\.2\b|quota|mailbox (is )?full|over ?quota|insufficient storage|空间不足", re.I)
-_BLACKLIST = re.compile(r"blacklist|blocklist|block list|spamhaus|\brbl\b|dnsbl|listed at|黑名单", re.I)
-_SPAM = re.compile(r"\bspam\b|content rejected|message content|垃圾邮件", re.I)
-_INVALID = re.compile(r"\b5\.1\.3\b|bad recipient address syntax|invalid address|syntax", re.I)
+    r"address rejected: user|用户不存在|收件人不存在|mailbox unavailable: user", re.IGNORECASE)
+_OVER_QUOTA = re.compile(r"\b5\.2\.2\b|quota|mailbox (is )?full|over ?quota|insufficient storage|空间不足", re.IGNORECASE)
+_BLACKLIST = re.compile(r"blacklist|blocklist|block list|spamhaus|\brbl\b|dnsbl|listed at|黑名单", re.IGNORECASE)
+_SPAM = re.compile(r"\bspam\b|content rejected|message content|垃圾邮件", re.IGNORECASE)
+_INVALID = re.compile(r"\b5\.1\.3\b|bad recipient address syntax|invalid address|syntax", re.IGNORECASE)
 
 
 def failure_type(code: int | None, text: str) -> int:

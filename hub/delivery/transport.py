@@ -56,7 +56,7 @@ def _login(conn: smtplib.SMTP, username: str, password: str) -> None:
         (username + password).encode("ascii")
     except UnicodeEncodeError:
         # smtplib encodes credentials as ASCII; send AUTH PLAIN in UTF-8 ourselves (RFC 4616).
-        token = base64.b64encode(f"\0{username}\0{password}".encode("utf-8")).decode("ascii")
+        token = base64.b64encode(f"\0{username}\0{password}".encode()).decode("ascii")
         code, resp = conn.docmd("AUTH", "PLAIN " + token)
         if code != 235:
             raise smtplib.SMTPAuthenticationError(code, resp)

@@ -3,8 +3,9 @@
 import django.core.validators
 import django.db.models.deletion
 import django.utils.timezone
-import hub.models
 from django.db import migrations, models
+
+import hub.models
 
 
 def start_appids_at_1000(apps, schema_editor):

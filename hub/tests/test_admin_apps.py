@@ -11,7 +11,7 @@ from django.contrib.admin.models import LogEntry
 from hub.admin.apps import ROTATION_HAS_GRACE
 from hub.models import App, AppServer, SendLog
 
-from .test_admin_support import body, counts, fresh_cache, messages_of, staff_factory, su, superuser  # noqa: F401
+from .test_admin_support import body, counts, messages_of
 
 
 def app_form(*server_ids: int, **overrides) -> dict:

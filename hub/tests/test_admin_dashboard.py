@@ -14,11 +14,11 @@ from django.utils import timezone, translation
 
 from hub.admin import dashboard
 from hub.admin.common import has_field
-from hub.admin.servers import sent_counts_query
 from hub.admin.dashboard import dashboard_data, day_bounds
+from hub.admin.servers import sent_counts_query
 from hub.models import SmtpServer
 
-from .test_admin_support import body, fresh_cache, make_log, staff_factory, su, superuser  # noqa: F401
+from .test_admin_support import body, make_log
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,7 @@ from django.test import Client
 
 from hub.admin.i18n_theme import THEME_STRINGS
 
-from .test_admin_support import body, fresh_cache, superuser  # noqa: F401
+from .test_admin_support import body
 
 LOCALE = Path(settings.BASE_DIR) / "locale"
 

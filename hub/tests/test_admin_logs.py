@@ -1,5 +1,8 @@
 """Send logs in the admin: read-only, filters, search, the sandboxed preview, resend,
-CSV export, and the paginator that never counts the table."""
+CSV export, and the paginator that never counts the table.
+
+Over 400 lines on purpose: one page of the admin, tested as a user walks through it;
+splitting by feature would scatter the shared fixtures of that page."""
 
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from hub.admin.logs import DISPLAY_LIMIT, MAX_BULK_RESEND, PREVIEW_CSP
 from hub.admin.nav import queue_badge
 from hub.models import DeliveryAttempt, SendLog
 
-from .test_admin_support import body, counts, fresh_cache, make_log, messages_of, staff_factory, su, superuser  # noqa: F401
+from .test_admin_support import body, counts, make_log, messages_of
 
 
 @pytest.fixture

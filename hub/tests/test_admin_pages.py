@@ -15,7 +15,7 @@ from django_q.tasks import async_task
 
 from hub.models import App, AppServer, SendLog, Site, SmtpServer
 
-from .test_admin_support import body, fresh_cache, make_log, staff_factory, su, superuser  # noqa: F401
+from .test_admin_support import body, make_log
 
 
 @pytest.fixture

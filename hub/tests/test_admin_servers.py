@@ -9,7 +9,7 @@ from django.contrib.admin.models import LogEntry
 from conftest import free_port
 from hub.models import SendLog, SmtpServer
 
-from .test_admin_support import body, counts, fresh_cache, messages_of, staff_factory, su, superuser  # noqa: F401
+from .test_admin_support import body, counts, messages_of
 
 SECRET = "Sm7p-Pa55word-unique-42"
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.admin.models import LogEntry
-from django.core.cache import cache
 from django.contrib.auth.models import Permission, User
+from django.core.cache import cache
 from django.test import Client
 from django_q.models import OrmQ
 
 from hub.models import SendLog
+
 
 def english(client: Client) -> Client:
     # The hub's default language is Chinese; these tests read English text.

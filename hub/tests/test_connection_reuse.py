@@ -10,8 +10,7 @@ import pytest
 from hub.delivery.outbox import deliver_batch
 from hub.delivery.transport import pool
 from hub.models import DeliveryAttempt, SendLog
-from hub.tests.test_retry import (ScriptedHandler, accept_logins, attempts_of, queue_one,  # noqa: F401
-                                  scripted_server_record, scripted_smtp)
+from hub.tests.test_retry import ScriptedHandler, accept_logins, attempts_of, queue_one, scripted_server_record
 
 
 def deliver_each(app, n: int, **fields) -> list[SendLog]:
@@ -171,6 +170,6 @@ def test_connection_lost_mid_transaction_is_not_reused(scripted_smtp, make_serve
     assert server.id not in pool.sessions
 
     smtp.handler.stall_seconds = 0
-    (row,) = deliver_each(app, 1)
+    (_row,) = deliver_each(app, 1)
     assert smtp.handler.sessions == 2
     assert len(smtp.messages) == 1

@@ -10,17 +10,16 @@ import time
 from datetime import timedelta
 
 import pytest
-
 from django.utils import timezone
 from django_q.models import OrmQ
 from django_q.tasks import async_task
 
 from api.tests.test_send_api import good_fields
 from hub.delivery import outbox as delivery
+from hub.delivery.outbox import wake_workers
 from hub.models import DeliveryWakeup, SendLog
 from hub.sweeper import sweep
-from hub.delivery.outbox import wake_workers
-from hub.tests.test_retry import queue_one, scripted_server_record, scripted_smtp  # noqa: F401
+from hub.tests.test_retry import queue_one, scripted_server_record
 
 S = SendLog.Status
 

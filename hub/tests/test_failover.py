@@ -12,7 +12,7 @@ from conftest import free_port
 from hub.delivery.outbox import deliver_batch
 from hub.delivery.policy import servers_in_order
 from hub.models import DeliveryAttempt, SendLog
-from hub.tests.test_retry import attempts_of, queue_one, scripted_server_record, scripted_smtp  # noqa: F401
+from hub.tests.test_retry import attempts_of, queue_one, scripted_server_record
 
 SENT = DeliveryAttempt.Result.SENT
 CONNECT_FAILED = DeliveryAttempt.Result.CONNECT_FAILED

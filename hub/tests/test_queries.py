@@ -53,9 +53,9 @@ def test_wakeup_pending_since_compares_the_flag(db):
 
 def test_insert_stores_what_save_would(make_server, make_app):
     app = make_app(make_server()).app
-    fields = dict(app=app, to="张三 <a@example.com>", subject="主题", html_body="<p>正文</p>",
-                  from_email="noreply@example.com", message_id="<x@example.com>",
-                  event={"uid": "u1", "method": "REQUEST"}, client_ip="2001:db8::1")
+    fields = {"app": app, "to": "张三 <a@example.com>", "subject": "主题", "html_body": "<p>正文</p>",
+                  "from_email": "noreply@example.com", "message_id": "<x@example.com>",
+                  "event": {"uid": "u1", "method": "REQUEST"}, "client_ip": "2001:db8::1"}
     row = SendLog(**fields)
     queries.Insert(row).run()
     assert row.pk and not row._state.adding

@@ -36,7 +36,7 @@ def send(client, creds: dict, **fields):
 
 
 def bounce_ghost(client, bouncing, run_queue) -> SendLog:
-    sink, _server, p = bouncing
+    _sink, _server, p = bouncing
     r = send(client, p.creds, to=GHOST)
     assert r.status_code == 200, r.content
     assert run_queue() == 1
@@ -79,7 +79,7 @@ def test_partial_bounce_suppresses_only_the_unknown_recipient(client, bouncing, 
     {"to": f'"Ghost" <{GHOST}>'},
     {"to": f"alice@example.com, {GHOST}"},
     {"cc": GHOST},
-    {"bcc": f"bob@example.com, Ghost@Example.COM"},
+    {"bcc": "bob@example.com, Ghost@Example.COM"},
 ], ids=["to", "to-upper-case", "to-with-name", "to-among-others", "cc", "bcc"])
 def test_api_refuses_a_suppressed_recipient(client, bouncing, run_queue, fields):
     sink, _server, p = bouncing
@@ -100,7 +100,7 @@ def test_api_refuses_a_suppressed_recipient(client, bouncing, run_queue, fields)
 
 
 def test_suppression_is_per_app(client, bouncing, make_app, run_queue):
-    sink, server, _p = bouncing
+    _sink, server, _p = bouncing
     bounce_ghost(client, bouncing, run_queue)
     other = make_app(server, name="other")
 
@@ -116,7 +116,7 @@ def test_suppression_is_per_app(client, bouncing, make_app, run_queue):
 ])
 def test_other_refusals_suppress_nothing(client, bouncing, run_queue, settings, to, status):
     settings.HUB_RETRY_SCHEDULE = [60]
-    sink, _server, p = bouncing
+    _sink, _server, p = bouncing
     r = send(client, p.creds, to=to)
     assert r.status_code == 200
     assert run_queue() == 1
@@ -150,7 +150,7 @@ def command(*args) -> str:
 
 
 def test_list_and_remove(client, bouncing, make_app, run_queue):
-    sink, server, p = bouncing
+    _sink, server, p = bouncing
     bounce_ghost(client, bouncing, run_queue)
     other = make_app(server, name="other")
     Suppression.objects.create(app=other.app, email="gone@example.com", smtp_code=550, smtp_reply="no such user")

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import stop_process, subprocess_database_url
 
+from conftest import stop_process, subprocess_database_url
 from hub.models import SendLog
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -1,0 +1,26 @@
+"""The core's models, one module per concern (one Django app, label "hub"): import them
+from here, as `from hub.models import SendLog`.
+
+- site.py      the hub's own settings (singleton)
+- servers.py   upstream SMTP servers and their send-limit slots
+- accounts.py  customer accounts (tenants, quota), apps (credentials), app-server links
+- sendlog.py   SendLog (audit log and outbox), attempts, attachments, suppressions, idempotency
+               keys, API rate counters, the drain wake-up flag"""
+
+from .accounts import Account, App, AppServer
+from .sendlog import (
+                     ApiRateCounter,
+                     Attachment,
+                     DeliveryAttempt,
+                     DeliveryWakeup,
+                     FailureType,
+                     IdempotencyKey,
+                     SendLog,
+                     Suppression,
+)
+from .servers import SmtpServer, ThrottleSlot
+from .site import Site, parse_networks, validate_networks
+
+__all__ = ["Account", "ApiRateCounter", "App", "AppServer", "Attachment", "DeliveryAttempt", "DeliveryWakeup",
+           "FailureType", "IdempotencyKey", "SendLog", "Site", "SmtpServer", "Suppression", "ThrottleSlot",
+           "parse_networks", "validate_networks"]

@@ -1,0 +1,218 @@
+"""What was sent: the audit log of every accepted message (SendLog), which is also the
+delivery outbox, with its attempts, attachments and failure types; the suppression list;
+idempotency keys; the API rate counters; and the drain wake-up flag."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from .accounts import App
+from .servers import SmtpServer
+
+
+class FailureType(models.IntegerChoices):
+    """Why a message failed, in the EDM platform's numbering (see hub.delivery.bounces)."""
+
+    NOT_EXIST = 1, _("Address does not exist")
+    OVER_QUOTA = 2, _("Mailbox full")
+    USER_REJECT = 3, _("Rejected by the recipient")
+    SPAM_CONTENT = 4, _("Content judged as spam")
+    REFUSED = 5, _("Refused by the server")
+    BLACKLIST = 6, _("Sender blacklisted")
+    COMPLAINT = 7, _("Complaint")
+    INVALID = 8, _("Invalid address")
+    FORMAT_ERROR = 9, _("Format error")
+    CONNECT_ERROR = 10, _("Connection error")
+
+
+class SendLog(models.Model):
+    """One accepted message: the audit record and the outbox row the worker delivers."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        SENDING = "sending", _("Sending")
+        RETRYING = "retrying", _("Retrying")
+        SENT = "sent", _("Sent")
+        FAILED = "failed", _("Failed")
+
+    CLAIMABLE = (Status.QUEUED, Status.RETRYING)
+    FINAL = (Status.SENT, Status.FAILED)
+
+    class Source(models.TextChoices):
+        API = "api", _("HTTP API")
+        SMTP = "smtp", _("SMTP submission")
+        ADMIN = "admin", _("Admin")
+
+    # No index of its own for app, smtp_server and claim_token: each index costs every insert
+    # and every outcome write; (app, id) and (smtp_server, sent_at) below serve these
+    # columns' lookups (and MySQL's foreign keys), and claims look rows up by id.
+    app = models.ForeignKey(App, on_delete=models.PROTECT, related_name="send_logs", verbose_name=_("app"),
+                            db_index=False)
+    source = models.CharField(_("source"), max_length=10, choices=Source.choices, default=Source.API)
+    resent_from = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="resends",
+                                    verbose_name=_("resent from"))
+    smtp_server = models.ForeignKey(SmtpServer, on_delete=models.SET_NULL, null=True, blank=True,
+                                    related_name="send_logs", verbose_name=_("SMTP server"), db_index=False)
+    from_email = models.CharField(_("from"), max_length=254, blank=True)
+    from_name = models.CharField(_("sender name"), max_length=200, blank=True)
+    # Address lists are stored as header text ("Name <a@b>, c@d"), unencoded.
+    to = models.TextField(_("to"))
+    to_name = models.CharField(_("recipient name"), max_length=200, blank=True)
+    cc = models.TextField(_("cc"), blank=True)
+    bcc = models.TextField(_("bcc"), blank=True)
+    reply_to = models.TextField(_("reply-to"), blank=True)
+    # Envelope recipients when they differ from to+cc+bcc (SMTP submissions); else empty.
+    rcpt_to = models.TextField(_("envelope recipients"), blank=True)
+    subject = models.CharField(_("subject"), max_length=998)
+    html_body = models.TextField(_("HTML body"), blank=True)
+    text_body = models.TextField(_("text body"), blank=True)
+    attachment_count = models.PositiveSmallIntegerField(_("attachments"), default=0)
+    # A calendar invitation (see hub.calendar): uid, method, sequence, start, end, ...
+    event = models.JSONField(_("calendar event"), null=True, blank=True)
+    # The client's own MIME message (SMTP submissions): relayed as it is, see hub.delivery.
+    raw_message = models.BinaryField(_("raw message"), null=True, blank=True, editable=False)
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.QUEUED)
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt"), null=True, blank=True)
+    smtp_code = models.IntegerField(_("SMTP code"), null=True, blank=True)
+    smtp_reply = models.TextField(_("SMTP reply"), blank=True)
+    error = models.TextField(_("error"), blank=True)
+    failure_type = models.PositiveSmallIntegerField(_("failure type"), null=True, blank=True,
+                                                    choices=FailureType.choices)
+    # {"addr@example.com": [550, "5.1.1 User unknown"]}: recipients the server refused.
+    refused_recipients = models.JSONField(_("refused recipients"), default=dict, blank=True)
+    message_id = models.CharField(_("Message-ID"), max_length=255, blank=True, db_index=True)
+    client_ip = models.GenericIPAddressField(_("client IP"), null=True, blank=True)
+    idempotency_key = models.CharField(_("idempotency key"), max_length=255, blank=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    claimed_at = models.DateTimeField(_("claimed"), null=True, blank=True)
+    # Set by the worker that claims the row, so a batch can find exactly the rows it won.
+    claim_token = models.CharField(max_length=32, blank=True, editable=False)
+    sent_at = models.DateTimeField(_("sent"), null=True, blank=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("send log")
+        verbose_name_plural = _("send logs")
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["status", "id"], name="sendlog_status"),
+            models.Index(fields=["app", "id"], name="sendlog_app"),
+            models.Index(fields=["status", "next_attempt_at"], name="sendlog_due"),
+            # Covering indexes for the admin's aggregates (hub/admin/dashboard.py, the SMTP servers'
+            # usage): each query reads the index alone, never the rows with their bodies.
+            models.Index(fields=["created_at", "app", "status"], name="sendlog_created_app"),
+            models.Index(fields=["created_at", "smtp_server", "status"], name="sendlog_created_server"),
+            models.Index(fields=["smtp_server", "sent_at"], name="sendlog_server_sent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.id} {self.to} {self.subject[:40]}"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in self.FINAL
+
+
+class DeliveryAttempt(models.Model):
+    """One try of one message on one server: what the hub did and what the server said."""
+
+    class Result(models.TextChoices):
+        SENT = "sent", _("Sent")
+        REFUSED = "refused", _("Refused (permanent)")
+        DEFERRED = "deferred", _("Deferred (temporary)")
+        CONNECT_FAILED = "connect_failed", _("Server unreachable or login refused")
+
+    log = models.ForeignKey(SendLog, on_delete=models.CASCADE, related_name="delivery_attempts")
+    server = models.ForeignKey(SmtpServer, on_delete=models.SET_NULL, null=True, related_name="+",
+                               verbose_name=_("SMTP server"))
+    result = models.CharField(_("result"), max_length=20, choices=Result.choices)
+    smtp_code = models.IntegerField(_("SMTP code"), null=True, blank=True)
+    smtp_reply = models.TextField(_("SMTP reply"), blank=True)
+    error = models.TextField(_("error"), blank=True)
+    started_at = models.DateTimeField(_("started"))
+    duration_ms = models.PositiveIntegerField(_("duration (ms)"), default=0)
+
+    class Meta:
+        verbose_name = _("delivery attempt")
+        verbose_name_plural = _("delivery attempts")
+        ordering = ["id"]
+
+
+class Suppression(models.Model):
+    """A recipient an app may no longer send to: its address hard-bounced."""
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="suppressions", verbose_name=_("app"))
+    email = models.CharField(_("email"), max_length=254)  # stored lower-case
+    reason = models.CharField(_("reason"), max_length=200, blank=True)
+    smtp_code = models.IntegerField(_("SMTP code"), null=True, blank=True)
+    smtp_reply = models.TextField(_("SMTP reply"), blank=True)
+    log = models.ForeignKey(SendLog, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+                            verbose_name=_("send log"))
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("suppressed recipient")
+        verbose_name_plural = _("suppression list")
+        ordering = ["-id"]
+        constraints = [models.UniqueConstraint(fields=["app", "email"], name="uniq_suppression")]
+
+    def __str__(self) -> str:
+        return self.email
+
+
+class IdempotencyKey(models.Model):
+    """An `Idempotency-Key` seen from an app, kept 24 hours, with the request it named."""
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64)
+    log = models.ForeignKey(SendLog, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["app", "key"], name="uniq_idempotency_key")]
+
+
+class ApiRateCounter(models.Model):
+    """Requests of one app in one minute, for the per-app API rate limit."""
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="+")
+    window_start = models.DateTimeField()
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["app", "window_start"], name="uniq_rate_window")]
+
+
+class Attachment(models.Model):
+    """A file sent with a message, kept for audit and resend."""
+
+    log = models.ForeignKey(SendLog, on_delete=models.CASCADE, related_name="attachments")
+    filename = models.CharField(_("file name"), max_length=255)
+    content_type = models.CharField(_("content type"), max_length=255, default="application/octet-stream")
+    content = models.BinaryField(_("content"))
+    size = models.PositiveIntegerField(_("size (bytes)"))
+
+    class Meta:
+        verbose_name = _("attachment")
+        verbose_name_plural = _("attachments")
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.filename
+
+
+class DeliveryWakeup(models.Model):
+    """One row (pk 1): when a drain task was last asked for and has not started yet.
+
+    Messages wait in SendLog (the outbox); a django-q2 task does not carry one message but
+    drains the outbox. Whoever commits waiting rows makes sure a drain is on its way, and
+    asks for a new one only when none is pending: under load one task then delivers
+    hundreds of messages, instead of each message paying for a task of its own. A drain
+    clears `requested_at` before it looks for rows, so a row committed while the flag was
+    set is always seen (see hub.delivery.outbox.wake_workers)."""
+
+    requested_at = models.DateTimeField(null=True, blank=True)

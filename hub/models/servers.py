@@ -1,0 +1,81 @@
+"""Where mail goes out: the upstream SMTP servers, and the slots that count their send limits."""
+
+from __future__ import annotations
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from .. import crypto
+
+
+class SmtpServer(models.Model):
+    class Security(models.TextChoices):
+        NONE = "none", _("None (plain text)")
+        STARTTLS = "starttls", _("STARTTLS")
+        SSL = "ssl", _("SSL/TLS (implicit)")
+
+    name = models.CharField(_("name"), max_length=100)
+    host = models.CharField(_("host"), max_length=255)
+    port = models.PositiveIntegerField(_("port"), validators=[MinValueValidator(1), MaxValueValidator(65535)])
+    security = models.CharField(_("security"), max_length=10, choices=Security.choices, default=Security.STARTTLS)
+    verify_tls = models.BooleanField(
+        _("verify TLS certificate"), default=True,
+        help_text=_("Turn off only for an internal relay with a self-signed certificate."),
+    )
+    username = models.CharField(_("username"), max_length=255, blank=True)
+    password_encrypted = models.TextField(_("password (encrypted)"), blank=True, editable=False)
+    from_email = models.EmailField(_("sender address"), max_length=254, blank=True,
+                                   help_text=_("Defaults to the username."))
+    enabled = models.BooleanField(_("enabled"), default=True)
+    timeout = models.PositiveIntegerField(_("timeout (seconds)"), default=30,
+                                          validators=[MinValueValidator(1), MaxValueValidator(300)])
+    limit_per_minute = models.PositiveIntegerField(_("limit per minute"), default=0, help_text=_("0 = no limit"))
+    limit_per_hour = models.PositiveIntegerField(_("limit per hour"), default=0, help_text=_("0 = no limit"))
+    limit_per_day = models.PositiveIntegerField(_("limit per day"), default=0, help_text=_("0 = no limit"))
+    # Health, written by delivery: a failing server is tried after the healthy ones.
+    last_error = models.TextField(_("last error"), blank=True, editable=False)
+    last_error_at = models.DateTimeField(_("last error at"), null=True, blank=True, editable=False)
+    failing_since = models.DateTimeField(_("failing since"), null=True, blank=True, editable=False)
+    last_success_at = models.DateTimeField(_("last success"), null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("SMTP server")
+        verbose_name_plural = _("SMTP servers")
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.host}:{self.port})"
+
+    def set_password(self, plaintext: str) -> None:
+        self.password_encrypted = crypto.encrypt(plaintext) if plaintext else ""
+
+    def get_password(self) -> str:
+        """The plaintext password; raises crypto.DecryptionError when no key fits."""
+        return crypto.decrypt(self.password_encrypted) if self.password_encrypted else ""
+
+    @property
+    def sender(self) -> str:
+        return self.from_email or self.username
+
+    @property
+    def limits(self) -> list[tuple[int, int]]:
+        """(limit, window seconds) for each limit that is set."""
+        from django.conf import settings
+
+        windows = ((self.limit_per_minute, settings.HUB_THROTTLE_MINUTE_SECONDS),
+                   (self.limit_per_hour, 3600), (self.limit_per_day, 86400))
+        return [(limit, seconds) for limit, seconds in windows if limit]
+
+
+class ThrottleSlot(models.Model):
+    """One message handed to a rate-limited server; counted over sliding windows so the
+    limit holds across every worker and machine sharing the database."""
+
+    server = models.ForeignKey(SmtpServer, on_delete=models.CASCADE, related_name="+")
+    at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["server", "at"], name="throttle_server_at")]
