@@ -46,7 +46,7 @@ _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
 
 
 def _short(frame: str) -> str:
-    """'deliver_batch (hub/delivery.py:240)' -> 'deliver_batch (hub/delivery.py)'; trims
+    """'deliver_batch (hub/delivery/outbox.py:240)' -> 'deliver_batch (hub/delivery/outbox.py)'; trims
     site-packages and stdlib prefixes so the names stay readable."""
     m = _FRAME.match(frame.strip())
     if not m:
