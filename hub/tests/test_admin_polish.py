@@ -35,7 +35,7 @@ def log_with_attempt(make_server, make_app):
 
 @pytest.mark.parametrize(("accept", "lang"), LANGS)
 def test_attempts_are_not_labelled_as_objects(su, log_with_attempt, accept, lang):
-    row, attempt = log_with_attempt
+    row, _attempt = log_with_attempt
     text = body(su.get(f"/admin/hub/sendlog/{row.pk}/change/", HTTP_ACCEPT_LANGUAGE=accept))
     assert f'<html lang="{lang}"' in text
     assert "relay-one" in text and "2.0.0 Ok" in text  # the attempt's row is there
@@ -98,12 +98,14 @@ def test_the_favicon_file_is_a_static_file():
     from django.contrib.staticfiles import finders
 
     path = finders.find("hub/favicon.svg")
-    assert path and open(path, encoding="utf-8").read().startswith("<svg ")
+    assert path
+    with open(path, encoding="utf-8") as f:
+        assert f.read().startswith("<svg ")
 
 
 @pytest.mark.parametrize(("accept", "same", "capped"), [
-    ("en", "Timeout: 30 s per step.", "Timeout: 30 s per step (the server's setting, used for delivery); "
-                                      "this test waits at most 20 s per step"),
+    ("en", "Timeout: 30 s per step.", ("Timeout: 30 s per step (the server's setting, used for delivery); "
+                                       "this test waits at most 20 s per step")),
     ("zh-CN", "超时：每一步 30 秒。", "超时：每一步 30 秒（该服务器的设置，投递时使用）；为使页面及时响应，本测试每一步最多等待 20 秒"),
 ])
 def test_test_pages_show_the_servers_own_timeout(su, make_server, settings, accept, same, capped):
