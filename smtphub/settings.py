@@ -113,6 +113,8 @@ AUTH_PASSWORD_VALIDATORS = [
 # --- Internationalisation -----------------------------------------------------------
 LANGUAGE_CODE = env.str("LANGUAGE_CODE", default="zh-hans")
 LANGUAGES = [("zh-hans", "简体中文"), ("en", "English")]
+# Date and time formats of our own (to the second, the same in both languages).
+FORMAT_MODULE_PATH = ["smtphub.formats"]
 LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = env.str("TIME_ZONE", default="Asia/Shanghai")
 USE_I18N = True
@@ -259,6 +261,7 @@ UNFOLD = {
     "SITE_HEADER": "SMTP Hub",
     "SITE_SUBHEADER": "hub.admin.nav.site_subheader",
     "SITE_SYMBOL": "forward_to_inbox",
+    "SITE_FAVICONS": [{"rel": "icon", "type": "image/svg+xml", "href": "hub.admin.nav.favicon_url"}],
     "SITE_URL": "/admin/",
     "SHOW_HISTORY": True,
     "SHOW_VIEW_ON_SITE": False,

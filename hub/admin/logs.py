@@ -185,6 +185,7 @@ def _optional_inlines() -> list:
         extra = 0
         can_delete = False
         verbose_name_plural = gettext_lazy("delivery attempts")
+        hide_title = True  # the row's columns say which attempt it is; no title line above each
 
         def get_queryset(self, request: HttpRequest):
             # The server column: one join, not one query per attempt.
@@ -269,7 +270,8 @@ class SendLogAdmin(WindowPaginationMixin, HubModelAdmin):
                                                  "event_display"]}),
             (gettext_lazy("Delivery"), {"fields": [("smtp_code", "smtp_reply"), tuple(outcome), "refused_table",
                                                    ("created_at", "sent_at"), ("claimed_at", "next_attempt_at")]}),
-            (gettext_lazy("Tracking"), {"fields": [("message_id", "client_ip", "idempotency_key"), "updated_at",
+            # The Message-ID gets a line of its own: it is often longer than a third of the page.
+            (gettext_lazy("Tracking"), {"fields": ["message_id", ("client_ip", "idempotency_key"), "updated_at",
                                                    "audit_trail"]}),
         ]
 
@@ -294,7 +296,7 @@ class SendLogAdmin(WindowPaginationMixin, HubModelAdmin):
     @display(description=gettext_lazy("created"), ordering="created_at")
     def created(self, obj: SendLog) -> str:
         return format_html('<span class="whitespace-nowrap">{}</span>',
-                           formats.date_format(timezone.localtime(obj.created_at), "Y-m-d H:i:s"))
+                           formats.date_format(timezone.localtime(obj.created_at), "DATETIME_FORMAT"))
 
     @display(description=gettext_lazy("SMTP server"), ordering="smtp_server__name")
     def server_name(self, obj: SendLog) -> str:

@@ -48,6 +48,18 @@ def for_admin_request(server: SmtpServer) -> SmtpServer:
     return server
 
 
+def timeout_note(configured: int) -> str:
+    """What a test page says about its timeout: the server's own setting (what delivery
+    uses), and the admin's cap when it is lower, so the page never shows a number the
+    server is not set to without saying why."""
+    cap = max(1, getattr(settings, "HUB_ADMIN_TEST_TIMEOUT", 20))
+    if configured <= cap:
+        return _("Timeout: %(timeout)s s per step.") % {"timeout": configured}
+    return _("Timeout: %(timeout)s s per step (the server's setting, used for delivery); this test waits at most "
+             "%(cap)s s per step so that the page answers in time (HUB_ADMIN_TEST_TIMEOUT).") % {
+        "timeout": configured, "cap": cap}
+
+
 @dataclass
 class ProbeResult:
     """What "test connection" learned; `steps` are (what, detail) lines for the page."""
@@ -269,12 +281,14 @@ class SmtpServerAdmin(HubModelAdmin):
         server = self.get_object(request, unquote(object_id))
         if server is None:
             raise Http404(_("No such SMTP server."))
-        return for_admin_request(server)
+        return server
 
     @action(description=gettext_lazy("Test connection"), url_path="test-connection", permissions=["change"],
             icon="lan", variant=ActionVariant.PRIMARY)
     def test_connection(self, request: HttpRequest, object_id: str) -> HttpResponse:
         server = self._server(request, object_id)
+        timeout = timeout_note(server.timeout)  # the server's own setting, before the admin's cap
+        for_admin_request(server)
         result = None
         if request.method == "POST":
             result = probe(server)
@@ -289,15 +303,17 @@ class SmtpServerAdmin(HubModelAdmin):
         return self.action_page(
             request, server, title=_("Test connection: %(server)s") % {"server": server},
             intro=_("Connects to %(host)s:%(port)s with security “%(security)s”, logs in if a username is set, "
-                    "and hangs up. Timeout: %(timeout)s s per step.") % {
+                    "and hangs up. %(timeout)s") % {
                 "host": server.host, "port": server.port, "security": server.get_security_display(),
-                "timeout": server.timeout},
+                "timeout": timeout},
             submit_label=_("Run the test"), probe=result,
         )
 
     @action(description=gettext_lazy("Send test email"), url_path="send-test", permissions=["change"], icon="send")
     def send_test_email(self, request: HttpRequest, object_id: str) -> HttpResponse:
         server = self._server(request, object_id)
+        timeout = timeout_note(server.timeout)  # the server's own setting, before the admin's cap
+        for_admin_request(server)
         form = TestEmailForm(request.POST or None)
         outcome = failure = None
         if request.method == "POST" and form.is_valid():
@@ -319,8 +335,8 @@ class SmtpServerAdmin(HubModelAdmin):
             self.audit(request, server, note[:1000])
         return self.action_page(
             request, server, title=_("Send test email: %(server)s") % {"server": server},
-            intro=_("Sends one message directly through this server (timeout %(timeout)s s) and shows its reply. "
+            intro=_("Sends one message directly through this server and shows its reply. %(timeout)s "
                     "It is not queued and not logged as a send log; to test an app end to end, use the "
-                    "app's “Send test email”.") % {"timeout": server.timeout},
+                    "app's “Send test email”.") % {"timeout": timeout},
             form=form, submit_label=_("Send"), outcome=outcome, failure=failure,
         )

@@ -3,6 +3,7 @@ queue (django-q2) and the user pages, all in the same theme."""
 
 from __future__ import annotations
 
+from django.apps import apps as django_apps
 from django.contrib import admin
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.admin import GroupAdmin as BaseGroupAdmin
@@ -129,6 +130,10 @@ class _SuperuserWrites:
     def has_delete_permission(self, request, obj=None) -> bool:
         return request.user.is_superuser and super().has_delete_permission(request, obj)
 
+
+# django-q2 names its app after Q_CLUSTER["label"], a plain string that no catalog translates
+# ("Task queue 管理" in the Chinese admin): the admin names it in the user's language instead.
+django_apps.get_app_config("django_q").verbose_name = gettext_lazy("Task queue")
 
 for _model, _base in _Q_PAGES:
     if admin.site.is_registered(_model):

@@ -5,7 +5,7 @@ idempotency keys; the API rate counters; and the drain wake-up flag."""
 from __future__ import annotations
 
 from django.db import models
-from django.utils import timezone
+from django.utils import formats, timezone
 from django.utils.translation import gettext_lazy as _
 
 from .accounts import App
@@ -139,6 +139,13 @@ class DeliveryAttempt(models.Model):
         verbose_name = _("delivery attempt")
         verbose_name_plural = _("delivery attempts")
         ordering = ["id"]
+
+    def __str__(self) -> str:
+        # What the admin (inlines, history, delete pages) calls an attempt, in the user's language.
+        return _("%(result)s on %(server)s at %(time)s") % {
+            "result": self.get_result_display(), "server": self.server.name if self.server_id else "-",
+            "time": formats.date_format(timezone.localtime(self.started_at), "DATETIME_FORMAT")
+            if self.started_at else "-"}
 
 
 class Suppression(models.Model):
