@@ -31,6 +31,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_q",
     "hub",
     "api",
@@ -146,6 +148,8 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.JSONParser",
     ],
     "UNAUTHENTICATED_USER": None,
+    # Only used by the native API's OpenAPI schema (/api/v1/schema/).
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 
 # --- Task queue (django-q2) -----------------------------------------------------------
@@ -294,3 +298,29 @@ LOGIN_REDIRECT_URL = "admin:index"
 # "Test connection" / "send test email" in the admin run inside a web request: each SMTP
 # step waits at most min(the server's timeout, this many seconds).
 HUB_ADMIN_TEST_TIMEOUT = env.int("HUB_ADMIN_TEST_TIMEOUT", default=20)
+
+# --- EDM APIs (V28-compatible under /apinew/, native JSON under /api/v1/) -------------------
+# Legacy `username`/`password` query parameters instead of HTTP Basic. Off: URLs (and so the
+# AppSecret) end up in proxy and web server logs. Turn on only for a client that cannot send
+# an Authorization header.
+HUB_V28_QUERY_CREDENTIALS = env.bool("HUB_V28_QUERY_CREDENTIALS", default=False)
+# Body cap of an ordinary call (a 500-record ml_addr batch is well under 1 MB) and of a file
+# upload (ml-addr-add-file, the native import); any one parameter's length.
+HUB_V28_MAX_REQUEST_BYTES = env.int("HUB_V28_MAX_REQUEST_BYTES", default=2 * 1024 * 1024)
+HUB_V28_MAX_UPLOAD_BYTES = env.int("HUB_V28_MAX_UPLOAD_BYTES", default=200 * 1024 * 1024)
+HUB_V28_MAX_PARAM_CHARS = env.int("HUB_V28_MAX_PARAM_CHARS", default=2000)
+# Records in one batch call (ml_addr, maillist, unsubscribe address lists, the native batch).
+HUB_API_MAX_BATCH = env.int("HUB_API_MAX_BATCH", default=500)
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "SMTP Hub API",
+    "DESCRIPTION": "Native JSON API for contact lists, contacts, imports and subscriptions. "
+                   "Authenticate with HTTP Basic: AppID as the user name, AppSecret as the password.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "PREPROCESSING_HOOKS": ["api.v1.schema.only_native_api"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
