@@ -273,23 +273,23 @@ LOGGING = {
 }
 
 # --- Admin back office (django-unfold) -----------------------------------------------------
-# Admin-only settings. Labels and links come from hub.admin_nav, per request, so settings
+# Admin-only settings. Labels and links come from hub.admin.nav, per request, so settings
 # import no app code and the sidebar follows the user's language.
 UNFOLD = {
     "SITE_TITLE": "SMTP Hub",
     "SITE_HEADER": "SMTP Hub",
-    "SITE_SUBHEADER": "hub.admin_nav.site_subheader",
+    "SITE_SUBHEADER": "hub.admin.nav.site_subheader",
     "SITE_SYMBOL": "forward_to_inbox",
     "SITE_URL": "/admin/",
     "SHOW_HISTORY": True,
     "SHOW_VIEW_ON_SITE": False,
     "SHOW_LANGUAGES": True,  # the language switch in the user menu (browser language by default)
-    "DASHBOARD_CALLBACK": "hub.dashboard.dashboard_callback",
-    "GLOBAL_CALLBACK": "hub.admin_nav.global_context",
+    "DASHBOARD_CALLBACK": "hub.admin.dashboard.dashboard_callback",
+    "GLOBAL_CALLBACK": "hub.admin.nav.global_context",
     "SIDEBAR": {
         "show_search": True,
         "show_all_applications": True,
-        "navigation": "hub.admin_nav.navigation",
+        "navigation": "hub.admin.nav.navigation",
     },
     "COLORS": {
         "primary": {
