@@ -42,7 +42,7 @@ def _fresh_process_state():
 
     Site._cached = None
     yield
-    from hub.delivery import pool
+    from hub.delivery.transport import pool
 
     pool.close_all()
     Site._cached = None

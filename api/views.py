@@ -14,11 +14,11 @@ from rest_framework.exceptions import ParseError, UnsupportedMediaType
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from hub.delivery import deliver_batch
-from hub.models import SendLog, Site
+from hub.delivery.outbox import deliver_batch
 from hub.calendar import FIELDS as EVENT_FIELDS
-from hub.sending import (FileIn, Refusal, SendRequest, accept, authenticate, check_allowlist, check_blocklist,
-                         check_rate_limit, client_ip)
+from hub.models import SendLog
+from hub.access import admit
+from hub.sending import FileIn, Refusal, SendRequest, accept
 
 # Fields that may be given as a JSON list (or repeated form fields) of addresses.
 _LIST_FIELDS = ("to", "cc", "bcc", "reply_to")
@@ -170,20 +170,11 @@ class SendView(APIView):
                 raise Refusal("bad_request", str(exc)[:200]) from exc
             if not _is_utf8(data):
                 raise Refusal("bad_request", "the body holds text that is not valid UTF-8")
-            site = Site.cached()
-            ip = client_ip(request.META, site)
-            check_blocklist(ip, site)
-            if not hasattr(data, "get"):
-                raise Refusal("bad_request", "the body must be a form or a JSON object")
-            action = _field(data, "action").strip() or self.default_action
-            if action not in ("send", "status"):
-                raise Refusal("unknown_action", f"unknown action {action[:50]!r}" if action else "action is required")
-            app = authenticate(_field(data, "appid"), _field(data, "appsecret"))
-            check_allowlist(app, ip)
-            if action == "status":
-                return self.status(app, _field(data, "id"))
-            check_rate_limit(app)
-            return self.send(request, app, data, ip)
+            read_field = (lambda name: _field(data, name)) if hasattr(data, "get") else None
+            admitted = admit(request.META, read_field, self.default_action)
+            if admitted.action == "status":
+                return self.status(admitted.app, _field(data, "id"))
+            return self.send(request, admitted.app, data, admitted.ip)
         except Refusal as refusal:
             return refusal_response(refusal)
 

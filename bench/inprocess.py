@@ -6,7 +6,7 @@ A fresh SQLite database in a temporary directory; the bench message (message.py,
 part, as the wrk script sends it); smtp-sink as the server (bash bench/setup.sh first).
   * api:    POSTs form-encoded sends to /api.php through Django's test client
             (CPU ms per request; the test client itself costs ~0.3 ms of it)
-  * worker: hub.delivery.drain() of the queued messages to smtp-sink (CPU ms per message)
+  * worker: hub.delivery.outbox.drain() of the queued messages to smtp-sink (CPU ms per message)
 The end-to-end numbers are bench/run's; this is for seeing what one change to the hot path
 buys, with --profile for a cProfile listing of one side."""
 
@@ -55,7 +55,8 @@ def main() -> None:
     from django.core.management import call_command
     from django.test import Client
 
-    from hub.delivery import drain, pool
+    from hub.delivery.outbox import drain
+    from hub.delivery.transport import pool
     from hub.models import SendLog
 
     logging.disable(logging.INFO)

@@ -304,7 +304,7 @@ class AppServer(models.Model):
 
 
 class FailureType(models.IntegerChoices):
-    """Why a message failed, in the EDM platform's numbering (see hub.bounces)."""
+    """Why a message failed, in the EDM platform's numbering (see hub.delivery.bounces)."""
 
     NOT_EXIST = 1, _("Address does not exist")
     OVER_QUOTA = 2, _("Mailbox full")
@@ -392,7 +392,7 @@ class SendLog(models.Model):
             models.Index(fields=["status", "id"], name="sendlog_status"),
             models.Index(fields=["app", "id"], name="sendlog_app"),
             models.Index(fields=["status", "next_attempt_at"], name="sendlog_due"),
-            # Covering indexes for the admin's aggregates (hub/dashboard.py, the SMTP servers'
+            # Covering indexes for the admin's aggregates (hub/admin/dashboard.py, the SMTP servers'
             # usage): each query reads the index alone, never the rows with their bodies.
             models.Index(fields=["created_at", "app", "status"], name="sendlog_created_app"),
             models.Index(fields=["created_at", "smtp_server", "status"], name="sendlog_created_server"),
@@ -515,6 +515,6 @@ class DeliveryWakeup(models.Model):
     asks for a new one only when none is pending: under load one task then delivers
     hundreds of messages, instead of each message paying for a task of its own. A drain
     clears `requested_at` before it looks for rows, so a row committed while the flag was
-    set is always seen (see hub.tasks.wake_workers)."""
+    set is always seen (see hub.delivery.outbox.wake_workers)."""
 
     requested_at = models.DateTimeField(null=True, blank=True)

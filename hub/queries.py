@@ -72,7 +72,7 @@ def suppressed(app_id: int, emails: set[str]) -> list[str]:
 
 
 def wakeup_pending_since(since: datetime) -> bool:
-    """Is a drain requested after `since` and not started yet (hub.tasks.wake_workers)?"""
+    """Is a drain requested after `since` and not started yet (hub.delivery.outbox.wake_workers)?"""
     return bool(_rows(_statements()["wakeup_pending"], [connection.ops.adapt_datetimefield_value(since)]))
 
 
@@ -161,7 +161,7 @@ def claim_waiting(limit: int, token: str, now: datetime) -> list[int]:
     """Mark up to `limit` waiting rows as `sending` with this claim token: retries that are
     due first, then queued rows oldest first. Call inside a transaction. Returns the ids it
     tried to take (the caller reads back those that bear its token).
-    (hub.delivery.claim_waiting; this holds the write lock, so no ORM compiling in it.)"""
+    (hub.delivery.outbox.claim_waiting; this holds the write lock, so no ORM compiling in it.)"""
     S = SendLog.Status
     skip_locked = connection.features.has_select_for_update_skip_locked
     sql = _claim_statements(skip_locked)

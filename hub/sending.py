@@ -1,11 +1,11 @@
-"""Accepting a message: who is asking (credentials), what they ask for (validation), and
-writing the outbox row together with its delivery task. HTTP lives in api/; this module is
-plain functions so the SMTP submission server and tests can use the same rules."""
+"""Accepting a message: what the caller asks for (validation, suppression, idempotency) and
+writing the outbox row, after which the workers are woken. Who may ask is hub.access.
+HTTP lives in api/; this module is plain functions so the SMTP submission server, the
+admin and tests use the same rules."""
 
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 import re
 from dataclasses import dataclass, field
@@ -17,46 +17,17 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
-from django.db.models import F
 from django.utils import timezone
 
-from . import crypto, queries
+from . import queries
 from .calendar import parse_event
-from .delivery import ascii_address
-from .models import (ApiRateCounter, App, Attachment, IdempotencyKey, SendLog, Site, Suppression,
-                     parse_networks)
-from .tasks import wake_workers
-
+from .delivery.message import ascii_address
+from .delivery.outbox import wake_workers
+from .models import App, Attachment, IdempotencyKey, SendLog, Suppression
 from .refusals import REFUSALS, Refusal  # noqa: F401  (re-exported for api/ and tests)
 
 
-# --- credentials -------------------------------------------------------------------------
-
-# Compared against when the AppID does not exist, so a wrong AppID costs the same time as
-# a wrong secret and the two cannot be told apart.
-_DUMMY_DIGEST = "0" * 64
-
-
-def authenticate(appid: str, appsecret: str) -> App:
-    appid, appsecret = appid.strip(), appsecret.strip()
-    if not appid:
-        raise Refusal("appid_required")
-    if not appsecret:
-        raise Refusal("appsecret_required")
-    numeric = appid.isascii() and appid.isdigit() and len(appid) < 19
-    app = queries.app(int(appid)) if numeric else None
-    if app is None:
-        # The same two digest comparisons App.check_secret makes, so a wrong AppID takes
-        # as long as a wrong secret.
-        ok = crypto.secret_matches(appsecret, _DUMMY_DIGEST) and crypto.secret_matches(appsecret, _DUMMY_DIGEST)
-    else:
-        ok = app.check_secret(appsecret)  # the current secret, or the old one in its grace period
-    if app is None or not ok:
-        raise Refusal("invalid_credentials")
-    if not app.enabled:
-        raise Refusal("app_disabled")
-    return app
-
+# --- the sender ----------------------------------------------------------------------------
 
 def primary_sender(app: App) -> str:
     """The sender address of the app's first enabled server; refuses when the app has no
@@ -68,78 +39,6 @@ def primary_sender(app: App) -> str:
         if enabled:
             return from_email or username  # as SmtpServer.sender
     raise Refusal("smtp_server_disabled")
-
-
-# --- who may call ------------------------------------------------------------------------
-
-def _in_networks(ip: str | None, text: str) -> bool:
-    if not ip or not text.strip():
-        return False
-    address = ipaddress.ip_address(ip)
-    return any(address in net for net in parse_networks(text) if net.version == address.version)
-
-
-def check_blocklist(ip: str | None, site: Site) -> None:
-    if _in_networks(ip, site.ip_blocklist):
-        raise Refusal("ip_blocked", f"{ip} is on the site's IP blocklist")
-
-
-def check_allowlist(app: App, ip: str | None) -> None:
-    if app.allowed_ips.strip() and not _in_networks(ip, app.allowed_ips):
-        raise Refusal("ip_not_allowed", f"{ip} is not in this app's allowed IPs")
-
-
-def check_rate_limit(app: App) -> None:
-    """Count this request against the app's per-minute API limit (shared by all web
-    processes through the database); refuses with the seconds to wait when over."""
-    limit = app.rate_limit_per_minute
-    if not limit:
-        return
-    now = timezone.now()
-    window = now.replace(second=0, microsecond=0)
-    with transaction.atomic():
-        counter, _created = ApiRateCounter.objects.get_or_create(app=app, window_start=window)
-        counted = ApiRateCounter.objects.filter(pk=counter.pk, count__lt=limit).update(count=F("count") + 1)
-    if not counted:
-        retry_after = 60 - now.second
-        raise Refusal("rate_limited", f"at most {limit} requests per minute", retry_after=retry_after)
-
-
-# --- client IP ---------------------------------------------------------------------------
-
-def _ip(value: str):
-    try:
-        return ipaddress.ip_address(value.strip())
-    except ValueError:
-        return None
-
-
-def client_ip(meta: dict, site: Site) -> str | None:
-    """The caller's address. Forwarding headers are believed only when the direct peer is
-    one of the site's trusted proxies: anyone else could forge them."""
-    remote = _ip(meta.get("REMOTE_ADDR", ""))
-    if remote is None or site.client_ip_mode == Site.ClientIpMode.REMOTE_ADDR:
-        return str(remote) if remote else None
-    trusted = parse_networks(site.trusted_proxies)
-
-    def is_trusted(ip) -> bool:
-        return any(ip in net for net in trusted if net.version == ip.version)
-
-    if not is_trusted(remote):
-        return str(remote)
-    if site.client_ip_mode == Site.ClientIpMode.X_REAL_IP:
-        real = _ip(meta.get("HTTP_X_REAL_IP", ""))
-        return str(real or remote)
-    # X-Forwarded-For: walk from the nearest hop back; the first untrusted hop is the client.
-    hops = [h for h in meta.get("HTTP_X_FORWARDED_FOR", "").split(",") if h.strip()]
-    for hop in reversed(hops):
-        ip = _ip(hop)
-        if ip is None:
-            break
-        if not is_trusted(ip):
-            return str(ip)
-        remote = ip
-    return str(remote)
 
 
 # --- validation --------------------------------------------------------------------------
@@ -319,7 +218,7 @@ def _replayed(log: SendLog) -> SendLog:
 
 def accept(app: App, req: SendRequest, client_ip: str | None = None) -> SendLog:
     """Validate and queue one message: the SendLog row (the outbox) is committed, then the
-    workers are woken (hub.tasks.wake_workers); should that fail, the sweeper wakes them
+    workers are woken (hub.delivery.outbox.wake_workers); should that fail, the sweeper wakes them
     within a minute or two. The row's `replayed` attribute is True when an earlier request
     with the same Idempotency-Key made it (then nothing new was written)."""
     key = req.idempotency_key.strip()
@@ -394,7 +293,7 @@ def _decoded(msg, name: str) -> str:
 
 def accept_raw(app: App, rcpts: list[str], raw: bytes, client_ip: str | None = None) -> SendLog:
     """Queue a client's own MIME message (SMTP submission) for `rcpts`. The message is relayed
-    as it is (see hub.delivery.relay_message); what the audit log shows is read from it."""
+    as it is (see hub.delivery.message.relay_message); what the audit log shows is read from it."""
     import email
     from email import policy
 

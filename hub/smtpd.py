@@ -16,8 +16,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
 
-from . import sending
-from .models import Site
+from . import access, sending
 from .refusals import Refusal
 
 log = logging.getLogger(__name__)
@@ -57,10 +56,7 @@ def _peer_ip(session) -> str | None:
 def _check_login(login: bytes, password: bytes, ip: str | None):
     close_old_connections()
     try:
-        sending.check_blocklist(ip, Site.cached())
-        app = sending.authenticate(login.decode("utf-8", "replace"), password.decode("utf-8", "replace"))
-        sending.check_allowlist(app, ip)
-        return app
+        return access.admit_login(login.decode("utf-8", "replace"), password.decode("utf-8", "replace"), ip)
     finally:
         close_old_connections()
 
@@ -104,7 +100,7 @@ class HubHandler:
             await _db(app.refresh_from_db)()
             if not app.enabled:
                 return "550 5.7.1 Application disabled"
-            await _db(sending.check_rate_limit)(app)
+            await _db(access.check_rate_limit)(app)
             await _db(sending.primary_sender)(app)
         except Refusal as refusal:
             return _reply(refusal)

@@ -10,10 +10,10 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from . import throttle
-from .delivery import abandon_rows
+from .delivery import throttle
+from .delivery.attempt import abandon_rows
 from .models import ApiRateCounter, IdempotencyKey, SendLog
-from .tasks import wake_workers
+from .delivery.outbox import wake_workers
 
 MAX_PER_SWEEP = 5000  # bound one sweep's work; the next sweep takes the rest
 
@@ -35,7 +35,7 @@ def sweep() -> dict[str, int]:
     # Waiting rows a drain should have taken: due retries, and queued rows whose wake-up
     # was lost (the process died between its commit and the wake-up, or a Redis broker
     # dropped the task). Waking the workers is all it takes: a drain takes every waiting
-    # row (hub.delivery.claim_waiting).
+    # row (hub.delivery.outbox.claim_waiting).
     due = Q(status=SendLog.Status.RETRYING, next_attempt_at__lte=now) | Q(
         status=SendLog.Status.QUEUED, created_at__lt=now - timedelta(seconds=settings.HUB_STUCK_QUEUED_SECONDS))
     waiting = len(SendLog.objects.filter(due).values_list("id", flat=True)[:MAX_PER_SWEEP])

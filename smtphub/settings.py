@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_q",
     "hub",
+    "hub.contacts",
     "api",
 ]
 
@@ -242,6 +243,26 @@ HUB_SMTPD_MAX_MESSAGE_BYTES = env.int("HUB_SMTPD_MAX_MESSAGE_BYTES", default=25 
 HUB_SMTPD_TIMEOUT = env.int("HUB_SMTPD_TIMEOUT", default=120)
 HUB_SMTPD_SHUTDOWN_GRACE = env.int("HUB_SMTPD_SHUTDOWN_GRACE", default=30)
 
+# Contacts (hub.contacts): file imports, batch limits, public links.
+# Uploaded import files are stored here until their job ends (then deleted).
+HUB_IMPORT_DIR = Path(env.str("HUB_IMPORT_DIR", default="") or VAR_DIR / "imports")
+HUB_IMPORT_MAX_BYTES = env.int("HUB_IMPORT_MAX_BYTES", default=200 * 1024 * 1024)
+# Rows committed per transaction (each commit is also the job's resume checkpoint).
+HUB_IMPORT_CHUNK_ROWS = env.int("HUB_IMPORT_CHUNK_ROWS", default=5000)
+# An import task stops after this long and queues its own continuation, well inside Q_TIMEOUT
+# (which would kill it); 0 = no limit (the contacts_import command).
+HUB_IMPORT_TIME_BUDGET_SECONDS = env.int("HUB_IMPORT_TIME_BUDGET_SECONDS", default=max(10, Q_TIMEOUT // 2))
+# A running import without progress for this long lost its worker: the sweeper resumes it
+# from its checkpoint, at most HUB_IMPORT_MAX_RESUMES times, then fails it (status -3).
+HUB_IMPORT_STALE_SECONDS = env.int("HUB_IMPORT_STALE_SECONDS", default=Q_TIMEOUT + 60)
+HUB_IMPORT_MAX_RESUMES = env.int("HUB_IMPORT_MAX_RESUMES", default=3)
+HUB_CONTACTS_BATCH_MAX = env.int("HUB_CONTACTS_BATCH_MAX", default=500)
+HUB_CONTACTS_PAGE_MAX = env.int("HUB_CONTACTS_PAGE_MAX", default=1000)
+# Scheme and host of public links in mails (unsubscribe, confirm), e.g. https://mail.example.com.
+# Empty: unsubscribe_url() paths stay relative, and double opt-in lists cannot send confirmations.
+HUB_PUBLIC_URL = env.str("HUB_PUBLIC_URL", default="")
+HUB_CONFIRM_MAX_AGE_SECONDS = env.int("HUB_CONFIRM_MAX_AGE_SECONDS", default=7 * 86400)
+
 # Django refuses larger form bodies itself; keep its limit above ours so our 413 answers.
 DATA_UPLOAD_MAX_MEMORY_SIZE = HUB_MAX_REQUEST_BYTES + 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = HUB_MAX_REQUEST_BYTES + 1024
@@ -256,23 +277,23 @@ LOGGING = {
 }
 
 # --- Admin back office (django-unfold) -----------------------------------------------------
-# Admin-only settings. Labels and links come from hub.admin_nav, per request, so settings
+# Admin-only settings. Labels and links come from hub.admin.nav, per request, so settings
 # import no app code and the sidebar follows the user's language.
 UNFOLD = {
     "SITE_TITLE": "SMTP Hub",
     "SITE_HEADER": "SMTP Hub",
-    "SITE_SUBHEADER": "hub.admin_nav.site_subheader",
+    "SITE_SUBHEADER": "hub.admin.nav.site_subheader",
     "SITE_SYMBOL": "forward_to_inbox",
     "SITE_URL": "/admin/",
     "SHOW_HISTORY": True,
     "SHOW_VIEW_ON_SITE": False,
     "SHOW_LANGUAGES": True,  # the language switch in the user menu (browser language by default)
-    "DASHBOARD_CALLBACK": "hub.dashboard.dashboard_callback",
-    "GLOBAL_CALLBACK": "hub.admin_nav.global_context",
+    "DASHBOARD_CALLBACK": "hub.admin.dashboard.dashboard_callback",
+    "GLOBAL_CALLBACK": "hub.admin.nav.global_context",
     "SIDEBAR": {
         "show_search": True,
         "show_all_applications": True,
-        "navigation": "hub.admin_nav.navigation",
+        "navigation": "hub.admin.nav.navigation",
     },
     "COLORS": {
         "primary": {

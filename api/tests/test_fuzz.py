@@ -22,7 +22,7 @@ from django.db import connection
 from django.test import Client
 from django_q.models import OrmQ
 
-from hub.delivery import deliver_batch
+from hub.delivery.outbox import deliver_batch
 from hub.models import IdempotencyKey, SendLog
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -359,7 +359,7 @@ def test_deeply_nested_json_is_refused_cleanly(creds, depth):
 @pytest.mark.parametrize("to", ["alice@example.com\ufffd", "alice@exa\ufffdmple.com", "bob@\ufffd.example"])
 def test_address_whose_domain_cannot_be_punycoded_is_refused(creds, smtp_sink, to):
     # Django's validate_email allows any character from U+00A1 to U+FFFF in a domain (IDN),
-    # but the hub sends domains as punycode (hub.delivery.ascii_address), and "\ufffd" (what
+    # but the hub sends domains as punycode (hub.delivery.message.ascii_address), and "\ufffd" (what
     # invalid UTF-8 in a form decodes to) has none: accepting it makes a message no worker
     # can ever build. The API must refuse it as an invalid address.
     client = Client(raise_request_exception=False)

@@ -8,7 +8,7 @@ import re
 import pytest
 from django.contrib.admin.models import LogEntry
 
-from hub.admin_apps import ROTATION_HAS_GRACE
+from hub.admin.apps import ROTATION_HAS_GRACE
 from hub.models import App, AppServer, SendLog
 
 from .test_admin_support import body, counts, fresh_cache, messages_of, staff_factory, su, superuser  # noqa: F401

@@ -12,10 +12,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone, translation
 
-from hub import dashboard
-from hub.admin_common import has_field
-from hub.admin_servers import sent_counts_query
-from hub.dashboard import dashboard_data, day_bounds
+from hub.admin import dashboard
+from hub.admin.common import has_field
+from hub.admin.servers import sent_counts_query
+from hub.admin.dashboard import dashboard_data, day_bounds
 from hub.models import SmtpServer
 
 from .test_admin_support import body, fresh_cache, make_log, staff_factory, su, superuser  # noqa: F401

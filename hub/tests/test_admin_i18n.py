@@ -12,7 +12,7 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from hub.admin_i18n_theme import THEME_STRINGS
+from hub.admin.i18n_theme import THEME_STRINGS
 
 from .test_admin_support import body, fresh_cache, superuser  # noqa: F401
 

@@ -14,9 +14,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_q.models import OrmQ
 
-from hub import admin_logs
-from hub.admin_logs import DISPLAY_LIMIT, MAX_BULK_RESEND, PREVIEW_CSP
-from hub.admin_nav import queue_badge
+from hub.admin import logs as admin_logs
+from hub.admin.logs import DISPLAY_LIMIT, MAX_BULK_RESEND, PREVIEW_CSP
+from hub.admin.nav import queue_badge
 from hub.models import DeliveryAttempt, SendLog
 
 from .test_admin_support import body, counts, fresh_cache, make_log, messages_of, staff_factory, su, superuser  # noqa: F401

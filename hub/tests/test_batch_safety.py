@@ -9,8 +9,10 @@ import pytest
 from django.db import OperationalError
 from django.utils import timezone
 
-from hub import delivery
-from hub.delivery import build_message, deliver_batch
+from hub.delivery import attempt
+from hub.delivery.message import build_message
+from hub.delivery.outbox import claim, deliver_batch
+from hub.delivery.transport import Outcome
 from hub.models import SendLog
 from hub.sending import accept_raw
 from hub.sweeper import sweep
@@ -46,14 +48,14 @@ def test_one_bad_row_does_not_stop_the_batch(smtp_sink, make_server, make_app, s
 def test_database_error_after_250_does_not_send_twice(smtp_sink, make_server, make_app, monkeypatch, run_queue):
     app = make_app(make_server(smtp_sink)).app
     row = queue_one(app)
-    real_finish = delivery._finish
+    real_finish = attempt._finish
 
     def locked_once(*args, **kwargs):
-        monkeypatch.setattr(delivery, "_finish", real_finish)
+        monkeypatch.setattr(attempt, "_finish", real_finish)
         raise OperationalError("database is locked")
 
-    monkeypatch.setattr(delivery, "_finish", locked_once)
-    monkeypatch.setattr(delivery.time, "sleep", lambda s: None)  # _record_sent's pauses
+    monkeypatch.setattr(attempt, "_finish", locked_once)
+    monkeypatch.setattr(attempt.time, "sleep", lambda s: None)  # _record_sent's pauses
 
     deliver_batch([row.id])
 
@@ -117,10 +119,10 @@ def test_a_worker_that_lost_its_row_does_not_overwrite_the_new_owner(smtp_sink, 
     # worker, which holds it now. The first worker's late result must not overwrite it.
     server = make_server(smtp_sink)
     row = queue_one(make_app(server).app)
-    (claimed,) = delivery.claim([row.id])
+    (claimed,) = claim([row.id])
     SendLog.objects.filter(pk=row.pk).update(claim_token="another-worker")
 
-    delivery._finish(claimed, delivery.Outcome(SendLog.Status.SENT, 250, "ok"), server, [], 0.0)
+    attempt._finish(claimed, Outcome(SendLog.Status.SENT, 250, "ok"), server, [], 0.0)
 
     row.refresh_from_db()
     assert (row.status, row.claim_token, row.sent_at) == (SendLog.Status.SENDING, "another-worker", None)

@@ -1,4 +1,4 @@
-"""Connection reuse (hub.delivery.pool): a worker keeps one SMTP session per server across
+"""Connection reuse (hub.delivery.transport.pool): a worker keeps one SMTP session per server across
 tasks, bounded by HUB_SMTP_REUSE_MAX / HUB_SMTP_REUSE_SECONDS, checks it with NOOP before
 reuse, reconnects when the server went away, and opens a new session when the server's
 settings change. Sessions are counted at the (scripted aiosmtpd) server: one EHLO each."""
@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from hub.delivery import deliver_batch, pool
+from hub.delivery.outbox import deliver_batch
+from hub.delivery.transport import pool
 from hub.models import DeliveryAttempt, SendLog
 from hub.tests.test_retry import (ScriptedHandler, accept_logins, attempts_of, queue_one,  # noqa: F401
                                   scripted_server_record, scripted_smtp)

@@ -11,7 +11,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from conftest import SinkHandler, SmtpSink, free_port
-from hub.delivery import deliver_batch
+from hub.delivery.outbox import deliver_batch
 from hub.models import SendLog
 from hub.sending import SendRequest, accept
 

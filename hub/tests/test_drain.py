@@ -1,4 +1,4 @@
-"""The outbox and its drain (hub.tasks.wake_workers, hub.delivery.drain / claim_waiting): a
+"""The outbox and its drain (hub.delivery.outbox: wake_workers, drain, claim_waiting): a
 send commits its SendLog row and asks for one `hub.tasks.drain` task only when none is
 pending (the DeliveryWakeup flag); a drain clears the flag, then delivers whatever waits,
 a batch at a time, until nothing is left or its time is up. Real parts throughout: the
@@ -16,10 +16,10 @@ from django_q.models import OrmQ
 from django_q.tasks import async_task
 
 from api.tests.test_send_api import good_fields
-from hub import delivery
+from hub.delivery import outbox as delivery
 from hub.models import DeliveryWakeup, SendLog
 from hub.sweeper import sweep
-from hub.tasks import wake_workers
+from hub.delivery.outbox import wake_workers
 from hub.tests.test_retry import queue_one, scripted_server_record, scripted_smtp  # noqa: F401
 
 S = SendLog.Status
@@ -323,7 +323,7 @@ def test_a_failing_wakeup_does_not_fail_the_accepted_send(client, smtp_sink, mak
     def broken():
         raise RuntimeError("broker down")
 
-    monkeypatch.setattr("hub.tasks._wake", broken)
+    monkeypatch.setattr("hub.delivery.outbox._wake", broken)
     r = client.post("/api.php", good_fields(p.creds))
     assert r.status_code == 200 and r.json()["code"] == 0, r.content
     assert SendLog.objects.get(pk=r.json()["id"]).status == S.QUEUED

@@ -9,7 +9,8 @@ from datetime import timedelta
 from django.utils import timezone
 
 from conftest import free_port
-from hub.delivery import deliver_batch, servers_in_order
+from hub.delivery.outbox import deliver_batch
+from hub.delivery.policy import servers_in_order
 from hub.models import DeliveryAttempt, SendLog
 from hub.tests.test_retry import attempts_of, queue_one, scripted_server_record, scripted_smtp  # noqa: F401
 

@@ -10,7 +10,7 @@ import re
 import pytest
 from django.conf import settings
 
-from hub.delivery import deliver_batch
+from hub.delivery.outbox import deliver_batch
 from hub.models import SendLog
 from hub.sending import SendRequest, accept
 from hub.textify import html_to_text

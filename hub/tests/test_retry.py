@@ -23,7 +23,7 @@ from django.utils import timezone
 from django_q.models import OrmQ
 
 from conftest import Received, free_port
-from hub.delivery import deliver_batch
+from hub.delivery.outbox import deliver_batch
 from hub.models import DeliveryAttempt, FailureType, SendLog, SmtpServer
 from hub.sending import SendRequest, accept
 from hub.sweeper import sweep

@@ -13,8 +13,8 @@ from django.core.management import CommandError, call_command
 from django_q.models import OrmQ
 
 from api.tests.test_send_api import good_fields, post
-from hub import bounces
-from hub.delivery import deliver_batch
+from hub.delivery import bounces
+from hub.delivery.outbox import deliver_batch
 from hub.models import FailureType, SendLog, Suppression
 
 GHOST = "ghost@example.com"

@@ -15,7 +15,7 @@ from django.core.management import call_command
 from django.utils import timezone
 from django_q.models import OrmQ, Schedule
 
-from hub.delivery import claim
+from hub.delivery.outbox import claim
 from hub.models import ApiRateCounter, DeliveryWakeup, IdempotencyKey, SendLog, ThrottleSlot
 from hub.sweeper import sweep
 from hub.tests.test_retry import queue_one

@@ -1,4 +1,4 @@
-"""Per-server send limits (hub.throttle): a message over the limit waits (`retrying` with the
+"""Per-server send limits (hub.delivery.throttle): a message over the limit waits (`retrying` with the
 time a slot frees, attempts not counted), is never failed or dropped, goes to another server
 when one has room, and is sent once the window has moved on. Counts live in the database
 (ThrottleSlot), so they hold across workers."""
@@ -12,8 +12,8 @@ import pytest
 from django.utils import timezone
 
 from conftest import free_port
-from hub import throttle
-from hub.delivery import deliver_batch
+from hub.delivery import throttle
+from hub.delivery.outbox import deliver_batch
 from hub.models import DeliveryAttempt, SendLog, ThrottleSlot
 from hub.tests.test_retry import attempts_of, queue_one, sweep_and_run
 

@@ -11,7 +11,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.translation import gettext as _
 
-from .models import SendLog
+from ..models import SendLog
 
 
 def _perm(codename: str) -> Callable[[HttpRequest], bool]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from .models import FailureType
+from ..models import FailureType
 
 # Enhanced status codes (RFC 3463) and the phrases servers use instead of them.
 _NOT_EXIST = re.compile(

@@ -24,13 +24,13 @@ from unfold.admin import TabularInline
 from unfold.decorators import action, display
 from unfold.enums import ActionVariant
 
-from .admin_common import HubModelAdmin
-from .admin_logs import mark_admin_made
+from .common import HubModelAdmin
+from .logs import mark_admin_made
 from .dashboard import forget_cached
-from .delivery import deliver_batch
+from ..delivery.outbox import deliver_batch
 from .forms import RotateSecretForm, TestEmailForm
-from .models import App, AppServer, SendLog
-from .sending import Refusal, SendRequest, accept
+from ..models import App, AppServer, SendLog
+from ..sending import Refusal, SendRequest, accept
 
 # EXTENSION POINT (reliability): rotation with a grace period, when the model supports it.
 ROTATION_HAS_GRACE = "grace_seconds" in inspect.signature(App.rotate_secret).parameters

@@ -10,7 +10,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from .models import SmtpServer, ThrottleSlot
+from ..models import SmtpServer, ThrottleSlot
 
 # A slot is counted a little longer than its window: the limit is checked when a worker
 # takes the slot, the message reaches the server a moment later.

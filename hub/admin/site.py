@@ -20,8 +20,8 @@ from unfold.contrib.filters.admin import RelatedDropdownFilter
 from unfold.decorators import display
 from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
 
-from .admin_common import HubModelAdmin, LocalDateRangeFilter, WindowPaginationMixin
-from .models import Site
+from .common import HubModelAdmin, LocalDateRangeFilter, WindowPaginationMixin
+from ..models import Site
 
 
 @admin.register(Site)
@@ -141,7 +141,7 @@ def _optional_suppression_admin() -> None:
     """EXTENSION POINT (reliability): the suppression list, when the model exists.
     Deleting an entry lets the app send to that address again."""
     try:
-        from .models import Suppression
+        from ..models import Suppression
     except ImportError:
         return
 

@@ -1,7 +1,7 @@
 """Send logs in the back office: read-only, filterable, searchable, exportable, with a safe
 preview of the HTML body and a "resend" that queues a copy through the normal pipeline.
 
-The list never counts the table (see admin_common.InfinitePaginator): it costs the same
+The list never counts the table (see common.InfinitePaginator): it costs the same
 few queries with ten rows or ten million."""
 
 from __future__ import annotations
@@ -39,11 +39,11 @@ from unfold.contrib.filters.admin import ChoicesDropdownFilter, RelatedDropdownF
 from unfold.decorators import action, display
 from unfold.enums import ActionVariant
 
-from .admin_common import HubModelAdmin, LocalDateRangeFilter, WindowPaginationMixin, has_field, per_object
+from .common import HubModelAdmin, LocalDateRangeFilter, WindowPaginationMixin, has_field, per_object
 from .dashboard import forget_cached
-from .models import SendLog
-from .sending import FileIn, Refusal, SendRequest, accept, accept_raw
-from .textify import html_to_text
+from ..models import SendLog
+from ..sending import FileIn, Refusal, SendRequest, accept, accept_raw
+from ..textify import html_to_text
 
 STATUS_LABELS = {
     SendLog.Status.QUEUED: "info",
@@ -171,7 +171,7 @@ def _optional_inlines() -> list:
     """EXTENSION POINT (reliability): the delivery attempts of a message, when the model
     exists; each try with its server, result and SMTP reply."""
     try:
-        from .models import DeliveryAttempt
+        from ..models import DeliveryAttempt
     except ImportError:
         return []
 

@@ -2,7 +2,7 @@
 health, and two actions that talk to the server right away: "test connection" and "send
 test email".
 
-The server's own test email goes straight through hub.delivery.SmtpSession and is not a
+The server's own test email goes straight through hub.delivery.transport.SmtpSession and is not a
 SendLog row (a SendLog belongs to an app); it checks the transport. To test the whole
 pipeline (accept -> queue -> deliver -> log) use the app's "send test email" action."""
 
@@ -28,10 +28,11 @@ from unfold.decorators import action, display
 from unfold.enums import ActionVariant
 from unfold.views import ChangeList
 
-from .admin_common import HubModelAdmin, has_field, per_object, present_fields
-from .delivery import ConnectionFailed, SmtpSession, ascii_address, build_message, envelope_recipients
+from .common import HubModelAdmin, has_field, per_object, present_fields
+from ..delivery.message import ascii_address, build_message, envelope_recipients
+from ..delivery.transport import ConnectionFailed, SmtpSession
 from .forms import SmtpServerAdminForm, TestEmailForm
-from .models import SendLog, Site, SmtpServer
+from ..models import SendLog, Site, SmtpServer
 
 # Server health fields written by delivery (reliability work); shown when present.
 HEALTH_FIELDS = ("failing_since", "last_error", "last_error_at", "last_success_at")

@@ -22,8 +22,8 @@ from django.utils import formats, timezone
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
-from .admin_common import has_field, humanize_age
-from .models import App, SendLog, SmtpServer
+from .common import has_field, humanize_age
+from ..models import App, SendLog, SmtpServer
 
 DAYS = 30
 S = SendLog.Status

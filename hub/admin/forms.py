@@ -14,8 +14,8 @@ from unfold.widgets import (
     UnfoldBooleanSwitchWidget,
 )
 
-from .models import SmtpServer
-from .sending import Refusal, parse_address_list
+from ..models import SmtpServer
+from ..sending import Refusal, parse_address_list
 
 
 class SmtpServerAdminForm(forms.ModelForm):

@@ -1,0 +1,185 @@
+"""The outbox: SendLog rows waiting for delivery, and the drains that empty it.
+
+Messages wait in the outbox (SendLog). A django-q2 task does not carry a message: `drain`
+delivers whatever is waiting, a claimed batch at a time over pooled connections, until
+nothing is left. Whoever commits a waiting row calls `wake_workers()` afterwards, which
+queues a drain (the task `hub.tasks.drain`, named by string: nothing here imports the task
+module) only when none is pending. Under load one task so delivers hundreds of messages."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from django_q.tasks import async_task
+
+from .. import queries
+from ..models import DeliveryWakeup, SendLog, SmtpServer
+from .attempt import abandon, deliver_row
+from .policy import servers_in_order
+
+log = logging.getLogger(__name__)
+
+
+def claim(log_ids: list[int]) -> list[SendLog]:
+    """Atomically take those of these rows that are still waiting; rows another worker has,
+    or that are already finished, are left alone (so a row handed out twice is sent once).
+    A `retrying` row only once it is due: a leftover task must not skip the backoff."""
+    token = uuid.uuid4().hex
+    now = timezone.now()
+    waiting = Q(status=SendLog.Status.QUEUED) | Q(status=SendLog.Status.RETRYING, next_attempt_at__lte=now)
+    taken = SendLog.objects.filter(waiting, pk__in=log_ids).update(
+        status=SendLog.Status.SENDING, claim_token=token, claimed_at=now)
+    return _claimed(token, log_ids) if taken else []
+
+def claim_waiting(limit: int) -> list[SendLog]:
+    """Take up to `limit` waiting rows of the outbox: retries that are due first (few, and
+    older; a backlog of new mail must not hold them back), then queued ones, oldest first.
+    Several workers (and machines) drain at once: on MariaDB they skip each other's locked
+    rows; SQLite runs the whole claim as one write transaction."""
+    token = uuid.uuid4().hex
+    with transaction.atomic():
+        # Read back in the same transaction: if that failed after a commit, the rows would
+        # sit in `sending` until the sweeper's rescue.
+        ids = queries.claim_waiting(limit, token, timezone.now())
+        return _claimed(token, ids) if ids else []
+
+def _claimed(token: str, ids: list[int]) -> list[SendLog]:
+    """Those of these rows this claim won (by primary key: claim_token has no index)."""
+    return list(SendLog.objects.filter(pk__in=ids, claim_token=token).order_by("id"))
+
+def deliver_batch(log_ids: list[int]) -> None:
+    """Deliver the given SendLog rows that are still waiting, over pooled connections (the
+    API's `sync=1`, the admin's test email)."""
+    rows = claim(log_ids)
+    deliver_claimed(rows, time.monotonic() + settings.HUB_BATCH_TIME_BUDGET_SECONDS)
+
+def drain() -> int:
+    """The delivery task: deliver what waits in the outbox, a claimed batch at a time,
+    until nothing is left or the time budget is spent (then a fresh task takes over).
+    Returns the number of rows it claimed."""
+    take_wakeup_request()  # before looking for rows (see hub.tasks.wake_workers)
+    deadline = time.monotonic() + settings.HUB_BATCH_TIME_BUDGET_SECONDS
+    claimed = 0
+    try:
+        while time.monotonic() < deadline:
+            rows = claim_waiting(settings.HUB_DELIVERY_BATCH)
+            if not rows:
+                return claimed
+            if len(rows) == settings.HUB_DELIVERY_BATCH:
+                # A full batch: more may be waiting. Ask for another drain, so an idle worker
+                # (here or on another machine) joins in rather than one worker doing it all.
+                wake_workers()
+            claimed += len(rows)
+            deliver_claimed(rows, deadline)
+            if len(rows) < settings.HUB_DELIVERY_BATCH and settings.HUB_DRAIN_GATHER_MS:
+                # Messages are trickling in one by one: let a few gather before the next claim
+                # (a write transaction and a few queries), so each claim takes several.
+                time.sleep(settings.HUB_DRAIN_GATHER_MS / 1000)
+    except BaseException:
+        # This drain took the wake-up request and dies with it (the database went away, the
+        # task was stopped): ask for another, or waiting rows would wait for the sweeper.
+        wake_workers()
+        raise
+    wake_workers()  # out of time, and there may be more: hand over to a fresh task
+    return claimed
+
+def deliver_claimed(rows: list[SendLog], deadline: float) -> None:
+    """Deliver rows this worker has claimed. Rows not started by `deadline` go back to the
+    queue; whatever goes wrong, no claimed row stays in `sending`."""
+    # Each app's servers are read once per batch: an admin's change applies to the next.
+    servers_by_app: dict[int, list[SmtpServer]] = {}
+    pending = {row.id: row for row in rows}
+    try:
+        for row in rows:
+            if time.monotonic() > deadline:
+                # Slow servers: hand the rest back before the task's hard time limit.
+                _release(list(pending))
+                pending.clear()
+                break
+            if row.app_id not in servers_by_app:
+                servers_by_app[row.app_id] = servers_in_order(row.app_id)
+            deliver_row(row, servers_by_app[row.app_id])
+            del pending[row.id]
+    finally:
+        # Whatever went wrong above (the database, a killed task), no claimed row stays in
+        # `sending`.
+        for row in pending.values():
+            abandon(row)
+
+def _release(log_ids: list[int]) -> None:
+    """Give claimed, untried rows back to the queue, for the next drain."""
+    SendLog.objects.filter(pk__in=log_ids, status=SendLog.Status.SENDING).update(
+        status=SendLog.Status.QUEUED, claim_token="", claimed_at=None)
+    wake_workers()
+
+
+# --- asking for a drain ---------------------------------------------------------------------
+
+def wake_workers() -> bool:
+    """Make sure a drain task will look at the outbox after the rows this process has
+    committed. Call it after the commit (or inside an `atomic` block, which then also
+    checks again once the block commits). Returns True when it queued a new drain.
+
+    Correctness: a drain clears the flag *before* it looks for rows. If we see the flag
+    set, the drain it stands for has not cleared it yet, so it will look after our rows
+    were committed. If we see it clear, we set it and queue a drain ourselves. A flag set
+    longer ago than HUB_WAKEUP_STALE_SECONDS counts as clear: its task may have been lost
+    (a Redis broker restarted), and an extra drain costs one query. The sweeper also wakes
+    the workers for rows waiting longer than HUB_STUCK_QUEUED_SECONDS (it runs every
+    minute), so a lost wake-up delays a message by a minute or two but never loses it.
+    (Machines sharing a database compare their clocks with the flag's time: keep them in
+    sync with NTP, or a fast clock asks for a drain on every send.)"""
+    woke = _wake_or_log()
+    if transaction.get_connection().in_atomic_block:
+        # Our rows are not committed yet: a drain that starts before the commit would not
+        # see them. Look again when they are.
+        transaction.on_commit(_wake_or_log)
+    return woke
+
+def take_wakeup_request() -> None:
+    """A drain calls this before it looks for rows: whoever commits a row after this asks
+    for a new drain (the other half of wake_workers)."""
+    DeliveryWakeup.objects.filter(pk=1).update(requested_at=None)
+
+def _wake_or_log() -> bool:
+    # The rows are committed (or will be with the caller's transaction): failing to wake the
+    # workers must not turn an accepted message into an error answer, which a client would
+    # retry and so send it twice. The sweeper wakes them within a minute anyway.
+    try:
+        return _wake()
+    except Exception:
+        log.exception("could not wake the delivery workers; the sweeper will")
+        return False
+
+def _wake() -> bool:
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.HUB_WAKEUP_STALE_SECONDS)
+    # The common case under load: a drain is already pending; one read, no write.
+    if queries.wakeup_pending_since(stale):
+        return False
+    flag = DeliveryWakeup.objects.filter(pk=1)
+    with transaction.atomic():
+        if not flag.filter(Q(requested_at__isnull=True) | Q(requested_at__lte=stale)).update(requested_at=now):
+            if flag.exists():
+                return False  # another process set it just now: its drain covers our rows
+            # The row was deleted by hand; two processes may get here at once.
+            _obj, created = DeliveryWakeup.objects.get_or_create(pk=1, defaults={"requested_at": now})
+            if not created:
+                return False
+        if settings.REDIS_URL:
+            # After the flag is committed; robust: Redis being down must not turn accepted
+            # messages into errors (they wait, and the flag goes stale, see above).
+            transaction.on_commit(_queue_drain, robust=True)
+        else:
+            _queue_drain()  # the ORM broker: the task row commits with the flag
+    return True
+
+def _queue_drain() -> None:
+    async_task("hub.tasks.drain", task_name="drain")
