@@ -330,8 +330,6 @@ HUB_V28_QUERY_CREDENTIALS = env.bool("HUB_V28_QUERY_CREDENTIALS", default=False)
 HUB_V28_MAX_REQUEST_BYTES = env.int("HUB_V28_MAX_REQUEST_BYTES", default=2 * 1024 * 1024)
 HUB_V28_MAX_UPLOAD_BYTES = env.int("HUB_V28_MAX_UPLOAD_BYTES", default=200 * 1024 * 1024)
 HUB_V28_MAX_PARAM_CHARS = env.int("HUB_V28_MAX_PARAM_CHARS", default=2000)
-# Records in one batch call (ml_addr, maillist, unsubscribe address lists, the native batch).
-HUB_API_MAX_BATCH = env.int("HUB_API_MAX_BATCH", default=500)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "SMTP Hub API",

@@ -28,17 +28,15 @@ from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from hub.access import admit_login, client_ip
+from hub.contacts import services
 from hub.models import Account, App, Site
-from hub.sending import (
-    Refusal,
-    authenticate,
-    check_allowlist,
-    check_blocklist,
-    client_ip,
-)
+from hub.refusals import Refusal
 from hub.tenancy import TenancyError, acting_account
 
 REALM = 'Basic realm="SMTP Hub API", charset="UTF-8"'
+# Service refusals that are a conflict with the current state, not bad input.
+CONFLICTS = {"exist": 409, "list_importing": 409}
 
 
 class ApiError(exceptions.APIException):
@@ -73,11 +71,8 @@ class AppAuthentication(BaseAuthentication):
                 raise exceptions.AuthenticationFailed(_("appid and appsecret must be strings"))
             appid = str(appid)
         try:
-            app = authenticate(appid, appsecret)
-            site = Site.cached()
-            ip = client_ip(request.META, site)
-            check_blocklist(ip, site)
-            check_allowlist(app, ip)
+            # The site's IP blocklist, the constant-time credential check, the app's allowed IPs.
+            app = admit_login(appid, appsecret, client_ip(request.META, Site.cached()))
         except Refusal as refusal:
             if refusal.http_status in (400, 401):
                 raise exceptions.AuthenticationFailed(_("wrong AppID or AppSecret")) from refusal
@@ -160,7 +155,12 @@ def exception_handler(exc, context) -> Response | None:
     if isinstance(exc, (TooManyFieldsSent, TooManyFilesSent)):
         return Response(error_body("parse_error", str(exc)), status=400)
     if isinstance(exc, TenancyError):
-        return Response(error_body(exc.code, exc.message), status=exc.http_status)
+        code = "not_found" if exc.code == "not_exist" else exc.code
+        return Response(error_body(code, exc.message), status=exc.http_status)
+    if isinstance(exc, services.NotFound):
+        return Response(error_body("not_found", exc.message), status=404)
+    if isinstance(exc, services.ContactError):
+        return Response(error_body(exc.code, exc.message), status=CONFLICTS.get(exc.code, 400))
     if not isinstance(exc, exceptions.APIException):
         return None
     headers = {}

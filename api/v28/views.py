@@ -24,14 +24,9 @@ from django.http.multipartparser import MultiPartParserError
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 
+from hub.access import admit_login, client_ip
 from hub.models import App, Site
-from hub.sending import (
-    Refusal,
-    authenticate,
-    check_allowlist,
-    check_blocklist,
-    client_ip,
-)
+from hub.refusals import Refusal
 from hub.tenancy import TenancyError, acting_account
 
 from . import account as _account  # noqa: F401  (registers chapter 1)
@@ -84,11 +79,8 @@ def _credentials(request: HttpRequest) -> tuple[str, str]:
 def _authenticate(request: HttpRequest) -> App:
     username, password = _credentials(request)
     try:
-        app = authenticate(username, password)
-        site = Site.cached()
-        ip = client_ip(request.META, site)
-        check_blocklist(ip, site)
-        check_allowlist(app, ip)
+        # The site's IP blocklist, the constant-time credential check, the app's allowed IPs.
+        app = admit_login(username, password, client_ip(request.META, Site.cached()))
     except Refusal as refusal:
         if refusal.http_status == 401 or refusal.error in ("appid_required", "appsecret_required"):
             raise _auth_error(_("wrong AppID or AppSecret")) from refusal
