@@ -68,7 +68,7 @@ def maillist_add(call: Call) -> HttpResponse:
     if not raw_status:
         raise V28Error("add_maillist_error", _("status is required (enabled or disabled)"), 400)
     enabled = _status(raw_status, "add_maillist_error")
-    description = p.get("description")
+    description = p.get("description", max_chars=10_000)  # the service bounds it (its own message)
     try:
         with transaction.atomic():
             ml = services.create_list(call.account, subject, description)
@@ -91,7 +91,7 @@ def maillist_edit(call: Call) -> HttpResponse:
     if enabled is not None:
         changes["enabled"] = enabled
     if p._lookup(p.body, "description") is not None or p._lookup(p.query, "description") is not None:
-        changes["description"] = p.get("description")  # may be emptied
+        changes["description"] = p.get("description", max_chars=10_000)  # may be emptied; the service bounds it
     get_list(call, list_id)  # not_exist before "nothing to change"
     if not changes:
         raise V28Error("update_maillist_error", _("nothing to change: send subject, status or description"), 400)

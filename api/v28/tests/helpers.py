@@ -7,7 +7,16 @@ import xml.etree.ElementTree as ET
 XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>'
 
 
-def parse(body: bytes) -> ET.Element:
+def content(response) -> bytes:
+    """The body of a django test client response, streamed or not, or of a requests one."""
+    if getattr(response, "streaming", False):
+        return b"".join(response.streaming_content)
+    return response.content
+
+
+def parse(body) -> ET.Element:
+    if not isinstance(body, bytes):
+        body = content(body)
     assert body.startswith(XML_DECLARATION), body[:80]
     return ET.fromstring(body)
 
