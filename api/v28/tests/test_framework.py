@@ -85,7 +85,7 @@ def test_disabled_app_account_and_ip(client, tenant_a):
 
 def test_query_credentials_off_by_default(client, tenant_a):
     response = client.get(f"/apinew/account.php?do=customer-info&username={tenant_a.username}"
-                          f"&password={tenant_a.secret}")
+                          f"&password={tenant_a.secret}", HTTP_ACCEPT_LANGUAGE="en")
     assert response.status_code == 401
     assert "query string" in envelope(response)[1]
 
@@ -107,6 +107,11 @@ def test_body_cap(client, tenant_a, settings):
 def test_overlong_parameter(client, tenant_a):
     response = client.get("/apinew/account.php?do=customer-info&customer_id=" + "1" * 3000, **tenant_a.headers)
     assert response.status_code == 400 and envelope(response)[0] == "param_error"
+
+
+def test_chinese_messages_by_default(client):
+    response = client.get("/apinew/account.php?do=customer-info")
+    assert envelope(response)[1] == "需要认证：请使用 HTTP Basic（AppID 和 AppSecret）"
 
 
 def test_english_messages_on_request(client):
