@@ -260,7 +260,7 @@ def test_file_query_bad_ids(client, tenant_a):
 def test_cross_account_addresses(client, tenant_a, tenant_b, lists):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    mine, theirs = lists
+    _mine, theirs = lists
     services.add_contact(tenant_b.account, theirs.pk, "secret@b.example")
     theirs_contact = Contact.objects.get()
     job = services.start_import(tenant_b.account, theirs.pk, SimpleUploadedFile("b.txt", b"x@b.example\n"), "b.txt",
