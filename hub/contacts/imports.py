@@ -18,6 +18,7 @@ A fencing token (run_token) keeps two runs of one job from both writing."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import time
@@ -186,16 +187,22 @@ def xlsx_rows(path: Path, start: int) -> tuple[Iterator[tuple[list, int]], list[
     """((cell values, sheet row number) after row `start`, column map, the sheet's rows)."""
     import openpyxl
 
+    @contextlib.contextmanager
     def open_book():
-        with warnings.catch_warnings():
+        # A file object, not the path: openpyxl refuses a path without an .xlsx suffix. It
+        # stays open while read_only mode reads rows.
+        with open(path, "rb") as handle, warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "no default style" and the like
             try:
-                return openpyxl.load_workbook(path, read_only=True, data_only=True)
-            except Exception as exc:  # noqa: BLE001  (openpyxl raises many kinds for a damaged file; reported, not swallowed)
+                book = openpyxl.load_workbook(handle, read_only=True, data_only=True)
+            except Exception as exc:  # noqa: BLE001  (openpyxl raises many kinds for a damaged file; reported)
                 raise ImportFailed(ImportJob.Status.FAILED_FILE, f"the XLSX workbook cannot be read: {exc}") from None
+            try:
+                yield book
+            finally:
+                book.close()
 
-    book = open_book()
-    try:
+    with open_book() as book:
         sheet = book.worksheets[0]
         total = sheet.max_row or 0
         first: list = []
@@ -203,13 +210,10 @@ def xlsx_rows(path: Path, start: int) -> tuple[Iterator[tuple[list, int]], list[
             if any(v not in (None, "") for v in values):
                 first = list(values)
                 break
-    finally:
-        book.close()
     columns, header = detect_columns(first)
 
     def rows() -> Iterator[tuple[list, int]]:
-        book = open_book()
-        try:
+        with open_book() as book:
             skip_header = header and start == 0
             for number, values in enumerate(book.worksheets[0].iter_rows(min_row=start + 1, values_only=True),
                                             start + 1):
@@ -217,8 +221,6 @@ def xlsx_rows(path: Path, start: int) -> tuple[Iterator[tuple[list, int]], list[
                     skip_header = False
                     continue
                 yield list(values), number
-        finally:
-            book.close()
 
     return rows(), columns, total
 
