@@ -18,6 +18,7 @@ A fencing token (run_token) keeps two runs of one job from both writing."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import time
@@ -186,16 +187,22 @@ def xlsx_rows(path: Path, start: int) -> tuple[Iterator[tuple[list, int]], list[
     """((cell values, sheet row number) after row `start`, column map, the sheet's rows)."""
     import openpyxl
 
+    @contextlib.contextmanager
     def open_book():
-        with warnings.catch_warnings():
+        # A file object, not the path: openpyxl refuses a path without an .xlsx suffix. It
+        # stays open while read_only mode reads rows.
+        with open(path, "rb") as handle, warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "no default style" and the like
             try:
-                return openpyxl.load_workbook(path, read_only=True, data_only=True)
-            except Exception as exc:  # openpyxl raises many kinds for a damaged file
+                book = openpyxl.load_workbook(handle, read_only=True, data_only=True)
+            except Exception as exc:  # noqa: BLE001  (openpyxl raises many kinds for a damaged file; reported)
                 raise ImportFailed(ImportJob.Status.FAILED_FILE, f"the XLSX workbook cannot be read: {exc}") from None
+            try:
+                yield book
+            finally:
+                book.close()
 
-    book = open_book()
-    try:
+    with open_book() as book:
         sheet = book.worksheets[0]
         total = sheet.max_row or 0
         first: list = []
@@ -203,13 +210,10 @@ def xlsx_rows(path: Path, start: int) -> tuple[Iterator[tuple[list, int]], list[
             if any(v not in (None, "") for v in values):
                 first = list(values)
                 break
-    finally:
-        book.close()
     columns, header = detect_columns(first)
 
     def rows() -> Iterator[tuple[list, int]]:
-        book = open_book()
-        try:
+        with open_book() as book:
             skip_header = header and start == 0
             for number, values in enumerate(book.worksheets[0].iter_rows(min_row=start + 1, values_only=True),
                                             start + 1):
@@ -217,8 +221,6 @@ def xlsx_rows(path: Path, start: int) -> tuple[Iterator[tuple[list, int]], list[
                     skip_header = False
                     continue
                 yield list(values), number
-        finally:
-            book.close()
 
     return rows(), columns, total
 
@@ -312,10 +314,10 @@ def _commit(job: ImportJob, token: str, mail_list: MailList, batch: list[tuple],
     with transaction.atomic():
         added = store.insert(mail_list, batch, now=timezone.now())
         store.bump(mail_list.pk, added)
-        changes = dict(count_all=F("count_all") + consumed, count_invalid=F("count_invalid") + invalid,
-                       count_imported=F("count_imported") + added,
-                       count_duplicate=F("count_duplicate") + (len(batch) - added),
-                       checkpoint=position, progress=progress, heartbeat_at=timezone.now())
+        changes = {"count_all": F("count_all") + consumed, "count_invalid": F("count_invalid") + invalid,
+                   "count_imported": F("count_imported") + added,
+                   "count_duplicate": F("count_duplicate") + (len(batch) - added),
+                   "checkpoint": position, "progress": progress, "heartbeat_at": timezone.now()}
         if notes:
             prefix = job.invalid_sample + "\n" if job.invalid_sample else ""
             job.invalid_sample = prefix + "\n".join(notes)
@@ -327,7 +329,8 @@ def _commit(job: ImportJob, token: str, mail_list: MailList, batch: list[tuple],
 
 def _finish(job: ImportJob, token: str, status: int, error: str) -> None:
     with transaction.atomic():
-        changes = dict(status=status, error=error[:2000], finished_at=timezone.now(), heartbeat_at=timezone.now())
+        changes = {"status": status, "error": error[:2000], "finished_at": timezone.now(),
+                   "heartbeat_at": timezone.now()}
         if status == ImportJob.Status.DONE:
             changes["progress"] = 100
         if not ImportJob.objects.filter(pk=job.pk, run_token=token).update(**changes):
@@ -373,7 +376,7 @@ def requeue(job: ImportJob, count_resume: bool = True) -> bool:
     """Give the job a new run token (a run still holding the old one stops at its next
     chunk) and queue a run that resumes from the checkpoint."""
     token = uuid.uuid4().hex
-    changes: dict = dict(run_token=token, status=ImportJob.Status.QUEUED, heartbeat_at=timezone.now())
+    changes: dict = {"run_token": token, "status": ImportJob.Status.QUEUED, "heartbeat_at": timezone.now()}
     if count_resume:
         changes["resumes"] = F("resumes") + 1
     if not ImportJob.objects.filter(pk=job.pk, run_token=job.run_token, status__in=ImportJob.ACTIVE).update(

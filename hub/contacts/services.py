@@ -23,8 +23,15 @@ from . import store
 from .imports import get_import, imports, start_import  # noqa: F401  (part of the contract)
 from .links import unsubscribe_url  # noqa: F401  (part of the contract)
 from .models import Contact, MailList
-from .normalize import (Invalid, default_name, normalize_email, parse_batch, parse_subscribe,  # noqa: F401
-                        parse_unsubscribe, record_values)
+from .normalize import (  # noqa: F401
+    Invalid,
+    default_name,
+    normalize_email,
+    parse_batch,
+    parse_subscribe,
+    parse_unsubscribe,
+    record_values,
+)
 
 MAX_LIST_NAME = 200
 MAX_DESCRIPTION = 2000

@@ -5,12 +5,25 @@ import django.utils.timezone
 from django.db import migrations, models
 
 
+def add_schedule(apps, schema_editor):
+    # Every minute: resume imports whose worker was lost (hub.contacts.imports.sweep).
+    apps.get_model("django_q", "Schedule").objects.update_or_create(
+        name="contacts-import-sweep",
+        defaults={"func": "hub.contacts.tasks.sweep_imports", "schedule_type": "I", "minutes": 1, "repeats": -1},
+    )
+
+
+def remove_schedule(apps, schema_editor):
+    apps.get_model("django_q", "Schedule").objects.filter(name="contacts-import-sweep").delete()
+
+
 class Migration(migrations.Migration):
 
     initial = True
 
     dependencies = [
         ('hub', '0006_accounts'),
+        ('django_q', '0019_alter_task_options_alter_ormq_key_alter_ormq_lock_and_more'),
     ]
 
     operations = [
@@ -100,4 +113,5 @@ class Migration(migrations.Migration):
                 'constraints': [models.UniqueConstraint(fields=('mail_list', 'email'), name='contacts_contact_list_email')],
             },
         ),
+        migrations.RunPython(add_schedule, remove_schedule),
     ]
