@@ -29,7 +29,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 TASK = "hub.contacts.tasks.run_import"
 MAX_INVALID_SAMPLES = 20
+IMPORT_CACHE_KIB = 64 * 1024
 
 # Header cells we recognise (lower-cased, without spaces, "_" or "-"), by field.
 HEADER_NAMES: dict[str, str] = {}
@@ -240,7 +241,8 @@ def run(job_id: int, token: str, time_budget: float | None = None) -> str:
         return "skipped"
     deadline = time.monotonic() + budget if budget else None
     try:
-        finished = _process(job, token, deadline)
+        with _big_page_cache():
+            finished = _process(job, token, deadline)
     except Superseded:
         return "skipped"
     except ImportFailed as exc:
@@ -257,6 +259,26 @@ def run(job_id: int, token: str, time_budget: float | None = None) -> str:
                                                                 heartbeat_at=timezone.now())
     async_task(TASK, job.pk, token)
     return "continued"
+
+
+@contextlib.contextmanager
+def _big_page_cache() -> Iterator[None]:
+    """SQLite: a 64 MB page cache while the job runs (default 2 MB). The unique (list,
+    email) index of a million-row list is ~50 MB, and each insert lands at a random place
+    in it; with the small cache most inserts re-read pages. Restored afterwards: the worker
+    process goes on to other tasks."""
+    if connection.vendor != "sqlite":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA cache_size")
+        previous = cursor.fetchone()[0]
+        cursor.execute(f"PRAGMA cache_size = {-IMPORT_CACHE_KIB}")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"PRAGMA cache_size = {int(previous)}")
 
 
 def _process(job: ImportJob, token: str, deadline: float | None) -> bool:
