@@ -31,8 +31,11 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_q",
     "hub",
+    "hub.contacts",
     "api",
 ]
 
@@ -148,6 +151,8 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.JSONParser",
     ],
     "UNAUTHENTICATED_USER": None,
+    # Only used by the native API's OpenAPI schema (/api/v1/schema/).
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 
 # --- Task queue (django-q2) -----------------------------------------------------------
@@ -240,6 +245,26 @@ HUB_SMTPD_MAX_MESSAGE_BYTES = env.int("HUB_SMTPD_MAX_MESSAGE_BYTES", default=25 
 HUB_SMTPD_TIMEOUT = env.int("HUB_SMTPD_TIMEOUT", default=120)
 HUB_SMTPD_SHUTDOWN_GRACE = env.int("HUB_SMTPD_SHUTDOWN_GRACE", default=30)
 
+# Contacts (hub.contacts): file imports, batch limits, public links.
+# Uploaded import files are stored here until their job ends (then deleted).
+HUB_IMPORT_DIR = Path(env.str("HUB_IMPORT_DIR", default="") or VAR_DIR / "imports")
+HUB_IMPORT_MAX_BYTES = env.int("HUB_IMPORT_MAX_BYTES", default=200 * 1024 * 1024)
+# Rows committed per transaction (each commit is also the job's resume checkpoint).
+HUB_IMPORT_CHUNK_ROWS = env.int("HUB_IMPORT_CHUNK_ROWS", default=5000)
+# An import task stops after this long and queues its own continuation, well inside Q_TIMEOUT
+# (which would kill it); 0 = no limit (the contacts_import command).
+HUB_IMPORT_TIME_BUDGET_SECONDS = env.int("HUB_IMPORT_TIME_BUDGET_SECONDS", default=max(10, Q_TIMEOUT // 2))
+# A running import without progress for this long lost its worker: the sweeper resumes it
+# from its checkpoint, at most HUB_IMPORT_MAX_RESUMES times, then fails it (status -3).
+HUB_IMPORT_STALE_SECONDS = env.int("HUB_IMPORT_STALE_SECONDS", default=Q_TIMEOUT + 60)
+HUB_IMPORT_MAX_RESUMES = env.int("HUB_IMPORT_MAX_RESUMES", default=3)
+HUB_CONTACTS_BATCH_MAX = env.int("HUB_CONTACTS_BATCH_MAX", default=500)
+HUB_CONTACTS_PAGE_MAX = env.int("HUB_CONTACTS_PAGE_MAX", default=1000)
+# Scheme and host of public links in mails (unsubscribe, confirm), e.g. https://mail.example.com.
+# Empty: unsubscribe_url() paths stay relative, and double opt-in lists cannot send confirmations.
+HUB_PUBLIC_URL = env.str("HUB_PUBLIC_URL", default="")
+HUB_CONFIRM_MAX_AGE_SECONDS = env.int("HUB_CONFIRM_MAX_AGE_SECONDS", default=7 * 86400)
+
 # Django refuses larger form bodies itself; keep its limit above ours so our 413 answers.
 DATA_UPLOAD_MAX_MEMORY_SIZE = HUB_MAX_REQUEST_BYTES + 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = HUB_MAX_REQUEST_BYTES + 1024
@@ -297,3 +322,27 @@ LOGIN_REDIRECT_URL = "admin:index"
 # "Test connection" / "send test email" in the admin run inside a web request: each SMTP
 # step waits at most min(the server's timeout, this many seconds).
 HUB_ADMIN_TEST_TIMEOUT = env.int("HUB_ADMIN_TEST_TIMEOUT", default=20)
+
+# --- EDM APIs (V28-compatible under /apinew/, native JSON under /api/v1/) -------------------
+# Legacy `username`/`password` query parameters instead of HTTP Basic. Off: URLs (and so the
+# AppSecret) end up in proxy and web server logs. Turn on only for a client that cannot send
+# an Authorization header.
+HUB_V28_QUERY_CREDENTIALS = env.bool("HUB_V28_QUERY_CREDENTIALS", default=False)
+# Body cap of an ordinary call (a 500-record ml_addr batch is well under 1 MB) and of a file
+# upload (ml-addr-add-file, the native import); any one parameter's length.
+HUB_V28_MAX_REQUEST_BYTES = env.int("HUB_V28_MAX_REQUEST_BYTES", default=2 * 1024 * 1024)
+HUB_V28_MAX_UPLOAD_BYTES = env.int("HUB_V28_MAX_UPLOAD_BYTES", default=200 * 1024 * 1024)
+HUB_V28_MAX_PARAM_CHARS = env.int("HUB_V28_MAX_PARAM_CHARS", default=2000)
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "SMTP Hub API",
+    "DESCRIPTION": "Native JSON API for contact lists, contacts, imports and subscriptions. "
+                   "Authenticate with HTTP Basic: AppID as the user name, AppSecret as the password.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "PREPROCESSING_HOOKS": ["api.v1.schema.only_native_api"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}

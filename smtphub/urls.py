@@ -5,6 +5,9 @@ from django.views.generic import RedirectView
 
 urlpatterns = [
     path("", include("api.urls")),
+    path("", include("api.v28.urls")),
+    path("api/v1/", include("api.v1.urls")),
+    path("", include("api.public.urls")),
     path("admin/", admin.site.urls),
     path("i18n/", include("django.conf.urls.i18n")),
     # Browsers ask for /favicon.ico on every page whatever the page declares: answer with the

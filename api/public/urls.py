@@ -1,0 +1,11 @@
+"""Public pages (no login): reached from links in mails. Included at the site root by
+smtphub/urls.py. The tokens are signed (hub.contacts.links)."""
+
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("unsubscribe/<str:token>/", views.unsubscribe, name="public-unsubscribe"),
+    path("subscribe/confirm/<str:token>/", views.confirm, name="public-confirm"),
+]

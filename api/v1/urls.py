@@ -1,0 +1,25 @@
+"""The native JSON API under /api/v1/ (the send API's /api/v1/send lives in api/urls.py)."""
+
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from . import account, contacts, imports
+
+urlpatterns = [
+    path("account", account.AccountView.as_view(), name="v1-account"),
+    path("account/service", account.ServiceView.as_view(), name="v1-account-service"),
+    path("lists", contacts.ListsView.as_view(), name="v1-lists"),
+    path("lists/<int:list_id>", contacts.ListView.as_view(), name="v1-list"),
+    path("lists/<int:list_id>/contacts", contacts.ListContactsView.as_view(), name="v1-list-contacts"),
+    path("lists/<int:list_id>/contacts/batch", contacts.ListBatchView.as_view(), name="v1-list-batch"),
+    path("lists/<int:list_id>/empty", contacts.ListEmptyView.as_view(), name="v1-list-empty"),
+    path("lists/<int:list_id>/subscribe", contacts.SubscribeView.as_view(), name="v1-list-subscribe"),
+    path("lists/<int:list_id>/unsubscribe", contacts.UnsubscribeView.as_view(), name="v1-list-unsubscribe"),
+    path("lists/<int:list_id>/unsubscribed", contacts.UnsubscribedExportView.as_view(), name="v1-list-unsubscribed"),
+    path("lists/<int:list_id>/imports", imports.ListImportView.as_view(), name="v1-list-import"),
+    path("imports", imports.ImportsView.as_view(), name="v1-imports"),
+    path("imports/<int:job_id>", imports.ImportView.as_view(), name="v1-import"),
+    path("contacts/<int:contact_id>", contacts.ContactView.as_view(), name="v1-contact"),
+    path("schema/", SpectacularAPIView.as_view(), name="v1-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="v1-schema"), name="v1-docs"),
+]
