@@ -3,6 +3,7 @@ apps (the AppID + AppSecret credentials) and each app's servers in priority orde
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -77,6 +78,34 @@ class Account(models.Model):
         that existed then): unlimited quota, no service period, so nothing changes for them."""
         account, _created = cls.objects.get_or_create(name=cls.DEFAULT_NAME, defaults={"company": "Default"})
         return account
+
+
+class QuotaChange(models.Model):
+    """The audit trail of an account's quota: every top-up or adjustment made by a person
+    (admin action or `hub_account topup`), with the quota available right after it.
+    Sends and refunds are not listed here: each SendLog row carries its own charge."""
+
+    class Reason(models.TextChoices):
+        TOPUP = "topup", _("Top-up")
+        ADJUST = "adjust", _("Adjustment")
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="quota_changes",
+                                verbose_name=_("account"))
+    delta = models.BigIntegerField(_("change"))
+    quota_available_after = models.BigIntegerField(_("quota available after"))
+    reason = models.CharField(_("reason"), max_length=10, choices=Reason.choices, default=Reason.TOPUP)
+    note = models.CharField(_("note"), max_length=500, blank=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                             verbose_name=_("by"))
+    created_at = models.DateTimeField(_("time"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("quota change")
+        verbose_name_plural = _("quota changes")
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.delta:+d}"
 
 
 class App(models.Model):
