@@ -4,6 +4,7 @@ apps (the AppID + AppSecret credentials) and each app's servers in priority orde
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -69,6 +70,23 @@ class Account(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        # One level, as V28: a manager and its sub-accounts; a sub-account manages nobody.
+        errors = {}
+        if self.parent_id is not None:
+            if self.pk is not None and self.parent_id == self.pk:
+                errors["parent"] = _("An account cannot be its own manager.")
+            elif not self.parent.is_manager:
+                errors["parent"] = _("The manager account must be marked as a manager.")
+            elif self.parent.parent_id is not None:
+                errors["parent"] = _("A sub-account cannot be a manager account.")
+            if self.is_manager:
+                errors["is_manager"] = _("A sub-account cannot be a manager account.")
+        if self.service_start and self.service_end and self.service_start > self.service_end:
+            errors["service_end"] = _("The service cannot end before it starts.")
+        if errors:
+            raise ValidationError(errors)
 
     DEFAULT_NAME = "default"
 
