@@ -50,7 +50,7 @@ def assert_nothing_written(sink, a: Account, available: int) -> None:
 # --- the send API --------------------------------------------------------------------------------
 
 def test_a_send_takes_one_unit_per_recipient(client, hub, run_queue):
-    sink, server, make_app = hub
+    _sink, server, make_app = hub
     a = metered()
     p = make_app(server, account=a)
     r = post(client, "/api.php", good_fields(p.creds, to="a@example.com, b@example.com, A@example.com",
@@ -96,7 +96,7 @@ def test_an_account_out_of_service_is_refused_and_nothing_is_written(client, hub
 
 
 def test_an_idempotent_replay_takes_nothing(client, hub):
-    sink, server, make_app = hub
+    _sink, server, make_app = hub
     a = metered()
     p = make_app(server, account=a)
     fields = good_fields(p.creds, to="a@example.com, b@example.com")
@@ -125,7 +125,7 @@ def test_the_default_account_sends_as_before_without_touching_the_account(hub):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    sink, server, make_app = hub
+    _sink, server, make_app = hub
     app = queries.app(make_app(server).app.pk)
     # The account's terms came with the app (queries.app): an unlimited account costs the
     # send no statement, and the row is still one autocommit INSERT (no transaction).
@@ -139,7 +139,7 @@ def test_the_default_account_sends_as_before_without_touching_the_account(hub):
 
 
 def test_a_daily_account_is_refused_for_the_rest_of_the_day(client, hub):
-    sink, server, make_app = hub
+    _sink, server, make_app = hub
     a = metered(quota_type=T.DAILY, quota_total=2, quota_available=0, quota_day=quota.today() - timedelta(days=1))
     p = make_app(server, account=a)
     assert post(client, "/api.php", good_fields(p.creds, to="a@example.com, b@example.com")).status_code == 200
