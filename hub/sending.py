@@ -179,7 +179,8 @@ def validate(req: SendRequest) -> dict:
 
 
 def recipient_count(fields: dict) -> int:
-    """The quota a message takes: one unit per recipient (to + cc + bcc, each address once)."""
+    """The quota a message takes: one unit per envelope recipient (to + cc + bcc, as delivery
+    sends them: an address repeated inside one field was removed by validation)."""
     return sum(1 for text in (fields["to"], fields["cc"], fields["bcc"]) for _name, addr in getaddresses([text]) if addr)
 
 
