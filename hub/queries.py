@@ -9,13 +9,13 @@ names come from the models, so a renamed field breaks loudly in the tests, not s
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from functools import cache
 
 from django.db import connection
 from django.db.models import Model
 
-from .models import App, AppServer, DeliveryWakeup, SendLog, SmtpServer, Suppression
+from .models import Account, App, AppServer, DeliveryWakeup, SendLog, SmtpServer, Suppression
 
 
 def _table(model: type[Model]) -> str:
@@ -26,12 +26,24 @@ def _column(model: type[Model], name: str) -> str:
     return connection.ops.quote_name(model._meta.get_field(name).column)
 
 
+# Account column -> the attribute queries.app() sets on the App it returns (raw values: SQLite
+# gives dates as text and booleans as 0/1; hub.quota.terms_of() reads them).
+ACCOUNT_TERMS = {"enabled": "account_enabled", "service_status": "account_service_status",
+                 "service_start": "account_service_start", "service_end": "account_service_end",
+                 "quota_type": "account_quota_type"}
+
+
 @cache
 def _statements() -> dict[str, str]:
     """The read statements, built once per process."""
-    s, l = SmtpServer, AppServer
+    s, l, acc = SmtpServer, AppServer, Account
+    # The app with its account's service terms (hub.quota.Terms, read from the ACCOUNT_TERMS
+    # attributes), so checking them costs the send nothing more than this one indexed read.
+    terms = ", ".join(f"acc.{_column(acc, name)} AS {alias}" for name, alias in ACCOUNT_TERMS.items())
     return {
-        "app": f"SELECT * FROM {_table(App)} WHERE {_column(App, 'id')} = %s",
+        "app": (f"SELECT a.*, {terms} FROM {_table(App)} a "
+                f"LEFT JOIN {_table(acc)} acc ON acc.{_column(acc, 'id')} = a.{_column(App, 'account')} "
+                f"WHERE a.{_column(App, 'id')} = %s"),
         "app_servers": (
             f"SELECT s.{_column(s, 'enabled')}, s.{_column(s, 'from_email')}, s.{_column(s, 'username')} "
             f"FROM {_table(l)} l JOIN {_table(s)} s ON s.{_column(s, 'id')} = l.{_column(l, 'server')} "
@@ -52,7 +64,8 @@ def _rows(sql: str, params: list) -> list[tuple]:
 
 def app(pk: int) -> App | None:
     """The App with this primary key (the AppID), or None. (raw() still applies each
-    column's converters, e.g. SQLite's datetimes and booleans.)"""
+    column's converters, e.g. SQLite's datetimes and booleans, to the App's own fields; the
+    account's terms come as raw values in the ACCOUNT_TERMS attributes.)"""
     found = list(App.objects.raw(_statements()["app"], [pk]))
     return found[0] if found else None
 
@@ -177,3 +190,60 @@ def claim_waiting(limit: int, token: str, now: datetime) -> list[int]:
     with connection.cursor() as cursor:
         cursor.execute(take, [S.SENDING, token, when, *ids, S.QUEUED, S.RETRYING, when])
     return ids
+
+
+# --- quota (hub.quota holds the rules; these are its two statements) -------------------------
+
+@cache
+def _quota_statements() -> dict[str, str]:
+    t, c = _table(Account), (lambda name: _column(Account, name))
+    # What is left today: a `day` account's allowance starts again at quota_total on a new day.
+    left = (f"(CASE WHEN {c('quota_type')} = %s AND ({c('quota_day')} IS NULL OR {c('quota_day')} <> %s) "
+            f"THEN {c('quota_total')} ELSE {c('quota_available')} END)")
+    return {
+        # One conditional UPDATE: exact under any concurrency, since the row's write lock makes
+        # the check and the change one step. quota_available is assigned BEFORE quota_day on
+        # purpose: MySQL evaluates single-table SET clauses left to right with the new values.
+        "consume": (f"UPDATE {t} SET {c('quota_available')} = {left} - %s, "
+                    f"{c('quota_day')} = (CASE WHEN {c('quota_type')} = %s THEN %s ELSE {c('quota_day')} END) "
+                    f"WHERE {c('id')} = %s AND {c('quota_type')} <> %s AND {c('enabled')} = %s "
+                    f"AND {c('service_status')} = %s "
+                    f"AND ({c('service_start')} IS NULL OR {c('service_start')} <= %s) "
+                    f"AND ({c('service_end')} IS NULL OR {c('service_end')} >= %s) AND {left} >= %s"),
+        # {account}: the account's id, or a subselect from the app. {day}: the day condition.
+        "refund": (f"UPDATE {t} SET {c('quota_available')} = {c('quota_available')} + %s "
+                   f"WHERE {c('id')} = {{account}} AND ({c('quota_type')} = %s{{day}})"),
+        "day": f" OR ({c('quota_type')} = %s AND {c('quota_day')} = %s)",
+        "account_of_app": f"(SELECT {_column(App, 'account')} FROM {_table(App)} WHERE {_column(App, 'id')} = %s)",
+    }
+
+
+def consume_quota(account_id: int, n: int, day: date) -> bool:
+    """Take n units from a metered account in service on `day`; False (nothing changed) when
+    it is unlimited, not in service or has less than n left. hub.quota.reserve says why."""
+    T = Account.QuotaType
+    d = connection.ops.adapt_datefield_value(day)
+    # `left` appears twice: its two parameters are in the list twice, at its two places.
+    params = [T.DAILY, d, n, T.DAILY, d, account_id, T.UNLIMITED, True, Account.ServiceStatus.ENABLED, d, d,
+              T.DAILY, d, n]
+    with connection.cursor() as cursor:
+        cursor.execute(_quota_statements()["consume"], params)
+        return cursor.rowcount == 1
+
+
+def refund_quota(n: int, *, account_id: int | None = None, app_id: int | None = None,
+                 charged_on: date, today: date) -> bool:
+    """Give n units back to an account (or the account of an app): a `total` account always,
+    a `day` account only while the day it was charged on is still today (its allowance has
+    started again since). Nothing for an unlimited account. True when a row changed."""
+    T = Account.QuotaType
+    sql = _quota_statements()
+    account = "%s" if account_id is not None else sql["account_of_app"]
+    params: list = [n, account_id if account_id is not None else app_id, T.TOTAL]
+    day = ""
+    if charged_on == today:
+        day = sql["day"]
+        params += [T.DAILY, connection.ops.adapt_datefield_value(today)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql["refund"].format(account=account, day=day), params)
+        return cursor.rowcount == 1

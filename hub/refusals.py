@@ -31,6 +31,13 @@ REFUSALS: dict[str, tuple[int, str]] = {
     "invalid_event": (400, "日历事件参数无效"),
     "invalid_attachment": (400, "附件无效"),
     "too_many_attachments": (413, "附件过多或过大"),
+    # Accounts and quota (hub.quota; docs/accounts.md). 403: the request is understood but the
+    # account may not send now; none of them is "try again in a moment" (429).
+    "account_disabled": (403, "账户已停用"),
+    "service_disabled": (403, "发送服务已停用"),
+    "service_not_started": (403, "发送服务尚未开始"),
+    "service_expired": (403, "发送服务已过期"),
+    "quota_exhausted": (403, "发送额度不足"),
 }
 
 

@@ -19,7 +19,7 @@ from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from . import queries
+from . import queries, quota
 from .calendar import parse_event
 from .delivery.message import ascii_address
 from .delivery.outbox import wake_workers
@@ -178,6 +178,12 @@ def validate(req: SendRequest) -> dict:
     }
 
 
+def recipient_count(fields: dict) -> int:
+    """The quota a message takes: one unit per envelope recipient (to + cc + bcc, as delivery
+    sends them: an address repeated inside one field was removed by validation)."""
+    return sum(1 for text in (fields["to"], fields["cc"], fields["bcc"]) for _name, addr in getaddresses([text]) if addr)
+
+
 def check_suppressed(app: App, fields: dict) -> None:
     addresses = {addr.lower() for text in (fields["to"], fields["cc"], fields["bcc"])
                  for _name, addr in getaddresses([text]) if addr}
@@ -234,13 +240,23 @@ def accept(app: App, req: SendRequest, client_ip: str | None = None) -> SendLog:
     fields["attachment_count"] = len(attachments)
     log = SendLog(app=app, from_email=sender, message_id=make_msgid(domain=settings.HUB_DOMAIN),
                   client_ip=client_ip, idempotency_key=key, **fields)
+    # The account's service period is checked from what queries.app() read with the app; a
+    # metered account's quota is taken in the transaction that writes the row (hub.quota).
+    terms = quota.terms_of(app)
+    charged_on = quota.day_of(log.created_at)
+    quota.check_terms(terms, charged_on)
+    if terms.metered:
+        log.quota_charged = recipient_count(fields)
     # Prepared first, so that SQLite's write lock is held only while the statements run.
     insert = queries.Insert(log)
     try:
-        if not attachments and not key:
+        if not attachments and not key and not terms.metered:
             insert.run()  # a single statement needs no transaction of its own
         else:
             with transaction.atomic():
+                if terms.metered and quota.reserve(app.account_id, log.quota_charged, charged_on) != log.quota_charged:
+                    log.quota_charged = 0  # became unlimited meanwhile: took nothing
+                    insert = queries.Insert(log)
                 insert.run()
                 if attachments:
                     Attachment.objects.bulk_create([
@@ -316,9 +332,17 @@ def accept_raw(app: App, rcpts: list[str], raw: bytes, client_ip: str | None = N
         attachments = sum(1 for _ in msg.iter_attachments()) if msg.is_multipart() else 0
     except (LookupError, ValueError, AttributeError, IndexError):
         attachments = 0
+    terms = quota.terms_of(app, fresh=True)  # an SMTP session's app may be old
+    now = timezone.now()
+    day = quota.day_of(now)  # the day charged is the row's own (refunds compare it)
+    quota.check_terms(terms, day)
     with transaction.atomic():
+        # One unit per envelope recipient, taken with the row: a refusal writes nothing.
+        charged = quota.reserve(app.account_id, len(rcpts), day) if terms.metered else 0
         log = SendLog.objects.create(
             app=app,
+            quota_charged=charged,
+            created_at=now,
             source=SendLog.Source.SMTP,
             from_email=sender,
             from_name=_storable(from_name)[:200],

@@ -16,7 +16,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
 
-from . import access, sending
+from . import access, quota, sending
 from .refusals import Refusal
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,14 @@ SMTP_REPLIES = {
     "too_many_recipients": "452 4.5.3 Too many recipients",
     "to_required": "554 5.5.1 No valid recipients",
     "too_large": "552 5.3.4 Message too big",
+    # Accounts (hub.quota): what an admin must change is permanent; what passes on its own
+    # (a service that starts later, quota after a top-up or the next day) is temporary, so
+    # the client's queue keeps the message instead of bouncing it.
+    "account_disabled": "550 5.7.1 Account disabled",
+    "service_disabled": "550 5.7.1 Sending service disabled for this account",
+    "service_expired": "550 5.7.1 Sending service of this account has expired",
+    "service_not_started": "451 4.7.1 Sending service of this account has not started yet",
+    "quota_exhausted": "452 4.7.1 Sending quota of this account exhausted, try again later",
 }
 
 # The credential check is one indexed query: run it off the event loop's thread (Django's
@@ -100,6 +108,7 @@ class HubHandler:
             await _db(app.refresh_from_db)()
             if not app.enabled:
                 return "550 5.7.1 Application disabled"
+            await _db(quota.check_account)(app)  # out of service: refused before any data
             await _db(access.check_rate_limit)(app)
             await _db(sending.primary_sender)(app)
         except Refusal as refusal:

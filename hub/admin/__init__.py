@@ -2,6 +2,7 @@
 module; importing them registers the pages:
 
 - servers.py     SMTP servers: write-only password, test connection, test email, usage
+- accounts.py    accounts (tenants): service period, quota top-up with its audit trail, apps
 - apps.py        apps: secret shown once, rotation, ordered servers, integration snippet
 - logs.py        send logs: read-only, filters, search, safe preview, resend, CSV export
 - site.py        site settings (singleton), audit log, task queue, users
@@ -14,7 +15,7 @@ module; importing them registers the pages:
 from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 
-from . import apps, logs, servers, site  # noqa: F401
+from . import accounts, apps, logs, servers, site  # noqa: F401
 
 # The index page is the dashboard.
 admin.site.index_title = _("Dashboard")

@@ -57,6 +57,7 @@ class AppAdmin(HubModelAdmin):
     search_fields = ("name", "from_name")
     ordering = ("id",)
     inlines = (AppServerInline,)
+    autocomplete_fields = ("account",)
     actions = ("enable_selected", "disable_selected")
     actions_detail = ("rotate_secret", "send_test_email")
     change_form_after_template = "admin/hub/app/integration.html"
@@ -80,7 +81,7 @@ class AppAdmin(HubModelAdmin):
 
     def get_fieldsets(self, request: HttpRequest, obj: App | None = None):
         fieldsets = [
-            (None, {"fields": ["name", "type", "from_name", "enabled"]}),
+            (None, {"fields": ["name", "account", "type", "from_name", "enabled"]}),
             (gettext_lazy("API access"), {"fields": ["allowed_ips", "rate_limit_per_minute"]}),
         ]
         if obj is not None:

@@ -38,6 +38,7 @@ def navigation(request: HttpRequest) -> list[dict]:
     waiting = queue_badge(request)
     mail = [
         _item(_("Send logs"), "mail", "hub", "sendlog", **({"badge": waiting, "badge_variant": "info"} if waiting else {})),
+        _item(_("Accounts"), "business", "hub", "account"),
         _item(_("Apps"), "apps", "hub", "app"),
         _item(_("SMTP servers"), "dns", "hub", "smtpserver"),
     ]

@@ -13,7 +13,7 @@ from datetime import timedelta
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from .. import queries
+from .. import queries, quota
 from ..models import DeliveryAttempt, SendLog, SmtpServer, Suppression
 from . import bounces, throttle
 from .message import SMTP_POLICY, ascii_address, build_message, envelope_recipients
@@ -139,6 +139,10 @@ def _finish(row: SendLog, outcome: Outcome | None, server: SmtpServer | None, tr
             return
         for attempt in attempts:
             attempt.run()
+        if row.status == SendLog.Status.FAILED:
+            # Only here, after the claim-token UPDATE matched: the transition to failed
+            # happens once, and so does the refund of what the message took (hub.quota).
+            quota.refund_message(row.app_id, row.quota_charged, row.created_at)
         _suppress_hard_bounces(row, outcome)
 
 def _suppress_hard_bounces(row: SendLog, outcome: Outcome) -> None:
@@ -212,5 +216,9 @@ def _abandon_one(row: SendLog, error: str, retry_now: bool) -> None:
     else:
         changes = {"status": SendLog.Status.RETRYING, "next_attempt_at": now + timedelta(seconds=delay),
                    "error": f"{error}; will retry"}
-    SendLog.objects.filter(pk=row.id, status=SendLog.Status.SENDING, claim_token=row.claim_token).update(
-        attempts=attempts, claim_token="", **changes)
+    with transaction.atomic():
+        taken_back = SendLog.objects.filter(pk=row.id, status=SendLog.Status.SENDING,
+                                            claim_token=row.claim_token).update(attempts=attempts, claim_token="",
+                                                                                **changes)
+        if taken_back and changes["status"] == SendLog.Status.FAILED:
+            quota.refund_message(row.app_id, row.quota_charged, row.created_at)  # once: as in _finish

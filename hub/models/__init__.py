@@ -7,7 +7,7 @@ from here, as `from hub.models import SendLog`.
 - sendlog.py   SendLog (audit log and outbox), attempts, attachments, suppressions, idempotency
                keys, API rate counters, the drain wake-up flag"""
 
-from .accounts import Account, App, AppServer
+from .accounts import Account, App, AppServer, QuotaChange
 from .sendlog import (
                      ApiRateCounter,
                      Attachment,
@@ -22,5 +22,5 @@ from .servers import SmtpServer, ThrottleSlot
 from .site import Site, parse_networks, validate_networks
 
 __all__ = ["Account", "ApiRateCounter", "App", "AppServer", "Attachment", "DeliveryAttempt", "DeliveryWakeup",
-           "FailureType", "IdempotencyKey", "SendLog", "Site", "SmtpServer", "Suppression", "ThrottleSlot",
+           "FailureType", "IdempotencyKey", "QuotaChange", "SendLog", "Site", "SmtpServer", "Suppression", "ThrottleSlot",
            "parse_networks", "validate_networks"]

@@ -3,6 +3,8 @@ apps (the AppID + AppSecret credentials) and each app's servers in priority orde
 
 from __future__ import annotations
 
+from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -69,6 +71,23 @@ class Account(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def clean(self) -> None:
+        # One level, as V28: a manager and its sub-accounts; a sub-account manages nobody.
+        errors = {}
+        if self.parent_id is not None:
+            if self.pk is not None and self.parent_id == self.pk:
+                errors["parent"] = _("An account cannot be its own manager.")
+            elif not self.parent.is_manager:
+                errors["parent"] = _("The manager account must be marked as a manager.")
+            elif self.parent.parent_id is not None:
+                errors["parent"] = _("A sub-account cannot be a manager account.")
+            if self.is_manager:
+                errors["is_manager"] = _("A sub-account cannot be a manager account.")
+        if self.service_start and self.service_end and self.service_start > self.service_end:
+            errors["service_end"] = _("The service cannot end before it starts.")
+        if errors:
+            raise ValidationError(errors)
+
     DEFAULT_NAME = "default"
 
     @classmethod
@@ -77,6 +96,34 @@ class Account(models.Model):
         that existed then): unlimited quota, no service period, so nothing changes for them."""
         account, _created = cls.objects.get_or_create(name=cls.DEFAULT_NAME, defaults={"company": "Default"})
         return account
+
+
+class QuotaChange(models.Model):
+    """The audit trail of an account's quota: every top-up or adjustment made by a person
+    (admin action or `hub_account topup`), with the quota available right after it.
+    Sends and refunds are not listed here: each SendLog row carries its own charge."""
+
+    class Reason(models.TextChoices):
+        TOPUP = "topup", _("Top-up")
+        ADJUST = "adjust", _("Adjustment")
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="quota_changes",
+                                verbose_name=_("account"))
+    delta = models.BigIntegerField(_("change"))
+    quota_available_after = models.BigIntegerField(_("quota available after"))
+    reason = models.CharField(_("reason"), max_length=10, choices=Reason.choices, default=Reason.TOPUP)
+    note = models.CharField(_("note"), max_length=500, blank=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                             verbose_name=_("by"))
+    created_at = models.DateTimeField(_("time"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("quota change")
+        verbose_name_plural = _("quota changes")
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.delta:+d}"
 
 
 class App(models.Model):

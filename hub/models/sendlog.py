@@ -69,6 +69,9 @@ class SendLog(models.Model):
     html_body = models.TextField(_("HTML body"), blank=True)
     text_body = models.TextField(_("text body"), blank=True)
     attachment_count = models.PositiveSmallIntegerField(_("attachments"), default=0)
+    # Quota units this message took from its account at acceptance (hub.quota): 0 for an
+    # unlimited account. A permanent failure gives exactly this back, once.
+    quota_charged = models.PositiveIntegerField(_("quota charged"), default=0, editable=False)
     # A calendar invitation (see hub.calendar): uid, method, sequence, start, end, ...
     event = models.JSONField(_("calendar event"), null=True, blank=True)
     # The client's own MIME message (SMTP submissions): relayed as it is, see hub.delivery.

@@ -4,9 +4,10 @@ The AppSecret is printed once, at `add` and `rotate-secret`; only its digest is 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from hub.models import App, AppServer, SmtpServer
+from hub.models import Account, App, AppServer, SmtpServer
 
 from ._util import dump, full_clean_or_fail, parse_ids
+from .hub_account import find_account
 
 
 class Command(BaseCommand):
@@ -21,6 +22,8 @@ class Command(BaseCommand):
         add.add_argument("--type", choices=App.Type.values, default=App.Type.SITE)
         add.add_argument("--allowed-ips", default="", help="comma-separated IPs/CIDRs")
         add.add_argument("--rate-limit", type=int, default=0, help="API requests per minute, 0 = no limit")
+        add.add_argument("--account", default="",
+                         help="the account's id or name (default: the default account, unlimited)")
         sub.add_parser("list", help="one JSON object per line")
         for name in ("disable", "enable", "rotate-secret"):
             p = sub.add_parser(name)
@@ -38,6 +41,7 @@ class Command(BaseCommand):
                 self.stdout.write(dump({
                     "appid": app.id, "name": app.name, "type": app.type, "from_name": app.from_name,
                     "enabled": app.enabled, "smtp": [link.server_id for link in app.server_links.all()],
+                    "account": app.account_id,
                 }))
             return
         app = App.objects.filter(pk=opts["id"]).first()
@@ -68,7 +72,8 @@ class Command(BaseCommand):
             raise CommandError(f"no SMTP server with id {', '.join(map(str, missing))}")
         if opts["rate_limit"] < 0:
             raise CommandError("--rate-limit must be 0 (no limit) or more")
-        app = App(name=opts["name"], type=opts["type"], from_name=opts["from_name"],
+        account = find_account(opts["account"]) if opts["account"] else Account.default()
+        app = App(name=opts["name"], type=opts["type"], from_name=opts["from_name"], account=account,
                   allowed_ips=opts["allowed_ips"].replace(",", "\n"), rate_limit_per_minute=opts["rate_limit"])
         secret = app.rotate_secret()
         full_clean_or_fail(app)
