@@ -3,8 +3,7 @@ Presentation only: one place decides how an unlimited quota or an unset date is 
 
 from __future__ import annotations
 
-from django.utils import timezone
-
+from hub import quota
 from hub.models import Account
 
 # Shown as qty_available / qty_buytotal when the account has no quota (V28 knows only
@@ -37,9 +36,7 @@ def quota_available(account: Account) -> int:
     the quota service resets it on the first send of the day."""
     if account.quota_type == Account.QuotaType.UNLIMITED:
         return UNLIMITED
-    if account.quota_type == Account.QuotaType.DAILY and account.quota_day != timezone.localdate():
-        return account.quota_total
-    return account.quota_available
+    return quota.available_on(account, quota.today())
 
 
 def service_info(account: Account) -> dict[str, object]:

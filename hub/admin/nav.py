@@ -44,6 +44,11 @@ def navigation(request: HttpRequest) -> list[dict]:
     ]
     if _registered("hub", "suppression"):  # EXTENSION POINT (reliability)
         mail.append(_item(_("Suppression list"), "block", "hub", "suppression"))
+    # EDM apps' pages, each shown once its app is installed and registered (by label: the
+    # core admin does not import them).
+    contacts = [_item(title, icon, "contacts", model) for title, icon, model in (
+        (_("Contact lists"), "contacts", "maillist"), (_("Contacts"), "person_search", "contact"),
+        (_("Imports"), "upload_file", "importjob")) if _registered("contacts", model)]
     queue = []
     if _registered("django_q", "ormq"):
         queue.append(_item(_("Queued tasks"), "pending_actions", "django_q", "ormq"))
@@ -55,6 +60,7 @@ def navigation(request: HttpRequest) -> list[dict]:
     return [
         {"items": [{"title": _("Dashboard"), "icon": "dashboard", "link": reverse("admin:index")}]},
         {"title": _("Mail"), "separator": True, "collapsible": False, "items": mail},
+        *([{"title": _("Contacts"), "separator": True, "collapsible": False, "items": contacts}] if contacts else []),
         {"title": _("Task queue"), "separator": True, "collapsible": True, "items": queue},
         {
             "title": _("Settings"),
@@ -66,6 +72,7 @@ def navigation(request: HttpRequest) -> list[dict]:
                 _item(_("Users"), "person", "auth", "user"),
                 _item(_("Groups"), "group", "auth", "group"),
                 _item(_("Audit log"), "history", "admin", "logentry"),
+                {"title": _("API documentation"), "icon": "api", "link": reverse("v1-docs")},
             ],
         },
     ]
