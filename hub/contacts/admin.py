@@ -15,7 +15,7 @@ from django.contrib.admin.utils import unquote
 from django.db import transaction
 from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
-from django.urls import path, reverse
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -26,7 +26,7 @@ from unfold.enums import ActionVariant
 from hub.admin.common import HubModelAdmin, WindowPaginationMixin
 
 from . import admin_imports, services, store  # noqa: F401  (admin_imports registers the import pages)
-from .models import Contact, ImportJob, MailList
+from .models import Contact, MailList
 from .normalize import Invalid, normalize_email
 
 EXPORT_COLUMNS = ("email", "fullname", "sex", "birthday", "phone", "area", *(f"var{i}" for i in range(1, 11)),

@@ -38,6 +38,7 @@ from django_q.tasks import async_task
 from hub.models import Account
 
 from . import store
+from .errors import NotFound, owned_list, parse_id
 from .models import ImportJob, MailList
 from .normalize import FIELD_ORDER, Invalid, row_values
 from .uploads import clean_filename, store_upload
@@ -78,9 +79,7 @@ class Superseded(Exception):
 def start_import(account: Account, list_id: int | str, fileobj, filename: str, *, queue: bool = True) -> ImportJob:
     """Store the upload and queue its job (queue=False: the caller runs it, see the
     contacts_import command). The list shows `importing` until the job ends."""
-    from .services import get_list
-
-    mail_list = get_list(account, list_id)
+    mail_list = owned_list(account, list_id)
     path, size, kind, encoding = store_upload(fileobj, filename, Path(settings.HUB_IMPORT_DIR) / str(account.pk))
     try:
         with transaction.atomic():
@@ -101,9 +100,7 @@ def start_import(account: Account, list_id: int | str, fileobj, filename: str, *
 
 
 def get_import(account: Account, job_id: int | str) -> ImportJob:
-    from .services import NotFound, _pk
-
-    job = ImportJob.objects.filter(account=account, pk=_pk(job_id, "import")).select_related("mail_list").first()
+    job = ImportJob.objects.filter(account=account, pk=parse_id(job_id, "import")).select_related("mail_list").first()
     if job is None:
         raise NotFound("no such import")
     return job

@@ -11,6 +11,7 @@ from django.utils.translation import gettext as _
 from hub.models import Account, App
 from hub.sending import Refusal, SendRequest, accept, primary_sender
 
+from .errors import ContactError
 from .links import absolute, confirm_url
 from .models import Contact, MailList
 
@@ -18,8 +19,6 @@ from .models import Contact, MailList
 def sending_app(account: Account) -> App:
     """The app that sends the account's confirmation mails: its first enabled app with a
     usable SMTP server. ContactError when there is none, or no public URL for the link."""
-    from .services import ContactError
-
     if not settings.HUB_PUBLIC_URL:
         raise ContactError("no_public_url", "double opt-in needs HUB_PUBLIC_URL (the host of the confirmation link)")
     for app in App.objects.filter(account=account, enabled=True).order_by("id"):

@@ -19,7 +19,8 @@ from django.utils import timezone
 
 from hub.models import Account
 
-from . import store
+from . import optin, store
+from .errors import ContactError, NotFound, owned_list, parse_id
 from .imports import get_import, imports, start_import  # noqa: F401  (part of the contract)
 from .links import unsubscribe_url  # noqa: F401  (part of the contract)
 from .models import Contact, MailList
@@ -40,43 +41,12 @@ MAX_DESCRIPTION = 2000
 MAX_SUBSCRIBE = 5000
 
 
-class ContactError(Exception):
-    """Bad input, refused before anything was written. `code` is a short identifier the
-    APIs map to their own (V28 `<status>`), `message` a human-readable reason."""
-
-    code = "error"
-
-    def __init__(self, code: str | None = None, message: str = ""):
-        self.code = code or self.code
-        self.message = message or self.code
-        super().__init__(self.message)
-
-
-class NotFound(ContactError):
-    code = "not_exist"
-
-    def __init__(self, message: str = "not found"):
-        super().__init__("not_exist", message)
-
-
 @dataclass
 class BatchResult:
     added: int = 0
     invalid: int = 0
     duplicate: int = 0
     errors: list[str] = field(default_factory=list)  # "line N: reason"
-
-
-def _pk(value: int | str | None, what: str) -> int:
-    """An id as the caller gave it; anything that is not a positive integer cannot name a
-    row, so it is "not found" too (nothing to tell apart for a prober)."""
-    try:
-        pk = int(str(value).strip())
-    except (TypeError, ValueError):
-        raise NotFound(f"no such {what}") from None
-    if pk <= 0 or pk >= 2**63:
-        raise NotFound(f"no such {what}")
-    return pk
 
 
 # --- lists ---------------------------------------------------------------------------------
@@ -105,17 +75,13 @@ def create_list(account: Account, name: str, description: str = "", *, enabled: 
 
 
 def get_list(account: Account, list_id: int | str) -> MailList:
-    pk = _pk(list_id, "list")
-    found = MailList.objects.filter(account=account, pk=pk).first()
-    if found is None:
-        raise NotFound("no such list")
-    return found
+    return owned_list(account, list_id)
 
 
 def lists(account: Account, list_id: int | None = None) -> QuerySet[MailList]:
     qs = MailList.objects.filter(account=account).order_by("id")
     if list_id is not None:
-        qs = qs.filter(pk=_pk(list_id, "list"))
+        qs = qs.filter(pk=parse_id(list_id, "list"))
     return qs
 
 
@@ -242,7 +208,7 @@ def search_contacts(account: Account, list_id: int | str | None, *, keyword: str
 
 
 def get_contact(account: Account, contact_id: int | str) -> Contact:
-    found = Contact.objects.filter(account=account, pk=_pk(contact_id, "contact")).first()
+    found = Contact.objects.filter(account=account, pk=parse_id(contact_id, "contact")).first()
     if found is None:
         raise NotFound("no such contact")
     return found
@@ -301,8 +267,6 @@ def subscribe(account: Account, list_id: int | str, entries: list[tuple[str, str
     confirmation) counts as duplicate. On a double opt-in list new and returning addresses
     are added unconfirmed and get a confirmation mail (sent by the hub through one of the
     account's apps; ContactError "no_app" when it has none, before anything is written)."""
-    from . import optin
-
     _bounded(entries, "addresses")
     mail_list = get_list(account, list_id)
     app = optin.sending_app(account) if mail_list.double_opt_in else None

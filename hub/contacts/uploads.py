@@ -16,13 +16,13 @@ from pathlib import Path
 
 from django.conf import settings
 
+from .errors import ContactError
+
 COPY_BLOCK = 1 << 20
 SAMPLE_BYTES = 64 * 1024
 
 
-def _error(code: str, message: str):
-    from .services import ContactError
-
+def _error(code: str, message: str) -> ContactError:
     return ContactError(code, message)
 
 

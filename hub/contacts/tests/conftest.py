@@ -8,6 +8,7 @@ import pytest
 from hub.contacts import services
 from hub.contacts.models import Contact, MailList
 from hub.models import Account
+from hub.tests.test_admin_support import su, superuser  # noqa: F401  (admin client fixtures)
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from hub.contacts import services
 from hub.contacts.models import Contact, ImportJob, MailList
-from hub.tests.test_admin_support import body, su, superuser  # noqa: F401
+from hub.tests.test_admin_support import body
 
 from .conftest import count_ok
 from .importing import queued_tasks

@@ -6,8 +6,15 @@ import datetime
 
 import pytest
 
-from hub.contacts.normalize import (Invalid, normalize_email, parse_batch, parse_subscribe, parse_unsubscribe,
-                                    record_values, row_values)
+from hub.contacts.normalize import (
+    Invalid,
+    normalize_email,
+    parse_batch,
+    parse_subscribe,
+    parse_unsubscribe,
+    record_values,
+    row_values,
+)
 
 
 @pytest.mark.parametrize("raw, expected", [

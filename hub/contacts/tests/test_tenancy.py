@@ -44,7 +44,7 @@ def test_other_accounts_ids_are_not_found(name, account, theirs):
     with pytest.raises(NotFound) as info:
         CALLS[name](account, theirs)
     assert info.value.code == "not_exist"
-    mail_list, contact, _job = theirs
+    mail_list, _contact, _job = theirs
     mail_list.refresh_from_db()
     assert mail_list.name == "theirs"
     assert list(Contact.objects.filter(mail_list=mail_list).values_list("email", "subscribed")) == [("their@x.com", True)]
