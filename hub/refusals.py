@@ -30,7 +30,10 @@ REFUSALS: dict[str, tuple[int, str]] = {
     "idempotency_conflict": (409, "Idempotency-Key 已用于不同的请求"),
     "invalid_event": (400, "日历事件参数无效"),
     "invalid_attachment": (400, "附件无效"),
-    "too_many_attachments": (413, "附件过多或过大"),
+    "too_many_attachments": (413, "附件过多"),
+    "attachment_too_large": (413, "附件过大"),
+    "malformed_message": (400, "邮件格式错误，无法投递"),
+    "login_rate_limited": (429, "登录失败次数过多，请稍后再试"),
 }
 
 
