@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 from email.headerregistry import Address
+from email.parser import BytesHeaderParser
+from email.policy import compat32
 from email.utils import getaddresses, make_msgid
 
 from django.conf import settings
@@ -21,7 +23,7 @@ from django.utils import timezone
 
 from . import headertext, queries
 from .calendar import parse_event
-from .delivery.message import SMTP_POLICY, ascii_address, relay_message
+from .delivery.message import SMTP_POLICY, ascii_address, first_address, relay_message
 from .delivery.outbox import wake_workers
 from .models import App, Attachment, IdempotencyKey, SendLog, Suppression
 from .refusals import REFUSALS, Refusal  # noqa: F401  (re-exported for api/ and tests)
@@ -328,11 +330,10 @@ def accept_raw(app: App, rcpts: list[str], raw: bytes, client_ip: str | None = N
         text = msg.get_body(("plain",))
         html_body = html.get_content() if html is not None else ""
         text_body = text.get_content() if text is not None else ""
-        from_name = ""
-        if msg["From"] is not None and msg["From"].addresses:
-            from_name = msg["From"].addresses[0].display_name
     except (LookupError, ValueError, AttributeError, IndexError):
-        html_body, text_body, from_name = "", "", ""  # unreadable for the log; relayed anyway
+        html_body, text_body = "", ""  # unreadable for the log; relayed anyway
+    # The name as delivery will write it (the standard parser refuses names with line breaks).
+    from_name = first_address(str(BytesHeaderParser(policy=compat32).parsebytes(raw).get("From", "")))[0]
     try:
         attachments = sum(1 for _ in msg.iter_attachments()) if msg.is_multipart() else 0
     except (LookupError, ValueError, AttributeError, IndexError):

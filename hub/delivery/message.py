@@ -7,8 +7,7 @@ from __future__ import annotations
 import re
 import uuid
 from email import encoders
-from email.header import Header
-from email.headerregistry import HeaderRegistry
+from email.header import Header, decode_header, make_header
 from email.message import Message
 from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
@@ -201,18 +200,29 @@ DROPPED_CLIENT_HEADERS = ("Bcc", "Sender", "Return-Path", "Authentication-Result
 HUB_HEADER_PREFIX = "x-smtphub-"
 
 
-def _first_address(value: str) -> tuple[str, str]:
-    """(display name, address) of the first address in a From header as a client wrote it,
-    decoded per RFC 2047 by the standard library's structured-header parser (a `:` or a
-    line break inside an encoded word is text, not syntax). ("", "") when unreadable."""
+_ENCODED_WORDS = re.compile(r"=\?[^?\s]+\?[qQbB]\?[^?\s]*\?=(?:\s+=\?[^?\s]+\?[qQbB]\?[^?\s]*\?=)*")
+
+
+def _decoded_as_quoted(match: re.Match) -> str:
     try:
-        addresses = HeaderRegistry()("from", value).addresses
-    except (ValueError, IndexError, TypeError, AttributeError, LookupError):
-        return "", ""  # unreadable: the hub's sender without a name
-    if not addresses:
+        text = str(make_header(decode_header(match.group(0))))
+    except (LookupError, ValueError):  # unknown charset or undecodable bytes: left as written
+        return match.group(0)
+    return _quoted(display_name(text))
+
+
+def first_address(value: str) -> tuple[str, str]:
+    """(display name, address) of the first address in a From header as a client wrote it.
+    Each run of RFC 2047 encoded words is decoded, sanitized (no line break, NUL or control
+    survives) and put back as a quoted string before the address list is parsed, so a `:`,
+    `<` or line break inside an encoded word is text, never syntax. ("", "") when there is
+    no address."""
+    pairs = [(name, addr) for name, addr in getaddresses([_ENCODED_WORDS.sub(_decoded_as_quoted, one_line(value))])
+             if addr or name]
+    if not pairs:
         return "", ""
-    first = addresses[0]
-    return first.display_name or "", first.addr_spec if first.domain else ""
+    name, addr = pairs[0]
+    return name, addr if "@" in addr else ""
 
 
 def relay_message(row: SendLog, sender: str) -> Message:
@@ -223,7 +233,7 @@ def relay_message(row: SendLog, sender: str) -> Message:
     Authentication-Results and every X-SMTPHub-* header are dropped and the hub's own
     X-SMTPHub-Log-ID / X-SMTPHub-App-ID set; Message-ID and Date are added when missing."""
     msg = BytesParser(policy=compat32).parsebytes(bytes(row.raw_message))
-    name, addr = _first_address(str(msg.get("From", "")))
+    name, addr = first_address(str(msg.get("From", "")))
     name = display_name(name, settings.HUB_MAX_NAME_CHARS)
     if addr and addr.lower() != sender.lower() and "Reply-To" not in msg:
         msg["Reply-To"] = address_header([(name, addr)], "Reply-To")
