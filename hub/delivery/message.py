@@ -38,8 +38,7 @@ def ascii_address(addr: str) -> str:
     return f"{local}@{domain}"
 
 
-__all__ = ["ascii_address", "one_line"]  # one_line: re-exported for older callers
-
+# one_line (hub.headertext) is also imported from here by older callers.
 # Longest encoded word / unfolded run we write (RFC 2047 allows 75; RFC 5322 asks for 78).
 _SHORT = 76
 # "=?" in plain text would be read back as the start of an encoded word.
