@@ -14,6 +14,7 @@ import icalendar
 from django.conf import settings
 from django.utils import timezone
 
+from .headertext import CONTROLS, CONTROLS_BUT_LINE_BREAKS, one_line
 from .refusals import Refusal
 
 FIELDS = ("uid", "method", "sequence", "start", "end", "timezone", "summary", "location", "description",
@@ -28,8 +29,11 @@ def _bad(detail: str) -> Refusal:
 def parse_event(raw: dict[str, str], subject: str) -> dict:
     """Check event fields (strings) and return the event as stored on the SendLog."""
     for name, value in raw.items():
-        if any(ch in value for ch in "\r\n\x00") and name != "description":
-            raise Refusal("header_injection", f"event_{name} contains a line break")
+        # Like mail headers (hub.headertext): no line break of any kind (VT, FF, NEL, U+2028...)
+        # nor control character in a one-line property; the description may hold CR/LF.
+        forbidden = CONTROLS_BUT_LINE_BREAKS if name == "description" else CONTROLS
+        if forbidden.search(value):
+            raise Refusal("header_injection", f"event_{name} contains a line break or control character")
         if len(value) > 5000:
             raise Refusal("too_large", f"event_{name} is too long")
     method = (raw.get("method") or "REQUEST").strip().upper()
@@ -99,6 +103,9 @@ def build_ics(event: dict, organizer: tuple[str, str], attendees: list[tuple[str
     start = datetime.fromisoformat(event["start"]).astimezone(tz)
     end = datetime.fromisoformat(event["end"]).astimezone(tz)
     vevent = icalendar.Event()
+    # Events stored before the checks above were complete: one-line properties on one line.
+    event = {**event, **{k: one_line(event[k]) for k in ("uid", "summary", "location", "organizer", "attendees")},
+             "description": CONTROLS_BUT_LINE_BREAKS.sub(" ", event["description"])}
     vevent.add("uid", event["uid"])
     vevent.add("sequence", event["sequence"])
     vevent.add("dtstamp", timezone.now())

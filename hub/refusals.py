@@ -30,7 +30,6 @@ REFUSALS: dict[str, tuple[int, str]] = {
     "idempotency_conflict": (409, "Idempotency-Key 已用于不同的请求"),
     "invalid_event": (400, "日历事件参数无效"),
     "invalid_attachment": (400, "附件无效"),
-    "too_many_attachments": (413, "附件过多或过大"),
     # Accounts and quota (hub.quota; docs/accounts.md). 403: the request is understood but the
     # account may not send now; none of them is "try again in a moment" (429).
     "account_disabled": (403, "账户已停用"),
@@ -38,6 +37,10 @@ REFUSALS: dict[str, tuple[int, str]] = {
     "service_not_started": (403, "发送服务尚未开始"),
     "service_expired": (403, "发送服务已过期"),
     "quota_exhausted": (403, "发送额度不足"),
+    "too_many_attachments": (413, "附件过多"),
+    "attachment_too_large": (413, "附件过大"),
+    "malformed_message": (400, "邮件格式错误，无法投递"),
+    "login_rate_limited": (429, "登录失败次数过多，请稍后再试"),
 }
 
 

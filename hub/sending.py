@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 from email.headerregistry import Address
+from email.parser import BytesHeaderParser
+from email.policy import compat32
 from email.utils import getaddresses, make_msgid
 
 from django.conf import settings
@@ -19,9 +21,9 @@ from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from . import queries, quota
+from . import headertext, queries, quota
 from .calendar import parse_event
-from .delivery.message import ascii_address
+from .delivery.message import SMTP_POLICY, ascii_address, first_address, relay_message
 from .delivery.outbox import wake_workers
 from .models import App, Attachment, IdempotencyKey, SendLog, Suppression
 from .refusals import REFUSALS, Refusal  # noqa: F401  (re-exported for api/ and tests)
@@ -42,13 +44,11 @@ def primary_sender(app: App) -> str:
 
 # --- validation --------------------------------------------------------------------------
 
-# Everything Python's email package treats as a line break (str.splitlines), and NUL.
-_FORBIDDEN_IN_HEADERS = tuple("\r\n\x00\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
-
-
 def _check_header(field: str, value: str, limit: int) -> str:
-    if any(ch in value for ch in _FORBIDDEN_IN_HEADERS):
-        raise Refusal("header_injection", f"{field} contains a line break or NUL")
+    # Every line break Python's email package knows, NUL and the other controls: one
+    # definition (hub.headertext) for the API, SMTP, the calendar and the builders.
+    if headertext.has_controls(value):
+        raise Refusal("header_injection", f"{field} contains a line break or control character")
     if len(value) > limit:
         raise Refusal("too_large", f"{field} is longer than {limit} characters")
     return value
@@ -126,15 +126,19 @@ def _check_attachments(files: list[FileIn]) -> list[FileIn]:
     checked = []
     for f in files:
         name = f.filename.strip().replace("\\", "/").rsplit("/", 1)[-1]  # no client paths
-        if not name or len(name) > 255 or any(ch in name for ch in _FORBIDDEN_IN_HEADERS + ('"',)):
+        if not name or len(name) > 255 or headertext.has_controls(name) or '"' in name:
             raise Refusal("invalid_attachment", f"bad attachment file name {f.filename[:80]!r}")
         ctype = (f.content_type or "").split(";")[0].strip().lower() or "application/octet-stream"
         if not _TOKEN_CHARS.match(ctype):
             ctype = "application/octet-stream"
         total += len(f.content)
-        if len(f.content) > settings.HUB_MAX_ATTACHMENT_BYTES or total > settings.HUB_MAX_ATTACHMENTS_TOTAL_BYTES:
-            raise Refusal("too_many_attachments", f"attachments over {settings.HUB_MAX_ATTACHMENT_BYTES} bytes each "
-                                                  f"or {settings.HUB_MAX_ATTACHMENTS_TOTAL_BYTES} in all")
+        # Too big is not too many: each limit has its own refusal, so the caller knows which.
+        if len(f.content) > settings.HUB_MAX_ATTACHMENT_BYTES:
+            raise Refusal("attachment_too_large", f"{name!r} is over {settings.HUB_MAX_ATTACHMENT_BYTES} bytes "
+                                                  "(HUB_MAX_ATTACHMENT_BYTES)")
+        if total > settings.HUB_MAX_ATTACHMENTS_TOTAL_BYTES:
+            raise Refusal("attachment_too_large", f"attachments over {settings.HUB_MAX_ATTACHMENTS_TOTAL_BYTES} "
+                                                  "bytes in all (HUB_MAX_ATTACHMENTS_TOTAL_BYTES)")
         checked.append(FileIn(name, ctype, f.content))
     return checked
 
@@ -227,7 +231,7 @@ def accept(app: App, req: SendRequest, client_ip: str | None = None) -> SendLog:
     within a minute or two. The row's `replayed` attribute is True when an earlier request
     with the same Idempotency-Key made it (then nothing new was written)."""
     key = req.idempotency_key.strip()
-    if len(key) > 255 or any(ch in key for ch in _FORBIDDEN_IN_HEADERS):
+    if len(key) > 255 or headertext.has_controls(key):
         raise Refusal("invalid_field", "Idempotency-Key: at most 255 characters on one line")
     request_hash = _request_hash(req) if key else ""
     if key and (earlier := _replay(app, key, request_hash)):
@@ -280,7 +284,7 @@ def accept(app: App, req: SendRequest, client_ip: str | None = None) -> SendLog:
 def check_recipient(app: App, address: str) -> str:
     """One envelope recipient of an SMTP submission: valid, ASCII local part, not
     suppressed. Returns it as given; raises Refusal."""
-    if any(ch in address for ch in _FORBIDDEN_IN_HEADERS) or len(address) > 254:
+    if headertext.has_controls(address) or len(address) > 254:
         raise Refusal("invalid_address", f"{address[:80]!r} is not a valid email address")
     try:
         validate_email(address)
@@ -306,6 +310,25 @@ def _decoded(msg, name: str) -> str:
     return _storable(str(value).replace("\r", " ").replace("\n", " ")) if value is not None else ""
 
 
+# C0 controls but TAB, CR, LF, and DEL: never valid in a header line (RFC 5322 2.2).
+_CONTROL_BYTES = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def check_relayable(log: SendLog, sender: str) -> None:
+    """Build the message exactly as delivery will (hub.delivery.message.relay_message) and
+    serialize it once: whatever the client sent, a message the hub accepts can be sent.
+    Refuses (SMTP 554) a header section with control characters, and anything the builder
+    or the generator cannot handle, instead of a message that fails on every attempt."""
+    raw = bytes(log.raw_message)
+    head = re.split(rb"\r?\n\r?\n", raw, maxsplit=1)[0]
+    if _CONTROL_BYTES.search(head):
+        raise Refusal("malformed_message", "a header contains a control character")
+    try:
+        relay_message(log, sender).as_bytes(policy=SMTP_POLICY)
+    except Exception as exc:  # any failure here would be a failure at every delivery attempt
+        raise Refusal("malformed_message", f"the message cannot be relayed: {type(exc).__name__}") from exc
+
+
 def accept_raw(app: App, rcpts: list[str], raw: bytes, client_ip: str | None = None) -> SendLog:
     """Queue a client's own MIME message (SMTP submission) for `rcpts`. The message is relayed
     as it is (see hub.delivery.message.relay_message); what the audit log shows is read from it."""
@@ -323,11 +346,10 @@ def accept_raw(app: App, rcpts: list[str], raw: bytes, client_ip: str | None = N
         text = msg.get_body(("plain",))
         html_body = html.get_content() if html is not None else ""
         text_body = text.get_content() if text is not None else ""
-        from_name = ""
-        if msg["From"] is not None and msg["From"].addresses:
-            from_name = msg["From"].addresses[0].display_name
     except (LookupError, ValueError, AttributeError, IndexError):
-        html_body, text_body, from_name = "", "", ""  # unreadable for the log; relayed anyway
+        html_body, text_body = "", ""  # unreadable for the log; relayed anyway
+    # The name as delivery will write it (the standard parser refuses names with line breaks).
+    from_name = first_address(str(BytesHeaderParser(policy=compat32).parsebytes(raw).get("From", "")))[0]
     try:
         attachments = sum(1 for _ in msg.iter_attachments()) if msg.is_multipart() else 0
     except (LookupError, ValueError, AttributeError, IndexError):
@@ -336,27 +358,28 @@ def accept_raw(app: App, rcpts: list[str], raw: bytes, client_ip: str | None = N
     now = timezone.now()
     day = quota.day_of(now)  # the day charged is the row's own (refunds compare it)
     quota.check_terms(terms, day)
+    log = SendLog(
+        app=app,
+        created_at=now,
+        source=SendLog.Source.SMTP,
+        from_email=sender,
+        from_name=_storable(headertext.display_name(from_name, 200)),
+        to=_decoded(msg, "To")[:10000] or ", ".join(rcpts),
+        cc=_decoded(msg, "Cc")[:10000],
+        rcpt_to=", ".join(rcpts),
+        subject=_decoded(msg, "Subject")[:998],
+        html_body=_storable(html_body),
+        text_body=_storable(text_body),
+        attachment_count=min(attachments, 32767),
+        raw_message=raw,
+        message_id=_decoded(msg, "Message-ID")[:255] or make_msgid(domain=settings.HUB_DOMAIN),
+        client_ip=client_ip,
+    )
+    check_relayable(log, sender)
     with transaction.atomic():
         # One unit per envelope recipient, taken with the row: a refusal writes nothing.
-        charged = quota.reserve(app.account_id, len(rcpts), day) if terms.metered else 0
-        log = SendLog.objects.create(
-            app=app,
-            quota_charged=charged,
-            created_at=now,
-            source=SendLog.Source.SMTP,
-            from_email=sender,
-            from_name=_storable(from_name)[:200],
-            to=_decoded(msg, "To")[:10000] or ", ".join(rcpts),
-            cc=_decoded(msg, "Cc")[:10000],
-            rcpt_to=", ".join(rcpts),
-            subject=_decoded(msg, "Subject")[:998],
-            html_body=_storable(html_body),
-            text_body=_storable(text_body),
-            attachment_count=min(attachments, 32767),
-            raw_message=raw,
-            message_id=_decoded(msg, "Message-ID")[:255] or make_msgid(domain=settings.HUB_DOMAIN),
-            client_ip=client_ip,
-        )
+        log.quota_charged = quota.reserve(app.account_id, len(rcpts), day) if terms.metered else 0
+        log.save(force_insert=True)
     wake_workers()
     log.replayed = False
     return log

@@ -11,7 +11,7 @@ import logging
 import ssl
 from concurrent.futures import ThreadPoolExecutor
 
-from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, Session
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
@@ -43,7 +43,19 @@ SMTP_REPLIES = {
     "service_expired": "550 5.7.1 Sending service of this account has expired",
     "service_not_started": "451 4.7.1 Sending service of this account has not started yet",
     "quota_exhausted": "452 4.7.1 Sending quota of this account exhausted, try again later",
+    "malformed_message": "554 5.6.0 Message refused: malformed header, it could not be relayed",
 }
+
+# Refusals of an AUTH command: always an AUTH reply (RFC 4954), whatever the refusal. An
+# empty or undecodable login is wrong credentials, not a message refusal.
+AUTH_REPLIES = {
+    "app_disabled": "535 5.7.8 Application disabled",
+    "ip_blocked": "535 5.7.1 Client IP address blocked",
+    "ip_not_allowed": "535 5.7.1 Client IP address not allowed for this application",
+}
+AUTH_INVALID = "535 5.7.8 Authentication credentials invalid"
+TOO_MANY_FAILURES = "421 4.7.0 Too many failed logins, closing connection"
+CREDENTIALS_EXPIRED = "535 5.7.8 Credentials no longer valid (secret rotated), authenticate again"
 
 # The credential check is one indexed query: run it off the event loop's thread (Django's
 # ORM refuses to run inside a running loop) and wait for it.
@@ -59,6 +71,10 @@ def _peer_ip(session) -> str | None:
         return str(ipaddress.ip_address(session.peer[0]))
     except (TypeError, ValueError, IndexError):
         return None
+
+
+def _auth_reply(refusal: Refusal) -> str:
+    return AUTH_REPLIES.get(refusal.error, AUTH_INVALID)
 
 
 def _check_login(login: bytes, password: bytes, ip: str | None):
@@ -79,7 +95,15 @@ def authenticator(server, session, envelope, mechanism, auth_data) -> AuthResult
         # Only an AppID-shaped login is logged: a client that swapped the fields sends its secret there.
         log.info("smtpd: AUTH refused for AppID %s from %s: %s",
                  login if login.isdigit() and len(login) < 12 else "(not an AppID)", session.peer, refusal.error)
-        return AuthResult(success=False, handled=False, message=_reply(refusal))
+        session.hub_auth_failures += 1
+        if (refusal.error == "login_rate_limited"
+                or session.hub_auth_failures >= settings.HUB_SMTPD_AUTH_FAILURES_PER_SESSION > 0):
+            # HubSMTP.smtp_AUTH waits, answers 421 and closes: nothing is sent from here.
+            session.hub_drop = True
+            return AuthResult(success=False, handled=True)
+        return AuthResult(success=False, handled=False, message=_auth_reply(refusal))
+    # What this login proved, checked again at every MAIL (a rotated secret ends it).
+    session.hub_login_digest = access.credential_digest(auth_data.password.decode("utf-8", "replace"))
     return AuthResult(success=True, auth_data=app)
 
 
@@ -108,6 +132,12 @@ class HubHandler:
             await _db(app.refresh_from_db)()
             if not app.enabled:
                 return "550 5.7.1 Application disabled"
+            # ... and the secret it logged in with must still be valid (rotated without grace:
+            # no more mail on the old secret, even on a connection opened before).
+            if not access.credential_still_valid(app, session.hub_login_digest):
+                session.authenticated = False
+                session.auth_data = None
+                return CREDENTIALS_EXPIRED
             await _db(quota.check_account)(app)  # out of service: refused before any data
             await _db(access.check_rate_limit)(app)
             await _db(sending.primary_sender)(app)
@@ -136,7 +166,40 @@ class HubHandler:
         except Exception:  # the client must hear that we did not take it, never silence
             log.exception("smtpd: could not queue a message")
             return "451 4.3.0 Internal error, message not accepted; try again"
+        session.hub_queued += 1
+        log.info("smtpd: queued %s for AppID %s from %s (%d recipients, %d bytes)", row.id,
+                 session.auth_data.pk, session.peer, len(envelope.rcpt_tos), len(raw))
         return f"250 2.0.0 OK: queued as {row.id}"
+
+
+class HubSession(Session):
+    """aiosmtpd's session with the hub's own state. `login_data` as a plain attribute:
+    aiosmtpd still sets it after every AUTH and its property logs a deprecation warning."""
+
+    login_data = None
+
+    def __init__(self, loop):
+        super().__init__(loop)
+        self.hub_auth_failures = 0
+        self.hub_drop = False  # too many failed logins: 421 and disconnect
+        self.hub_login_digest = ""
+        self.hub_queued = 0
+
+
+class _PerCommandAtDebug(logging.Filter):
+    """aiosmtpd logs every command and connection at INFO ("mail.log"); the hub logs one
+    line per session and per message at INFO, so aiosmtpd's INFO records become DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.INFO:
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return log.isEnabledFor(logging.DEBUG)
+        return True
+
+
+_aiosmtpd_log = logging.getLogger("mail.log")
+if not any(isinstance(f, _PerCommandAtDebug) for f in _aiosmtpd_log.filters):
+    _aiosmtpd_log.addFilter(_PerCommandAtDebug())
 
 
 class HubSMTP(SMTP):
@@ -144,13 +207,39 @@ class HubSMTP(SMTP):
 
     sessions: set[HubSMTP] = set()
 
+    def __init__(self, *args, auth_require_tls: bool = True, **kwargs):
+        # aiosmtpd warns (twice per session) whenever AUTH is allowed without STARTTLS, even
+        # on the implicit-TLS port where the whole session is encrypted: the decision is made
+        # here (make_protocol) and set after its constructor.
+        super().__init__(*args, auth_require_tls=True, **kwargs)
+        self._auth_require_tls = auth_require_tls
+
+    def _create_session(self) -> Session:
+        return HubSession(self.loop)
+
     def connection_made(self, transport):
         HubSMTP.sessions.add(self)
         super().connection_made(transport)
 
     def connection_lost(self, exc):
         HubSMTP.sessions.discard(self)
+        session = self.session
+        if session is not None:
+            app = session.auth_data
+            log.info("smtpd: session from %s closed: AppID %s, %d queued, %d failed AUTH", session.peer,
+                     app.pk if app is not None else "-", session.hub_queued, session.hub_auth_failures)
         super().connection_lost(exc)
+
+    async def smtp_AUTH(self, arg: str) -> None:
+        await super().smtp_AUTH(arg)
+        if self.session is not None and self.session.hub_drop:
+            # Slow a guesser down, then hang up (RFC 5321 4.2.5: 421 closes the channel).
+            await asyncio.sleep(settings.HUB_SMTPD_AUTH_FAILURE_DELAY)
+            await self.push(TOO_MANY_FAILURES)
+            if self._handler_coroutine is not None:
+                self._handler_coroutine.cancel()
+            if self.transport is not None:
+                self.transport.close()
 
 
 def _tls_context() -> ssl.SSLContext | None:

@@ -2,6 +2,7 @@
 manage.py); every value has a default that works for a local, single-machine install.
 See `.env.example` for the list and `docs/deploy.md` for production."""
 
+import os
 from pathlib import Path
 
 import environ
@@ -72,7 +73,11 @@ WSGI_APPLICATION = "smtphub.wsgi.application"
 
 # --- Database -----------------------------------------------------------------------
 VAR_DIR = Path(env.str("HUB_VAR_DIR", default=str(BASE_DIR / "var")))
-VAR_DIR.mkdir(parents=True, exist_ok=True)
+# The data directory holds the database, its WAL and the queue: readable by the hub's user
+# only (0700), whatever the umask; made so at every start, in case it was created otherwise.
+VAR_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+if VAR_DIR.stat().st_uid == os.getuid() and VAR_DIR.stat().st_mode & 0o077:
+    VAR_DIR.chmod(0o700)
 
 DATABASE_URL = env.str("DATABASE_URL", default="") or f"sqlite:///{VAR_DIR / 'smtphub.sqlite3'}"
 DATABASES = {"default": environ.Env.db_url_config(DATABASE_URL)}
@@ -88,6 +93,14 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )
+    # SQLite creates the -wal and -shm files with the database file's mode: create it (empty
+    # is a valid database) and keep it 0600, so none of them is ever readable by others.
+    _sqlite_file = Path(_db["NAME"])
+    if _db["NAME"] not in ("", ":memory:") and _sqlite_file.parent.is_dir():
+        os.close(os.open(_sqlite_file, os.O_CREAT | os.O_WRONLY, 0o600))
+        for _path in _sqlite_file.parent.glob(_sqlite_file.name + "*"):
+            if _path.stat().st_uid == os.getuid() and _path.stat().st_mode & 0o077:
+                _path.chmod(0o600)
     # Tests run a real qcluster process against the test database, so it must be a file.
     _db["TEST"] = {"NAME": str(VAR_DIR / "test-smtphub.sqlite3")}
 elif _db["ENGINE"] in ("django.db.backends.mysql",):
@@ -244,6 +257,17 @@ HUB_SMTPD_ALLOW_PLAINTEXT_AUTH = env.bool("HUB_SMTPD_ALLOW_PLAINTEXT_AUTH", defa
 HUB_SMTPD_MAX_MESSAGE_BYTES = env.int("HUB_SMTPD_MAX_MESSAGE_BYTES", default=25 * 1024 * 1024)
 HUB_SMTPD_TIMEOUT = env.int("HUB_SMTPD_TIMEOUT", default=120)
 HUB_SMTPD_SHUTDOWN_GRACE = env.int("HUB_SMTPD_SHUTDOWN_GRACE", default=30)
+# Failed logins (API and SMTP AUTH; hub.access.login, docs/security.md). Only failures count,
+# in fixed windows of HUB_LOGIN_FAILURE_WINDOW seconds. An IP (IPv6: its /64) over its limit
+# is refused before its credentials are checked; an AppID over its limit gets 429 / 421 for
+# wrong secrets only: its correct secret is still checked and accepted. 0 disables a limit.
+HUB_LOGIN_FAILURE_WINDOW = env.int("HUB_LOGIN_FAILURE_WINDOW", default=300)
+HUB_LOGIN_FAILURES_PER_IP = env.int("HUB_LOGIN_FAILURES_PER_IP", default=30)
+HUB_LOGIN_FAILURES_PER_APP = env.int("HUB_LOGIN_FAILURES_PER_APP", default=100)
+# One SMTP session: after this many failed AUTH commands, wait HUB_SMTPD_AUTH_FAILURE_DELAY
+# seconds, answer 421 and disconnect.
+HUB_SMTPD_AUTH_FAILURES_PER_SESSION = env.int("HUB_SMTPD_AUTH_FAILURES_PER_SESSION", default=3)
+HUB_SMTPD_AUTH_FAILURE_DELAY = env.float("HUB_SMTPD_AUTH_FAILURE_DELAY", default=2.0)
 
 # Contacts (hub.contacts): file imports, batch limits, public links.
 # Uploaded import files are stored here until their job ends (then deleted).

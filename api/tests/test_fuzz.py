@@ -272,6 +272,15 @@ def check(case: Case, client: Client) -> tuple[str | None, bool]:
     return None, created == 1
 
 
+@pytest.fixture(autouse=True)
+def _no_login_failure_limits(settings):
+    # Thousands of fuzzed requests from one client IP, many with wrong credentials on
+    # purpose: the failed-login limits (tested in test_login_limits.py) would answer most
+    # of them 429 and leave the validation below unexercised.
+    settings.HUB_LOGIN_FAILURES_PER_IP = 0
+    settings.HUB_LOGIN_FAILURES_PER_APP = 0
+
+
 @pytest.fixture
 def creds(smtp_sink, make_server, make_app) -> dict:
     return make_app(make_server(smtp_sink)).creds

@@ -14,9 +14,13 @@ from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.parser import BytesParser
 from email.policy import compat32
-from email.utils import formataddr, formatdate, getaddresses, parseaddr
+from email.utils import formataddr, formatdate, getaddresses
+from urllib.parse import quote
+
+from django.conf import settings
 
 from ..calendar import build_ics
+from ..headertext import display_name, one_line
 from ..models import Attachment, SendLog
 from ..textify import html_to_text
 
@@ -34,28 +38,50 @@ def ascii_address(addr: str) -> str:
     return f"{local}@{domain}"
 
 
-# Every character Python's email package (str.splitlines) treats as a line break.
-_LINE_BREAKS = re.compile("[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
+# one_line (hub.headertext) is also imported from here by older callers.
+# Longest encoded word / unfolded run we write (RFC 2047 allows 75; RFC 5322 asks for 78).
+_SHORT = 76
+# "=?" in plain text would be read back as the start of an encoded word.
+_PLAIN_HEADER_TEXT = re.compile(r"^(?!.*=\?)(?!.*  )[\x21-\x7e]+(?: [\x21-\x7e]+)*$")
 
 
-def one_line(value: str) -> str:
-    """Header text on one line: the API refuses line breaks, but names typed in the admin
-    or stored by older versions must not split a header either."""
-    return _LINE_BREAKS.sub(" ", value)
+def _plain_ok(value: str) -> bool:
+    """Can `value` go out as it is and come back the same: printable ASCII, single spaces,
+    no encoded-word look-alike, and every word short enough to fold between words."""
+    return bool(_PLAIN_HEADER_TEXT.match(value)) and all(len(word) <= _SHORT - 20 for word in value.split(" "))
 
 
-def _header_text(value: str) -> str | Header:
+def header_text(value: str, header_name: str = "Subject") -> str | Header:
+    """Unstructured header text (Subject): on one line, and either plain ASCII the generator
+    can fold at spaces or RFC 2047 encoded words (each at most 75 characters), so that no
+    line of the message ever exceeds 78 octets, whatever the text."""
     value = one_line(value)
-    try:
-        value.encode("ascii")
-        return value
-    except UnicodeEncodeError:
-        return Header(value, "utf-8")
+    return value if _plain_ok(value) else Header(value, "utf-8", maxlinelen=_SHORT, header_name=header_name)
 
 
-def _address_header(text: str) -> str:
-    return ", ".join(formataddr((one_line(name), ascii_address(addr)), charset="utf-8")
-                     for name, addr in getaddresses([one_line(text)]))
+def address_header(pairs: list[tuple[str, str]], header_name: str = "Reply-To") -> Header:
+    """An address list header from (display name, address) pairs. Names are sanitized
+    (headertext.display_name) and written quoted when plain ASCII, else as encoded words
+    split to fit the line; addresses as ASCII (punycode domains). Never a line over 78
+    octets unless an address alone is longer."""
+    header = Header(maxlinelen=_SHORT, header_name=header_name)
+    last = len(pairs) - 1
+    for i, (raw_name, raw_addr) in enumerate(pairs):
+        # Header puts one space between chunks: none is written here.
+        name, addr = display_name(raw_name), ascii_address(raw_addr)
+        comma = "," if i < last else ""
+        if name and _plain_ok(name) and len(name) <= _SHORT - 20:
+            header.append(formataddr((name, addr)) + comma, "us-ascii")  # quoted when it holds specials
+        elif name:
+            header.append(name, "utf-8")
+            header.append(f"<{addr}>{comma}", "us-ascii")
+        else:
+            header.append(addr + comma, "us-ascii")
+    return header
+
+
+def _address_header(text: str, header_name: str) -> Header:
+    return address_header(getaddresses([one_line(text)]), header_name)
 
 
 def envelope_recipients(row: SendLog) -> list[str]:
@@ -68,12 +94,49 @@ def _attachment_part(filename: str, content_type: str, content: bytes) -> MIMEBa
     part = MIMEBase(maintype or "application", subtype or "octet-stream")
     part.set_payload(content)
     encoders.encode_base64(part)
-    try:
-        filename.encode("ascii")
-        part.add_header("Content-Disposition", "attachment", filename=filename)
-    except UnicodeEncodeError:
-        part.add_header("Content-Disposition", "attachment", filename=("utf-8", "", filename))  # RFC 2231
+    # Content-Disposition's filename (RFC 2183 / RFC 2231) for current clients, and the
+    # Content-Type `name` parameter older ones (Outlook 2007, some webmail) still read,
+    # encoded per RFC 2047 when it is not ASCII.
+    disposition = _rfc2231_param("filename", filename)
+    part.replace_header("Content-Type", f"{maintype or 'application'}/{subtype or 'octet-stream'}; "
+                                        f"{_rfc2047_param('name', filename)}")
+    part.add_header("Content-Disposition", f"attachment; {disposition}")
     return part
+
+
+_ATTRIBUTE_CHARS = "!#$&+-.^_`|~"  # RFC 2231 attribute-char beyond letters and digits
+
+
+def _quoted(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _rfc2231_param(param: str, value: str) -> str:
+    """`filename="a.pdf"`, or for a non-ASCII or long value `filename*=utf-8''%E6...`, split
+    when long into RFC 2231 continuations of at
+    most 55 characters each (`filename*0*=utf-8''%E6...; filename*1*=...`), so that no line
+    of the header is over 78 octets however long the name."""
+    if _plain_ok(value) and len(value) <= _SHORT - 20:
+        return f"{param}={_quoted(value)}"
+    encoded = quote(value.encode("utf-8"), safe=_ATTRIBUTE_CHARS)
+    if len(encoded) <= 55:  # one parameter: what most clients expect
+        return f"{param}*=utf-8''{encoded}"
+    chunks, start = [], 0
+    while start < len(encoded):
+        end = min(start + 55, len(encoded))
+        while end < len(encoded) and "%" in encoded[end - 2:end]:  # never split a %XX
+            end -= 1
+        chunks.append(encoded[start:end])
+        start = end
+    charset = "utf-8''"  # charset'language' before the first continuation only
+    return "; ".join(f"{param}*{i}*={charset if i == 0 else ''}{chunk}" for i, chunk in enumerate(chunks))
+
+
+def _rfc2047_param(param: str, value: str) -> str:
+    if _plain_ok(value) and len(value) <= _SHORT - 20:
+        return f"{param}={_quoted(value)}"
+    # Encoded words inside the quoted string, folded between words: what mail clients write.
+    return f"{param}=\"{Header(value, 'utf-8', maxlinelen=_SHORT - 8).encode(linesep=chr(10))}\""
 
 
 def _boundary() -> str:
@@ -111,13 +174,13 @@ def build_message(row: SendLog, sender: str) -> Message:
             msg.attach(part)
     else:
         msg = body
-    msg["Subject"] = _header_text(row.subject)
-    msg["From"] = formataddr((one_line(row.from_name), ascii_address(sender)), charset="utf-8")
-    msg["To"] = _address_header(row.to)
+    msg["Subject"] = header_text(row.subject)
+    msg["From"] = address_header([(row.from_name, sender)], "From")
+    msg["To"] = _address_header(row.to, "To")
     if row.cc:
-        msg["Cc"] = _address_header(row.cc)
+        msg["Cc"] = _address_header(row.cc, "Cc")
     if row.reply_to:
-        msg["Reply-To"] = _address_header(row.reply_to)
+        msg["Reply-To"] = _address_header(row.reply_to, "Reply-To")
     # Bcc never goes into a header: those recipients are only in the envelope.
     msg["Date"] = formatdate(localtime=True)
     msg["Message-ID"] = row.message_id
@@ -126,24 +189,63 @@ def build_message(row: SendLog, sender: str) -> Message:
     return msg
 
 
+# Headers a client may not set on a relayed message: the hub's own (X-SMTPHub-*, set below),
+# Bcc (would disclose blind recipients), and those a receiving provider judges the hub by
+# but that only the hub or the receiving side may write: Sender (the hub sends as its own
+# From; a client's Sender would claim another mailbox "on behalf of"), Return-Path (written
+# by the final delivery from the envelope), Authentication-Results (a forged verdict).
+# Received and DKIM-Signature stay: trace lines and a client's own signature are legitimate.
+DROPPED_CLIENT_HEADERS = ("Bcc", "Sender", "Return-Path", "Authentication-Results")
+HUB_HEADER_PREFIX = "x-smtphub-"
+
+
+_ENCODED_WORDS = re.compile(r"=\?[^?\s]+\?[qQbB]\?[^?\s]*\?=(?:\s+=\?[^?\s]+\?[qQbB]\?[^?\s]*\?=)*")
+
+
+def _decoded_as_quoted(match: re.Match) -> str:
+    try:
+        text = str(make_header(decode_header(match.group(0))))
+    except (LookupError, ValueError):  # unknown charset or undecodable bytes: left as written
+        return match.group(0)
+    return _quoted(display_name(text))
+
+
+def first_address(value: str) -> tuple[str, str]:
+    """(display name, address) of the first address in a From header as a client wrote it.
+    Each run of RFC 2047 encoded words is decoded, sanitized (no line break, NUL or control
+    survives) and put back as a quoted string before the address list is parsed, so a `:`,
+    `<` or line break inside an encoded word is text, never syntax. ("", "") when there is
+    no address."""
+    pairs = [(name, addr) for name, addr in getaddresses([_ENCODED_WORDS.sub(_decoded_as_quoted, one_line(value))])
+             if addr or name]
+    if not pairs:
+        return "", ""
+    name, addr = pairs[0]
+    return name, addr if "@" in addr else ""
+
+
 def relay_message(row: SendLog, sender: str) -> Message:
-    """A client's own MIME message (SMTP submission), relayed intact but for the From policy:
-    providers accept only their account's address in From, so a different From becomes
-    `"Display name" <sender>` and the original address moves to Reply-To (unless the client
-    set one). Bcc headers are dropped; Message-ID and Date are added when missing."""
+    """A client's own MIME message (SMTP submission), relayed intact but for the hub's header
+    policy: From is always rewritten as `display name <sender>` (providers accept only their
+    account's address; the name decoded and sanitized like the API's from_name), a different
+    original address moves to Reply-To (unless the client set one); Bcc, Sender, Return-Path,
+    Authentication-Results and every X-SMTPHub-* header are dropped and the hub's own
+    X-SMTPHub-Log-ID / X-SMTPHub-App-ID set; Message-ID and Date are added when missing."""
     msg = BytesParser(policy=compat32).parsebytes(bytes(row.raw_message))
-    name, addr = parseaddr(str(msg.get("From", "")))
-    if addr.lower() != sender.lower():
-        if addr and "Reply-To" not in msg:
-            msg["Reply-To"] = msg["From"]
-        del msg["From"]
-        name = str(make_header(decode_header(name))) if name else ""
-        msg["From"] = formataddr((name, ascii_address(sender)), charset="utf-8")
-    del msg["Bcc"]
+    name, addr = first_address(str(msg.get("From", "")))
+    name = display_name(name, settings.HUB_MAX_NAME_CHARS)
+    if addr and addr.lower() != sender.lower() and "Reply-To" not in msg:
+        msg["Reply-To"] = address_header([(name, addr)], "Reply-To")
+    del msg["From"]
+    msg["From"] = address_header([(name, sender)], "From")
+    for header in DROPPED_CLIENT_HEADERS:
+        del msg[header]
+    for header in {key for key in msg if key.lower().startswith(HUB_HEADER_PREFIX)}:
+        del msg[header]
     if "Message-ID" not in msg:
         msg["Message-ID"] = row.message_id
     if "Date" not in msg:
         msg["Date"] = formatdate(localtime=True)
-    del msg["X-SMTPHub-Log-ID"]
     msg["X-SMTPHub-Log-ID"] = str(row.id)
+    msg["X-SMTPHub-App-ID"] = str(row.app_id)
     return msg
