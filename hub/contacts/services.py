@@ -197,14 +197,29 @@ def search_contacts(account: Account, list_id: int | str | None, *, keyword: str
         # Addresses are stored lower-case; names match case-insensitively.
         qs = qs.filter(Q(email__contains=keyword.lower()) | Q(fullname__icontains=keyword))
         total = None
-    if total is None:
-        total = qs.count()
     limit = max(1, min(int(limit), settings.HUB_CONTACTS_PAGE_MAX))
+    offset = max(0, int(offset))
+    matching = qs
     if after_id:
         qs = qs.filter(pk__gt=int(after_id))
-    offset = max(0, int(offset))
-    page = list(qs.order_by("id")[offset:offset + limit])
+    page = _page(qs, offset, limit)
+    if total is None:
+        # A keyword or address filter reads the list's rows (LIKE '%kw%' has no index), and
+        # COUNT(*) reads them all again. When the first page holds every match, its length
+        # is the total: a rare keyword costs one pass over the list, not two.
+        total = len(page) if not after_id and not offset and len(page) < limit else matching.count()
     return total, page
+
+
+def _page(qs: QuerySet[Contact], offset: int, limit: int) -> list[Contact]:
+    """`limit` contacts by id after skipping `offset`. A deep offset (V28's page=N) first
+    skips over ids alone, which the (mail_list, id) index covers, then reads just the page's
+    rows: a plain OFFSET would make MariaDB read every skipped row whole."""
+    ordered = qs.order_by("id")
+    if not offset:
+        return list(ordered[:limit])
+    ids = list(ordered.values_list("id", flat=True)[offset:offset + limit])
+    return list(Contact.objects.filter(pk__in=ids).order_by("id")) if ids else []
 
 
 def get_contact(account: Account, contact_id: int | str) -> Contact:

@@ -1,0 +1,84 @@
+"""How search_contacts and empty_list read a big list (the paths bench/contacts_scale.py
+measures): deep offsets skip over ids only, a keyword whose matches fit on the first page is
+not counted a second time, and an empty walks the list by keyset."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from hub.contacts import services, store
+from hub.contacts.models import Contact
+
+from .conftest import count_ok
+
+
+@pytest.fixture
+def filled(account, mail_list):
+    services.add_contacts(account, mail_list.pk, [
+        {"email": f"user{i}@example.com", "fullname": "王芳" if i % 3 == 0 else f"User {i}"} for i in range(30)])
+    return list(Contact.objects.filter(mail_list=mail_list).order_by("id"))
+
+
+def selects(queries) -> list[str]:
+    return [q["sql"] for q in queries if q["sql"].lstrip().upper().startswith("SELECT")]
+
+
+def test_offset_pages_match_cursor_pages(account, mail_list, filled):
+    walked = []
+    after = 0
+    while True:
+        _total, page = services.search_contacts(account, mail_list.pk, after_id=after, limit=7)
+        if not page:
+            break
+        walked.append([c.pk for c in page])
+        after = page[-1].pk
+    for number, expected in enumerate(walked):
+        total, page = services.search_contacts(account, mail_list.pk, offset=number * 7, limit=7)
+        assert total == 30 and [c.pk for c in page] == expected
+        assert all(c.email and c.account_id == account.pk for c in page)  # whole rows, not ids
+    assert services.search_contacts(account, mail_list.pk, offset=30, limit=7) == (30, [])
+    # With a keyword the offset counts matches only.
+    total, page = services.search_contacts(account, mail_list.pk, keyword="王芳", offset=4, limit=3)
+    assert total == 10 and [c.email for c in page] == ["user12@example.com", "user15@example.com",
+                                                       "user18@example.com"]
+
+
+def test_a_deep_offset_skips_over_ids_only(account, mail_list, filled):
+    with CaptureQueriesContext(connection) as ctx:
+        services.search_contacts(account, mail_list.pk, offset=20, limit=5)
+    skipping = [sql for sql in selects(ctx.captured_queries) if "OFFSET" in sql.upper()]
+    assert len(skipping) == 1
+    columns = skipping[0].upper().split(" FROM ")[0]
+    assert "EMAIL" not in columns and "FULLNAME" not in columns and '"ID"' in columns.replace("`", '"')
+
+
+def test_keyword_total_counted_only_when_the_page_is_full(account, mail_list, filled):
+    with CaptureQueriesContext(connection) as ctx:
+        total, page = services.search_contacts(account, mail_list.pk, keyword="user7@", limit=5)
+    assert (total, [c.email for c in page]) == (1, ["user7@example.com"])
+    assert not [sql for sql in selects(ctx.captured_queries) if "COUNT(" in sql.upper()]
+
+    with CaptureQueriesContext(connection) as ctx:
+        total, page = services.search_contacts(account, mail_list.pk, keyword="王芳", limit=4)
+    assert total == 10 and len(page) == 4
+    assert [sql for sql in selects(ctx.captured_queries) if "COUNT(" in sql.upper()]
+    # A later page (cursor or offset) still reports the whole total, not what is left.
+    assert services.search_contacts(account, mail_list.pk, keyword="王芳", after_id=page[-1].pk, limit=50)[0] == 10
+    assert services.search_contacts(account, mail_list.pk, keyword="王芳", offset=8, limit=50)[0] == 10
+    assert services.search_contacts(account, mail_list.pk, keyword="nobody-has-this") == (0, [])
+
+
+def test_empty_walks_the_list_by_keyset(account, mail_list, filled, monkeypatch):
+    other = services.create_list(account, "other")
+    services.add_contact(account, other.pk, "stays@example.com")
+    monkeypatch.setattr(store, "DELETE_CHUNK", 8)
+    with CaptureQueriesContext(connection) as ctx:
+        assert services.empty_list(account, mail_list.pk) == 30
+    chunk_reads = [sql for sql in selects(ctx.captured_queries) if "LIMIT 8" in sql.upper()]
+    assert len(chunk_reads) == 5  # 8 + 8 + 8 + 6, then an empty read
+    assert all('"id" >' in sql.replace("`", '"') for sql in chunk_reads)
+    assert [f'> {c.pk}' in sql.replace("`", '"') for c, sql in zip(
+        [filled[7], filled[15], filled[23], filled[29]], chunk_reads[1:], strict=True)] == [True] * 4
+    assert count_ok(mail_list) == 0 and count_ok(other) == 1
