@@ -162,7 +162,10 @@ def test_an_ip_over_its_limit_is_refused_even_with_the_right_secret_and_others_n
     """Per IP, shared by all sessions (and with the HTTP API: the same counters). The AppID's
     own limit never refuses its correct secret (api/tests/test_login_limits.py)."""
     sink, _server, p = hub
-    smtpd = start_smtpd(HUB_LOGIN_FAILURES_PER_IP="4", HUB_SMTPD_AUTH_FAILURE_DELAY="0")
+    # A window with no boundary before 2033 (10**9 s): a boundary between the failures would
+    # reset the count.
+    smtpd = start_smtpd(HUB_LOGIN_FAILURES_PER_IP="4", HUB_SMTPD_AUTH_FAILURE_DELAY="0",
+                        HUB_LOGIN_FAILURE_WINDOW=str(10**9))
     for _ in range(2):
         with connect(smtpd, tls_files) as conn:
             assert auth_plain_cmd(conn, p.creds["appid"], "wrong-a")[0] == 535
