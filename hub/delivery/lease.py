@@ -35,7 +35,7 @@ CLUSTER_ID = ""
 TOKEN_LENGTH = 32  # SendLog.claim_token's max_length
 
 
-class WorkerStopping(SystemExit):  # noqa: N818 - named for what it means, like SystemExit
+class WorkerStopping(SystemExit):
     """Raised in a worker process by SIGTERM (hub.management.commands.qcluster): the drain
     hands its rows back (the one on the wire due at once, the untried ones queued) and the
     worker exits. A SystemExit, so django-q2's worker loop does not swallow it."""
