@@ -16,6 +16,7 @@ Each test records a row in the fault report (var/fault-report.json), with the se
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -49,13 +50,23 @@ OLD_WAYS_OFF = {"HUB_STUCK_SENDING_SECONDS": "3600", "HUB_STUCK_QUEUED_SECONDS":
 WORKERS = 2  # each has at most one message on the wire: the bound on duplicates
 
 
-def wait_gone(pids: set[int], limit: float) -> float:
-    """Seconds until none of `pids` runs; fails after `limit`."""
+def wait_gone(pids: set[int], limit: float, log_path: Path | None = None) -> float:
+    """Seconds until none of `pids` runs; fails after `limit` (naming the processes left)."""
     started = time.monotonic()
     while running(pids):
-        assert time.monotonic() - started < limit, f"still running after {limit} s: {sorted(running(pids))}"
+        if time.monotonic() - started > limit:
+            left = {pid: _cmdline(pid) for pid in running(pids)}
+            tail = log_path.read_text("utf-8", "replace")[-3000:] if log_path else ""
+            raise AssertionError(f"still running after {limit} s: {left}\n{tail}")
         time.sleep(0.1)
     return time.monotonic() - started
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+    except OSError:
+        return "?"
 
 
 def deliveries_under_way(handler: CountingHandler, clusters_, at_least: int = 3) -> None:
@@ -75,12 +86,17 @@ def test_group_sigterm_stops_a_bare_qcluster_and_leaves_no_claimed_row(request, 
     assert len(members) >= 2 + WORKERS  # main, sentinel, workers (+ pusher, monitor)
     first.killed = True  # stopped on purpose: its exit is not a failure of the test
     os.killpg(first.proc.pid, signal.SIGTERM)
-    seconds = wait_gone(members, STOP_LIMIT)
+    seconds = wait_gone(members, STOP_LIMIT, first.log_path)
     assert first.proc.wait(timeout=1) == 0
 
     # Nothing was left claimed: the workers handed their rows back on the way out.
     assert not SendLog.objects.filter(pk__in=ids, status=S.SENDING).exists(), statuses(ids)
     assert not WorkerCluster.objects.exists()  # it unregistered itself
+    # Its log is English whatever LANGUAGE_CODE says (zh-hans by default): django-q2 used to
+    # translate its lines ("Q 集群 ... 正在运行。").
+    log_text = first.log_path.read_text("utf-8", "replace")
+    assert "Q Cluster" in log_text and "running." in log_text and "got SIGTERM: stopping" in log_text
+    assert not re.search(r"[\u4e00-\u9fff]", log_text), log_text[-2000:]
     at_stop = statuses(ids)
 
     clusters.start(name="qcluster-after-term", workers=WORKERS, env=OLD_WAYS_OFF)
@@ -112,7 +128,7 @@ def test_group_sigterm_stops_bin_run_and_everything_it_started(request, client, 
         members = process_tree(proc.pid)
         assert len(members) >= 6, members  # bin/run, gunicorn (+workers), qcluster (+its processes), smtpd
         os.killpg(proc.pid, signal.SIGTERM)
-        seconds = wait_gone(members, STOP_LIMIT)
+        seconds = wait_gone(members, STOP_LIMIT, tmp_path / "bin-run.log")
     finally:
         stop_process(proc)
         for pid in running(process_tree(proc.pid)):  # never leave one behind, whatever failed
