@@ -10,10 +10,12 @@ seconds held both sync workers and every other request waited. gunicorn has no h
 timeout; its gthread worker keeps a connection that has sent nothing in its poller (not in a
 thread), but a client that has started its request holds a thread until it finishes. So each
 worker gets WEB_THREADS threads (64): slow clients take threads, not the web tier, until
-there are more of them than threads; an idle thread costs a little memory, no CPU. Measured
-on 2 shared cores with bench/send.lua (wrk, 20 connections, 10 s): sync 2 workers 248-327
-sends/s, gthread 2x64 481 sends/s, 2x32 509, 2x8 291 (the old measurement that made sync the
-default used 4-8 threads). Behind a buffering proxy (nginx) sync workers are fine again."""
+there are more of them than threads; an idle thread costs a little memory, no CPU.
+Measured with bench/send.lua (wrk, 20 keep-alive connections, 10 s, SQLite) on 2 shared
+cores: on a quiet machine sync 2 workers 1014-1084 sends/s (p99 34-41 ms), gthread 2x64
+829-992 (p99 111-148 ms: a keep-alive client stays with the worker that accepted it, so the
+load is uneven); on a busy one sync 248-327, gthread 2x64 481, 2x8 291. Behind a buffering
+proxy (nginx reads the whole request first) WEB_WORKER_CLASS=sync is fine again."""
 
 import os
 import time
