@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from procstat import descendants, snapshot
 from sink import free_port
 
 BENCH = Path(__file__).resolve().parent
@@ -162,12 +163,22 @@ class Hub:
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api.php", timeout=2)
             except urllib.error.HTTPError:
-                return  # 405 for GET: Django answers
+                pass  # 405 for GET: Django answers
             except OSError:
                 time.sleep(0.1)
                 continue
+            self._wait_for_web_workers(deadline)
             return
         raise RuntimeError(f"gunicorn did not answer in {timeout}s")
+
+    def _wait_for_web_workers(self, deadline: float) -> None:
+        """Until every gunicorn worker has booted: the first answer needs only one, and the
+        measurements (and the smoke test's process count) must not depend on the others'
+        speed."""
+        while len(descendants(self.web.pid, snapshot())) < 1 + self.web_workers:
+            if time.monotonic() > deadline or self.web.poll() is not None:
+                raise RuntimeError(f"gunicorn's {self.web_workers} workers did not start: see {self.logs}")
+            time.sleep(0.1)
 
     def start_clusters(self, count: int = 1, timeout: float = 60) -> list[subprocess.Popen]:
         """Start `count` qcluster processes, as `count` machines would, and wait until each

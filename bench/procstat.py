@@ -3,7 +3,10 @@
 A group is a root pid and all its descendants (gunicorn master + workers, qcluster + its
 workers, ...). CPU = utime+stime+cutime+cstime summed over the live members, so workers that
 were recycled and reaped still count (in their parent's cutime). The sampler takes a reading
-every `interval` seconds; peak RSS is the largest sum over the group seen in one reading."""
+every `interval` seconds; peak RSS is the largest sum over the group seen in one reading.
+A group also gets a reading when it is added and when the sampler starts and stops, so a
+group that is alive at one of those moments is measured however busy the machine is (the
+thread's readings may come late: a short-lived wrk could end between two of them)."""
 
 from __future__ import annotations
 
@@ -74,15 +77,24 @@ class Sampler:
     stats: dict[str, GroupStats] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self._lock = threading.Lock()  # add() reads in the caller's thread, beside _run()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self.stats = {name: GroupStats() for name in self.groups}
 
     def add(self, name: str, pid: int) -> None:
-        self.groups.setdefault(name, []).append(pid)
-        self.stats.setdefault(name, GroupStats())
+        """Measure `pid` (and what it starts) as part of group `name` from now on. A reading
+        is taken at once, while the process is known to be alive."""
+        with self._lock:
+            self.groups.setdefault(name, []).append(pid)
+            self.stats.setdefault(name, GroupStats())
+        self.sample()
 
     def sample(self) -> None:
+        with self._lock:
+            self._sample()
+
+    def _sample(self) -> None:
         procs = snapshot()
         for name, roots in list(self.groups.items()):
             members = {p for root in roots for p in descendants(root, procs)}

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from .delivery import throttle
+from .delivery import lease, throttle
 from .delivery.attempt import abandon_rows
 from .delivery.outbox import wake_workers
 from .models import ApiRateCounter, IdempotencyKey, SendLog
@@ -30,6 +30,8 @@ def sweep() -> dict[str, int]:
     ).order_by("id")[:MAX_PER_SWEEP])
     abandon_rows(stuck, "the worker delivering this message was lost", retry_now=True)
     rescued = len(stuck)
+    # Rows of a worker cluster known dead (hub.delivery.lease): at once, not after the above.
+    rescued += lease.rescue_lost()
     now = timezone.now()  # rescued rows are due at once: include them below
 
     # Waiting rows a drain should have taken: due retries, and queued rows whose wake-up

@@ -34,8 +34,9 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
-    "django_q",
+    # hub before django_q: its `qcluster` command replaces django-q2's (signals, recovery).
     "hub",
+    "django_q",
     "hub.contacts",
     "api",
 ]
@@ -243,6 +244,15 @@ HUB_WAKEUP_STALE_SECONDS = env.int("HUB_WAKEUP_STALE_SECONDS", default=10)
 # (their wake-up was lost, e.g. the process died right after the commit).
 HUB_STUCK_QUEUED_SECONDS = env.int("HUB_STUCK_QUEUED_SECONDS", default=60)
 HUB_STUCK_SENDING_SECONDS = env.int("HUB_STUCK_SENDING_SECONDS", default=Q_TIMEOUT + 60)
+# The delivery worker (manage.py qcluster, hub.delivery.lease): its main process beats this
+# often; a worker cluster on another machine that has not beaten for HUB_WORKER_LEASE_SECONDS
+# is dead and the rows it held are due again (on this machine a dead process is seen at once).
+# Keep the lease well above the heartbeat: a live cluster taken for dead may send a message
+# twice. On SIGTERM to its main process alone the cluster lets running tasks finish for
+# HUB_WORKER_STOP_GRACE_SECONDS, then stops its processes (rows handed back, due at once).
+HUB_WORKER_HEARTBEAT_SECONDS = env.int("HUB_WORKER_HEARTBEAT_SECONDS", default=5)
+HUB_WORKER_LEASE_SECONDS = env.int("HUB_WORKER_LEASE_SECONDS", default=60)
+HUB_WORKER_STOP_GRACE_SECONDS = env.int("HUB_WORKER_STOP_GRACE_SECONDS", default=4)
 # Length of the "per minute" throttle window. Only tests should change it.
 HUB_THROTTLE_MINUTE_SECONDS = env.int("HUB_THROTTLE_MINUTE_SECONDS", default=60)
 
@@ -293,13 +303,28 @@ HUB_CONFIRM_MAX_AGE_SECONDS = env.int("HUB_CONFIRM_MAX_AGE_SECONDS", default=7 *
 DATA_UPLOAD_MAX_MEMORY_SIZE = HUB_MAX_REQUEST_BYTES + 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = HUB_MAX_REQUEST_BYTES + 1024
 
+# One format, one language (English: log messages are not translated, and django-q2's are
+# forced to English in hub.apps), one time zone (TIME_ZONE: Django sets the process's TZ to it;
+# gunicorn.conf.py does the same for gunicorn's master and uses this same format). INFO is one
+# line per HTTP request, SMTP session or message; per-command detail is DEBUG.
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOG_DATEFMT = "%Y-%m-%d %H:%M:%S %z"
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "formatters": {"plain": {"format": LOG_FORMAT, "datefmt": LOG_DATEFMT}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # aiosmtpd logs every SMTP command and reply at INFO on "mail.log" (and its setup
+        # warnings there too): that is per-command detail, DEBUG for the hub. At LOG_LEVEL
+        # DEBUG it comes back.
+        "mail.log": {"level": "DEBUG" if LOG_LEVEL == "DEBUG" else "WARNING"},
+        # python-environ says at INFO on every start that a missing .env was not found.
+        "environ": {"level": "WARNING"},
+    },
 }
 
 # --- Admin back office (django-unfold) -----------------------------------------------------

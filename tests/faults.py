@@ -395,5 +395,40 @@ def use_redis_broker(monkeypatch, settings, url: str) -> None:
     monkeypatch.setattr(Conf, "REDIS", url)
 
 
+# --- processes by /proc (Linux) --------------------------------------------------------------
+
+def process_tree(root: int) -> set[int]:
+    """`root` and every process below it now (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for pid, (_state, ppid) in _process_table().items():
+        children.setdefault(ppid, []).append(pid)
+    found, todo = {root}, [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def running(pids: Iterable[int]) -> set[int]:
+    """Those of `pids` that still run (zombies count as gone: they await their reaper)."""
+    table = _process_table()
+    return {pid for pid in pids if pid in table and table[pid][0] != "Z"}
+
+
+def _process_table() -> dict[int, tuple[str, int]]:
+    table = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text("utf-8", "replace")
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2:].split()
+            table[int(entry)] = (fields[0], int(fields[1]))
+    return table
+
+
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from datetime import timedelta
 
 from django.conf import settings
@@ -21,7 +20,8 @@ from django_q.tasks import async_task
 
 from .. import queries
 from ..models import DeliveryWakeup, SendLog, SmtpServer
-from .attempt import abandon, deliver_row
+from .attempt import abandon, abandon_rows, deliver_row
+from .lease import WorkerStopping, new_claim_token
 from .policy import servers_in_order
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ def claim(log_ids: list[int]) -> list[SendLog]:
     """Atomically take those of these rows that are still waiting; rows another worker has,
     or that are already finished, are left alone (so a row handed out twice is sent once).
     A `retrying` row only once it is due: a leftover task must not skip the backoff."""
-    token = uuid.uuid4().hex
+    token = new_claim_token()
     now = timezone.now()
     waiting = Q(status=SendLog.Status.QUEUED) | Q(status=SendLog.Status.RETRYING, next_attempt_at__lte=now)
     taken = SendLog.objects.filter(waiting, pk__in=log_ids).update(
@@ -43,7 +43,7 @@ def claim_waiting(limit: int) -> list[SendLog]:
     older; a backlog of new mail must not hold them back), then queued ones, oldest first.
     Several workers (and machines) drain at once: on MariaDB they skip each other's locked
     rows; SQLite runs the whole claim as one write transaction."""
-    token = uuid.uuid4().hex
+    token = new_claim_token()
     with transaction.atomic():
         # Read back in the same transaction: if that failed after a commit, the rows would
         # sit in `sending` until the sweeper's rescue.
@@ -96,6 +96,7 @@ def deliver_claimed(rows: list[SendLog], deadline: float) -> None:
     # Each app's servers are read once per batch: an admin's change applies to the next.
     servers_by_app: dict[int, list[SmtpServer]] = {}
     pending = {row.id: row for row in rows}
+    stopping = False
     try:
         for row in rows:
             if time.monotonic() > deadline:
@@ -107,11 +108,28 @@ def deliver_claimed(rows: list[SendLog], deadline: float) -> None:
                 servers_by_app[row.app_id] = servers_in_order(row.app_id)
             deliver_row(row, servers_by_app[row.app_id])
             del pending[row.id]
+    except WorkerStopping:
+        stopping = True
+        raise
     finally:
         # Whatever went wrong above (the database, a killed task), no claimed row stays in
         # `sending`.
-        for row in pending.values():
-            abandon(row)
+        if stopping:
+            _hand_back_on_stop(list(pending.values()))
+        else:
+            for row in pending.values():
+                abandon(row)
+
+def _hand_back_on_stop(rows: list[SendLog]) -> None:
+    """The worker is stopping (SIGTERM): the row on the wire (the first one pending) may have
+    reached its server, so it counts as an attempt but is due at once; untried rows go back
+    to the queue as they were. Either way the next worker takes them within seconds."""
+    try:
+        if rows:
+            abandon_rows(rows[:1], "the worker delivering this message stopped", retry_now=True)
+            _release([row.id for row in rows[1:]])
+    except Exception:
+        log.exception("could not hand back %d claimed rows; the next worker's rescue will", len(rows))
 
 def _release(log_ids: list[int]) -> None:
     """Give claimed, untried rows back to the queue, for the next drain."""
@@ -142,6 +160,13 @@ def wake_workers() -> bool:
         # see them. Look again when they are.
         transaction.on_commit(_wake_or_log)
     return woke
+
+def request_drain() -> None:
+    """Queue a drain now, whatever the wake-up flag says: a worker that has just started
+    calls this, because the drain its predecessor was asked for may have died with it (an
+    ORM-broker task taken by a killed worker comes back only after Q_CLUSTER's `retry`)."""
+    DeliveryWakeup.objects.update_or_create(pk=1, defaults={"requested_at": timezone.now()})
+    _queue_drain()
 
 def take_wakeup_request() -> None:
     """A drain calls this before it looks for rows: whoever commits a row after this asks

@@ -5,7 +5,7 @@ from here, as `from hub.models import SendLog`.
 - servers.py   upstream SMTP servers and their send-limit slots
 - accounts.py  customer accounts (tenants, quota), apps (credentials), app-server links
 - sendlog.py   SendLog (audit log and outbox), attempts, attachments, suppressions, idempotency
-               keys, API rate counters, the drain wake-up flag
+               keys, API rate counters, the drain wake-up flag, running worker clusters
 - logins.py    failed-login counters (per IP, per AppID)"""
 
 from .accounts import Account, App, AppServer, QuotaChange
@@ -19,11 +19,11 @@ from .sendlog import (
                      IdempotencyKey,
                      SendLog,
                      Suppression,
+                     WorkerCluster,
 )
 from .servers import SmtpServer, ThrottleSlot
 from .site import Site, parse_networks, validate_networks
 
 __all__ = ["Account", "ApiRateCounter", "App", "AppServer", "Attachment", "DeliveryAttempt", "DeliveryWakeup",
            "FailureType", "IdempotencyKey", "LoginFailureCounter", "QuotaChange", "SendLog", "Site", "SmtpServer",
-           "Suppression", "ThrottleSlot",
-           "parse_networks", "validate_networks"]
+           "Suppression", "ThrottleSlot", "WorkerCluster", "parse_networks", "validate_networks"]

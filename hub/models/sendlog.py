@@ -226,3 +226,23 @@ class DeliveryWakeup(models.Model):
     set is always seen (see hub.delivery.outbox.wake_workers)."""
 
     requested_at = models.DateTimeField(null=True, blank=True)
+
+
+class WorkerCluster(models.Model):
+    """One running delivery worker (a `manage.py qcluster` process and its workers), so rows
+    it holds are recognized the moment it is known dead (hub.delivery.lease).
+
+    Every claim a cluster's workers make carries the cluster's `id` as the prefix of the
+    rows' claim token. The cluster's main process refreshes `beat_at` every few seconds. A
+    cluster is dead when its process is gone on this machine (same `host`: host name and
+    PID namespace) or when it has not beaten for HUB_WORKER_LEASE_SECONDS; its `sending`
+    rows then go back to the retry path at once, instead of waiting HUB_STUCK_SENDING_SECONDS."""
+
+    id = models.CharField(primary_key=True, max_length=12)
+    host = models.CharField(max_length=255)
+    pid = models.IntegerField()
+    started_at = models.DateTimeField()
+    beat_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.host} pid {self.pid})"
