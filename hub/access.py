@@ -76,10 +76,15 @@ def credential_still_valid(app: App, digest: str) -> bool:
 COUNTED_FAILURES = ("invalid_credentials", "appid_required", "appsecret_required")
 
 
+def _clock() -> datetime:
+    """The failure counters' clock (tests hold it still inside one window)."""
+    return timezone.now()
+
+
 def _window() -> tuple[datetime, int]:
     """The current window's start and the seconds left in it."""
     length = max(1, settings.HUB_LOGIN_FAILURE_WINDOW)
-    now = timezone.now()
+    now = _clock()
     start = int(now.timestamp()) // length * length
     return datetime.fromtimestamp(start, tz=now.tzinfo), max(1, start + length - int(now.timestamp()))
 

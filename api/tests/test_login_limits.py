@@ -5,6 +5,9 @@ a wrong AppID and a wrong secret do the same work."""
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
+
 import pytest
 from django_q.models import OrmQ
 
@@ -19,12 +22,14 @@ OFFICE = "192.0.2.10"
 
 
 @pytest.fixture
-def hub(smtp_sink, make_server, make_app, settings):
+def hub(smtp_sink, make_server, make_app, settings, monkeypatch):
     settings.HUB_LOGIN_FAILURES_PER_IP = 5
     settings.HUB_LOGIN_FAILURES_PER_APP = 20
-    # Fixed windows start at multiples of their length: one of 10**9 s has no boundary before
-    # 2033, so no test run straddles one (a boundary resets the counts).
-    settings.HUB_LOGIN_FAILURE_WINDOW = 10**9
+    settings.HUB_LOGIN_FAILURE_WINDOW = 300
+    # Fixed windows start at multiples of their length, and a boundary resets the counts: the
+    # counters' clock stands still 100 s into a window, so no test straddles one.
+    start = datetime.fromtimestamp(time.time() // 300 * 300 + 100, tz=UTC)
+    monkeypatch.setattr(access, "_clock", lambda: start)
     return smtp_sink, make_app(make_server(smtp_sink), name="target")
 
 
