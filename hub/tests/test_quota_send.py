@@ -134,7 +134,7 @@ def test_the_default_account_sends_as_before_without_touching_the_account(hub):
     sqls = [q["sql"] for q in captured.captured_queries]
     assert row.quota_charged == 0
     assert not any("hub_account" in sql for sql in sqls), sqls
-    assert sum(sql.startswith("INSERT INTO \"hub_sendlog\"") for sql in sqls) == 1
+    assert sum(sql.startswith(f"INSERT INTO {connection.ops.quote_name('hub_sendlog')}") for sql in sqls) == 1
     assert Account.default().quota_available == 0
 
 

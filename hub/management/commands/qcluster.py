@@ -30,6 +30,7 @@ import signal
 import time
 
 from django.conf import settings
+from django.db import connections
 from django.utils import translation
 from django_q.cluster import Cluster
 from django_q.management.commands.qcluster import Command as QClusterCommand
@@ -56,6 +57,10 @@ class Command(QClusterCommand):
             signals.append(signum)  # nothing else here: a handler must be safe to re-enter
 
         lease.start_cluster()
+        # The processes about to be forked must not share this process's database connection:
+        # on MariaDB a child closing its copy ends the parent's session ("server has gone
+        # away"). Each process opens its own on first use.
+        connections.close_all()
         post_spawn.connect(_worker_spawned, dispatch_uid="hub.worker.spawned")
         cluster = Cluster()  # installs django-q2's handlers: replaced right after
         signal.signal(signal.SIGTERM, record)
