@@ -80,7 +80,8 @@ class TestSendForm(forms.Form):
 
     def __init__(self, template: Template, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["app"].queryset = App.objects.filter(account_id=template.account_id).order_by("id")
+        # Enabled apps of the template's account only: the API refuses a disabled app's sends.
+        self.fields["app"].queryset = App.objects.filter(account_id=template.account_id, enabled=True).order_by("id")
 
 
 class AttachmentInline(TabularInline):

@@ -107,16 +107,17 @@ class Rendered:
     text: str
 
 
-# Templates compiled in this process, newest last: (id, revision) -> CompiledTemplate. A
+# Templates compiled in this process, newest last: (id, revision, updated time) ->
+# CompiledTemplate (the time too: an id may be reused after a delete on some databases). A
 # campaign uses a handful of templates; the bound keeps an admin session with many from
 # growing the cache.
-_CACHE: OrderedDict[tuple[int, int], CompiledTemplate] = OrderedDict()
+_CACHE: OrderedDict[tuple, CompiledTemplate] = OrderedDict()
 CACHE_SIZE = 64
 
 
 def compiled(template) -> CompiledTemplate:
-    """The template's compiled form, built once per (id, revision) in this process."""
-    key = (template.pk, template.revision)
+    """The template's compiled form, built once per revision in this process."""
+    key = (template.pk, template.revision, template.updated_at)
     found = _CACHE.get(key)
     if found is not None:
         _CACHE.move_to_end(key)

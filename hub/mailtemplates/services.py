@@ -118,9 +118,25 @@ def clean_name(name: str) -> str:
     return name
 
 
+_BRACED = re.compile(r"(\{\{[^{}]*\}\})")
+
+
+def _split_bars(value: str) -> list[str]:
+    """Split at `|` except inside `{{...}}`, where `|` starts a placeholder's default."""
+    items = [""]
+    for i, piece in enumerate(_BRACED.split(value)):
+        if i % 2:  # a braced part: kept whole
+            items[-1] += piece
+            continue
+        first, *rest = piece.split("|")
+        items[-1] += first
+        items.extend(rest)
+    return items
+
+
 def split_subjects(value: str | list[str]) -> list[str]:
     """`主题一|主题二` (V28) or a list -> the subjects, trimmed, empty ones dropped."""
-    items = value.split("|") if isinstance(value, str) else list(value)
+    items = _split_bars(value) if isinstance(value, str) else list(value)
     subjects = [str(s).strip() for s in items if str(s).strip()]
     if not subjects:
         raise TemplateError("invalid_subject", _("subject is required"))
