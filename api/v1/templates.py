@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers as drf
 from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.response import Response
@@ -62,6 +62,8 @@ class TemplateOut(drf.Serializer):
     updated_at = drf.DateTimeField()
 
 
+@extend_schema_field({"oneOf": [{"type": "string", "description": "subjects separated by |"},
+                              {"type": "array", "items": {"type": "string"}}]})
 class SubjectsField(drf.Field):
     """A list of strings, or one string `A|B`."""
 
@@ -188,13 +190,13 @@ class AttachmentsView(TemplatesBase):
         return Response(AttachmentOut(services.add_attachments(self.account, template_id, files), many=True).data,
                         status=201)
 
-    @extend_schema(summary="Delete every attachment (V28 5.8 attachment_id=all)",
+    @extend_schema(summary="Delete every attachment (V28 5.8 attachment_id=all)", operation_id="templates_attachments_delete_all",
                    responses={200: DeletedOut, **ERRORS})
     def delete(self, request, template_id: int):
         return Response({"deleted": services.delete_attachments(self.account, template_id, "all")})
 
 
 class AttachmentView(TemplatesBase):
-    @extend_schema(summary="Delete one attachment (V28 5.8)", responses={200: DeletedOut, **ERRORS})
+    @extend_schema(summary="Delete one attachment (V28 5.8)", operation_id="templates_attachment_delete", responses={200: DeletedOut, **ERRORS})
     def delete(self, request, template_id: int, attachment_id: int):
         return Response({"deleted": services.delete_attachments(self.account, template_id, str(attachment_id))})
