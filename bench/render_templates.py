@@ -23,13 +23,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "smtphub.settings")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
-from hub.mailtemplates.mime import build_message  # noqa: E402
-from hub.mailtemplates.models import Template  # noqa: E402
-from hub.mailtemplates.personalize import FIELDS, render  # noqa: E402
+from hub.mailtemplates.mime import build_message
+from hub.mailtemplates.models import Template
+from hub.mailtemplates.personalize import FIELDS, render
 
 
 def make_html(target: int = 20 * 1024) -> str:

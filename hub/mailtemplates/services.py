@@ -180,7 +180,7 @@ def clean_files(files: list[FileIn], existing: list[TemplateAttachment] | None =
     for f in files:
         name = (f.filename or "").strip().replace("\\", "/").rsplit("/", 1)[-1]
         if not name or len(name) > 255 or has_controls(name) or '"' in name:
-            raise TemplateError("invalid_attachment", _("bad attachment file name %(name)r") % {"name": name[:80]})
+            raise TemplateError("invalid_attachment", _("bad attachment file name: %(name)s") % {"name": repr(name[:80])})
         if len(f.content) > settings.HUB_MAX_ATTACHMENT_BYTES:
             raise TooLarge(_("%(name)s is over %(n)s bytes") % {"name": name, "n": settings.HUB_MAX_ATTACHMENT_BYTES})
         total += len(f.content)

@@ -113,3 +113,9 @@ def test_red_pass_and_recheck(su, account, django_capture_on_commit_callbacks, r
     r = su.post(f"{URL}{checked(services.create_template(account, name='g', subjects='s', html=GOOD_HTML)).pk}"
                 "/red-pass/", {}, follow=True)
     assert any("Only a checked red template" in m for m in messages_of(r))
+
+
+def test_pages_in_chinese(su, template):
+    su.defaults["HTTP_ACCEPT_LANGUAGE"] = "zh-hans"
+    page = body(su.get(f"{URL}{checked(template).pk}/change/"))
+    assert "邮件模板" in page and "没有发现问题。" in page and "发送测试邮件" in page

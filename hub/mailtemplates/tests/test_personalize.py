@@ -124,3 +124,15 @@ def test_escaping_holds(fullname):
     assert "<" not in inner and ">" not in inner and '"' not in inner
     assert r.text == "[" + fullname + "]"
     assert "\n" not in r.subject and "\r" not in r.subject
+
+
+names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,12}", fullmatch=True)
+
+
+@settings(max_examples=200, deadline=None)
+@given(name=names, default=st.one_of(st.none(), st.text(alphabet=st.characters(blacklist_characters="{}"),
+                                                        max_size=20)))
+def test_unknown_names_are_reported_known_ones_are_not(name, default):
+    source = "{{" + name + ("" if default is None else "|" + default) + "}}"
+    broken = p.broken_placeholders(source)
+    assert bool(broken) == (name not in p.NAMES)
