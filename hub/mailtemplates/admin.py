@@ -10,7 +10,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext as _
@@ -168,11 +168,17 @@ class TemplateAdmin(HubModelAdmin):
     def preview(self, obj: Template) -> str:
         url = reverse("admin:mailtemplates_template_preview", args=[obj.pk])
         page = reverse("admin:mailtemplates_template_preview_page", args=[obj.pk])
+        live = reverse("admin:mailtemplates_template_preview_live", args=[obj.pk])
+        # "Preview changes" posts the form being edited (unsaved) into the iframe, by the
+        # button's formaction/formtarget: a live preview without any script on the page.
         return format_html(
-            '<iframe id="hub-preview" src="{}" sandbox="" referrerpolicy="no-referrer" loading="lazy" title="{}" '
-            'class="bg-white border border-base-200 rounded-default w-full" style="height:420px"></iframe>'
-            '<p class="mt-2 text-sm"><a href="{}">{}</a> · {}</p>',
-            url, _("HTML preview"), page, _("Preview for a chosen contact"),
+            '<iframe id="hub-preview" name="hub-preview" src="{}" sandbox="" referrerpolicy="no-referrer" '
+            'loading="lazy" title="{}" class="bg-white border border-base-200 rounded-default w-full" '
+            'style="height:420px"></iframe>'
+            '<p class="mt-2 text-sm"><button type="submit" formaction="{}" formmethod="post" formtarget="hub-preview" '
+            'formnovalidate class="border border-base-200 rounded-default px-2 py-1" id="hub-preview-live">{}</button> · '
+            '<a href="{}">{}</a> · {}</p>',
+            url, _("HTML preview"), live, _("Preview changes"), page, _("Preview for a chosen contact"),
             _("Scripts, forms and remote content (images, fonts, tracking pixels) are blocked."))
 
     # -- saving: the services' rules (revision, check)
@@ -193,7 +199,9 @@ class TemplateAdmin(HubModelAdmin):
     def get_urls(self):
         info = self.opts.app_label, self.opts.model_name
         extra = [path("<path:object_id>/preview/", self.admin_site.admin_view(self.preview_view),
-                      name="{}_{}_preview".format(*info))]
+                      name="{}_{}_preview".format(*info)),
+                 path("<path:object_id>/preview-live/", self.admin_site.admin_view(self.preview_live_view),
+                      name="{}_{}_preview_live".format(*info))]
         return extra + super().get_urls()
 
     def _template(self, request: HttpRequest, object_id: str, perm: str = "view") -> Template:
@@ -214,6 +222,26 @@ class TemplateAdmin(HubModelAdmin):
         index = int(subject) if subject.isdigit() and len(subject) < 4 else 0
         return render(template, values, links, index), contact, index
 
+    @staticmethod
+    def _sandboxed(html: str) -> HttpResponse:
+        response = HttpResponse(html, content_type="text/html; charset=utf-8")
+        response["Content-Security-Policy"] = PREVIEW_CSP
+        response["Referrer-Policy"] = "no-referrer"
+        response["Cache-Control"] = "private, no-store"
+        response["X-Content-Type-Options"] = "nosniff"
+        return response
+
+    @xframe_options_sameorigin
+    def preview_live_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The HTML being edited (POSTed by "Preview changes", not saved) rendered for the
+        sample contact, under the same CSP and sandbox."""
+        template = self._template(request, object_id)
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        draft = Template(pk=None, account_id=template.account_id, subjects=["-"],
+                         html=request.POST.get("html", "")[: 2 * 1024 * 1024], text="")
+        return self._sandboxed(render(draft, SAMPLE_CONTACT, TEST_LINKS).html)
+
     @xframe_options_sameorigin
     def preview_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """The HTML rendered for ?email= (a contact of the template's account) or the sample
@@ -221,12 +249,7 @@ class TemplateAdmin(HubModelAdmin):
         template = self._template(request, object_id)
         rendered, _contact, _index = self._rendered(template, request.GET.get("email", ""),
                                                     request.GET.get("subject", ""))
-        response = HttpResponse(rendered.html, content_type="text/html; charset=utf-8")
-        response["Content-Security-Policy"] = PREVIEW_CSP
-        response["Referrer-Policy"] = "no-referrer"
-        response["Cache-Control"] = "private, no-store"
-        response["X-Content-Type-Options"] = "nosniff"
-        return response
+        return self._sandboxed(rendered.html)
 
     @action(description=gettext_lazy("Preview"), url_path="preview-page", permissions=["view"], icon="visibility")
     def preview_page(self, request: HttpRequest, object_id: str) -> HttpResponse:

@@ -119,3 +119,14 @@ def test_pages_in_chinese(su, template):
     su.defaults["HTTP_ACCEPT_LANGUAGE"] = "zh-hans"
     page = body(su.get(f"{URL}{checked(template).pk}/change/"))
     assert "邮件模板" in page and "没有发现问题。" in page and "发送测试邮件" in page
+
+
+def test_live_preview_of_unsaved_changes(su, template):
+    page = body(su.get(f"{URL}{template.pk}/change/"))
+    assert 'formtarget="hub-preview"' in page and f"{URL}{template.pk}/preview-live/" in page
+    r = su.post(f"{URL}{template.pk}/preview-live/", {"html": "<p>草稿 {{fullname|朋友}}</p><script>x()</script>"})
+    assert r.status_code == 200 and "sandbox" in r["Content-Security-Policy"]
+    assert "草稿 朋友" in body(r)  # rendered, not saved; the CSP keeps the script from running
+    template.refresh_from_db()
+    assert "草稿" not in template.html
+    assert su.get(f"{URL}{template.pk}/preview-live/").status_code == 405

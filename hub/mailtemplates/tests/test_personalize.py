@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hub.mailtemplates import personalize as p
+from hub.mailtemplates.check import content_findings
 from hub.mailtemplates.models import Template
 from hub.mailtemplates.personalize import SAMPLE_CONTACT, render
 
@@ -136,3 +137,6 @@ def test_unknown_names_are_reported_known_ones_are_not(name, default):
     source = "{{" + name + ("" if default is None else "|" + default) + "}}"
     broken = p.broken_placeholders(source)
     assert bool(broken) == (name not in p.NAMES)
+    # ... and the check reports it (red), with the unsubscribe link present.
+    found = content_findings(["s"], source + '<a href="{{unsubscribe_url}}">u</a>', "", [])
+    assert ("broken_placeholder" in {f["code"] for f in found}) == (name not in p.NAMES)
