@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "hub",
     "django_q",
     "hub.contacts",
+    "hub.mailtemplates",
     "api",
 ]
 
@@ -298,6 +299,11 @@ HUB_CONTACTS_PAGE_MAX = env.int("HUB_CONTACTS_PAGE_MAX", default=1000)
 # Empty: unsubscribe_url() paths stay relative, and double opt-in lists cannot send confirmations.
 HUB_PUBLIC_URL = env.str("HUB_PUBLIC_URL", default="")
 HUB_CONFIRM_MAX_AGE_SECONDS = env.int("HUB_CONFIRM_MAX_AGE_SECONDS", default=7 * 86400)
+
+# Templates (hub.mailtemplates, docs/templates.md): the largest HTML or text body of a
+# template (UTF-8 bytes), and the link count over which the check warns (yellow).
+HUB_TEMPLATE_MAX_BODY_BYTES = env.int("HUB_TEMPLATE_MAX_BODY_BYTES", default=1024 * 1024)
+HUB_TEMPLATE_MAX_LINKS = env.int("HUB_TEMPLATE_MAX_LINKS", default=50)
 
 # Django refuses larger form bodies itself; keep its limit above ours so our 413 answers.
 DATA_UPLOAD_MAX_MEMORY_SIZE = HUB_MAX_REQUEST_BYTES + 1024

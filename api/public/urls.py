@@ -8,4 +8,5 @@ from . import views
 urlpatterns = [
     path("unsubscribe/<str:token>/", views.unsubscribe, name="public-unsubscribe"),
     path("subscribe/confirm/<str:token>/", views.confirm, name="public-confirm"),
+    path("view/<str:token>/", views.webview, name="public-webview"),
 ]

@@ -15,6 +15,9 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from hub.contacts import links, services
+from hub.mailtemplates import links as template_links
+from hub.mailtemplates.personalize import contact_values
+from hub.mailtemplates.personalize import render as render_template
 
 
 def _private(response: HttpResponse) -> HttpResponse:
@@ -61,3 +64,26 @@ def confirm(request: HttpRequest, token: str) -> HttpResponse:
         contact.refresh_from_db()
     state = "ask" if contact.pending else ("done" if contact.subscribed else "gone")
     return _page(request, "public/confirm.html", {"contact": contact, "state": state})
+
+
+# The web view shows a customer's HTML on the hub's own host: the CSP `sandbox` gives it an
+# opaque origin (no cookies, no access to the hub), scripts, forms and plugins are blocked;
+# remote images, styles and fonts load (a web view without the customer's images is useless)
+# and links open in a new top-level page.
+WEBVIEW_CSP = ("default-src 'none'; style-src 'unsafe-inline' https: http:; img-src https: http: data:; "
+               "font-src https: http: data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; "
+               "sandbox allow-popups allow-popups-to-escape-sandbox allow-top-navigation-by-user-activation")
+
+
+@require_http_methods(["GET"])
+def webview(request: HttpRequest, token: str) -> HttpResponse:
+    """"View in browser": the template rendered for the contact the signed link names."""
+    found = template_links.for_token(token)
+    if found is None:
+        raise Http404
+    template, contact = found
+    rendered = render_template(template, contact_values(contact), template_links.links_for(template, contact))
+    response = _private(HttpResponse(rendered.html, content_type="text/html; charset=utf-8"))
+    response["Content-Security-Policy"] = WEBVIEW_CSP
+    response["X-Content-Type-Options"] = "nosniff"
+    return response

@@ -3,7 +3,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from . import account, contacts, imports
+from . import account, contacts, imports, templates
 
 urlpatterns = [
     path("account", account.AccountView.as_view(), name="v1-account"),
@@ -20,6 +20,13 @@ urlpatterns = [
     path("imports", imports.ImportsView.as_view(), name="v1-imports"),
     path("imports/<int:job_id>", imports.ImportView.as_view(), name="v1-import"),
     path("contacts/<int:contact_id>", contacts.ContactView.as_view(), name="v1-contact"),
+    path("templates", templates.TemplatesView.as_view(), name="v1-templates"),
+    path("templates/<int:template_id>", templates.TemplateView.as_view(), name="v1-template"),
+    path("templates/<int:template_id>/check", templates.TemplateCheckView.as_view(), name="v1-template-check"),
+    path("templates/<int:template_id>/attachments", templates.AttachmentsView.as_view(),
+         name="v1-template-attachments"),
+    path("templates/<int:template_id>/attachments/<int:attachment_id>", templates.AttachmentView.as_view(),
+         name="v1-template-attachment"),
     path("schema/", SpectacularAPIView.as_view(), name="v1-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="v1-schema"), name="v1-docs"),
 ]
