@@ -49,6 +49,9 @@ def navigation(request: HttpRequest) -> list[dict]:
     contacts = [_item(title, icon, "contacts", model) for title, icon, model in (
         (_("Contact lists"), "contacts", "maillist"), (_("Contacts"), "person_search", "contact"),
         (_("Imports"), "upload_file", "importjob")) if _registered("contacts", model)]
+    domains = [_item(title, icon, "domains", model) for title, icon, model in (
+        (_("Sending domains"), "domain_verification", "domain"), (_("DKIM keys"), "key", "dkimkey"),
+        (_("Mailboxes"), "alternate_email", "mailbox")) if _registered("domains", model)]
     queue = []
     if _registered("django_q", "ormq"):
         queue.append(_item(_("Queued tasks"), "pending_actions", "django_q", "ormq"))
@@ -61,6 +64,7 @@ def navigation(request: HttpRequest) -> list[dict]:
         {"items": [{"title": _("Dashboard"), "icon": "dashboard", "link": reverse("admin:index")}]},
         {"title": _("Mail"), "separator": True, "collapsible": False, "items": mail},
         *([{"title": _("Contacts"), "separator": True, "collapsible": False, "items": contacts}] if contacts else []),
+        *([{"title": _("Domains"), "separator": True, "collapsible": False, "items": domains}] if domains else []),
         {"title": _("Task queue"), "separator": True, "collapsible": True, "items": queue},
         {
             "title": _("Settings"),

@@ -33,6 +33,7 @@ def sign(row, data: bytes) -> bytes:
         try:
             data = signer(row, data)
         except Exception as exc:
-            log.error("signing SendLog %s failed (%s: %s); it is sent without this signature",
-                      getattr(row, "id", "?"), exc.__class__.__name__, exc)
+            # With the traceback (source lines, never local values: no key material).
+            log.exception("signing SendLog %s failed (%s); it is sent without this signature",
+                          getattr(row, "id", "?"), exc.__class__.__name__)
     return data

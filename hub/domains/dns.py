@@ -75,8 +75,7 @@ def spf_ok(records: list[str]) -> bool:
     want = _host(settings.HUB_SPF_INCLUDE)
     for term in spf[0].split()[1:]:
         term = term.lower()
-        if term.startswith("+"):
-            term = term[1:]
+        term = term.removeprefix("+")
         if term.startswith("include:") and _host(term[len("include:"):]) == want:
             return True
     return False

@@ -88,6 +88,15 @@ def _selectors(base: str) -> tuple[str, str]:
     return base, f"{base}-ed25519"
 
 
+def make_first_keys(domain: Domain) -> None:
+    """A new domain's keys: RSA 2048 under HUB_DKIM_SELECTOR, and Ed25519 under
+    `<selector>-ed25519` when HUB_DKIM_ED25519 (one selector publishes one key)."""
+    rsa_sel, ed_sel = _selectors(settings.HUB_DKIM_SELECTOR)
+    keys.new_key(domain, rsa_sel, DkimKey.Algorithm.RSA, DkimKey.State.ACTIVE)
+    if settings.HUB_DKIM_ED25519:
+        keys.new_key(domain, ed_sel, DkimKey.Algorithm.ED25519, DkimKey.State.ACTIVE)
+
+
 def add_domain(account: Account, name: str) -> Domain:
     """Add `name` to the account with its DKIM keys (RSA 2048; Ed25519 too when
     HUB_DKIM_ED25519), then check its DNS once. A DNS failure leaves it not verified."""
@@ -98,10 +107,7 @@ def add_domain(account: Account, name: str) -> Domain:
     try:
         with transaction.atomic():
             domain = Domain.objects.create(account=account, name=normalized)
-            rsa_sel, ed_sel = _selectors(settings.HUB_DKIM_SELECTOR)
-            keys.new_key(domain, rsa_sel, DkimKey.Algorithm.RSA, DkimKey.State.ACTIVE)
-            if settings.HUB_DKIM_ED25519:
-                keys.new_key(domain, ed_sel, DkimKey.Algorithm.ED25519, DkimKey.State.ACTIVE)
+            make_first_keys(domain)
     except IntegrityError as exc:  # added by a concurrent call meanwhile
         raise DomainError("domain_exists", _("this domain is already registered"), 409) from exc
     return run_check(domain)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import dns.query
 import dns.message
+import dns.query
 import dns.rcode
 import dns.resolver
 import pytest
