@@ -12,6 +12,7 @@ import ssl
 from concurrent.futures import ThreadPoolExecutor
 from email.parser import BytesHeaderParser
 from email.policy import compat32
+from email.utils import getaddresses
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, Session
 from asgiref.sync import sync_to_async
@@ -78,10 +79,11 @@ def _peer_ip(session) -> str | None:
 
 
 def _from_is(raw: bytes, address: str) -> bool:
-    """Is the message's From header exactly `address` (one address, any display name)?"""
+    """Is the message's From header exactly `address` (one header, one address, any display
+    name)? A list of authors would let a mailbox write in another's name."""
     head = BytesHeaderParser(policy=compat32).parsebytes(raw.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n")
     values = head.get_all("From") or []
-    if len(values) != 1:
+    if len(values) != 1 or len([a for _n, a in getaddresses([str(values[0])]) if a]) != 1:
         return False
     _name, addr = first_address(str(values[0]))
     return addr.lower() == address.lower()
