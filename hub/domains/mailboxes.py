@@ -151,3 +151,10 @@ def check_login(login: str, password: str) -> ExtraLogin | None:
     changed_at = box.password_changed_at
     return ExtraLogin(app=box.app, must_send_from=box.address,
                       still_valid=lambda: _still_valid(box.pk, changed_at))
+
+
+def get_mailbox_by_id(account: Account, mailbox_id: int) -> Mailbox:
+    box = Mailbox.objects.filter(pk=mailbox_id, domain__account=account).select_related("domain").first()
+    if box is None:
+        raise NotFound(message=_("mailbox not found"))
+    return box
