@@ -131,3 +131,15 @@ def test_spf_rule_unit(settings):
     assert dns.spf_ok(["v=spf1 +include:SPF.hub.test. -all"])
     assert not dns.spf_ok(["v=spf1 include:spf.hub.test.evil -all"])
     assert not dns.spf_ok(["include:spf.hub.test"])
+
+
+def test_check_many_stops_asking_a_dead_resolver(account, dns_server, settings, monkeypatch):
+    services.add_domain(account, "mine.example")
+    settings.HUB_DNS_RESOLVER = "127.0.0.1:9"  # nothing answers there
+    settings.HUB_DNS_TIMEOUT = 0.3
+    asked = []
+    real_query = dns._query
+    monkeypatch.setattr(dns, "_query", lambda name, rdtype: asked.append(name) or real_query(name, rdtype))
+    rows = services.check_domains(account, ["mine.example", "a.example", "b.example"])
+    assert [(r.val, r.status) for r in rows] == [("mine.example", 2), ("a.example", 0), ("b.example", 0)]
+    assert asked == ["mine.example"]  # the first failure ends the lookups
