@@ -13,7 +13,7 @@ class DomainsConfig(AppConfig):
         from hub import access
         from hub.delivery import signing
 
-        from . import mailboxes, signer
+        from . import checks, mailboxes, signer  # noqa: F401  (checks registers itself)
 
         signing.register(signer.sign)
         access.register_credential_checker(mailboxes.check_login)

@@ -27,20 +27,29 @@ class DnsUnavailable(Exception):
     """The resolver did not answer (timeout, SERVFAIL): the check proves nothing either way."""
 
 
-def resolver() -> dns.resolver.Resolver:
-    configured = (settings.HUB_DNS_RESOLVER or "").strip()
+def parse_resolver(text: str) -> tuple[str, int] | None:
+    """(host, port) of HUB_DNS_RESOLVER, None when empty; raises ValueError."""
+    configured = (text or "").strip()
     if not configured:
+        return None
+    host, port = configured, "53"
+    if configured.startswith("["):  # [::1]:5353
+        host, _sep, rest = configured[1:].partition("]")
+        port = rest.removeprefix(":") or "53"
+    elif configured.count(":") == 1:
+        host, port = configured.split(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"not host:port: {configured!r}")
+    return host, int(port)
+
+
+def resolver() -> dns.resolver.Resolver:
+    server = parse_resolver(settings.HUB_DNS_RESOLVER)
+    if server is None:
         res = dns.resolver.Resolver()
     else:
         res = dns.resolver.Resolver(configure=False)
-        host, port = configured, 53
-        if configured.startswith("["):  # [::1]:5353
-            host, _sep, rest = configured[1:].partition("]")
-            port = int(rest.lstrip(":") or 53)
-        elif configured.count(":") == 1:
-            host, text = configured.split(":")
-            port = int(text)
-        res.nameservers = [dns.nameserver.Do53Nameserver(host, port)]
+        res.nameservers = [dns.nameserver.Do53Nameserver(*server)]
     res.lifetime = settings.HUB_DNS_TIMEOUT
     res.timeout = settings.HUB_DNS_TIMEOUT
     return res

@@ -143,3 +143,19 @@ def test_check_many_stops_asking_a_dead_resolver(account, dns_server, settings, 
     rows = services.check_domains(account, ["mine.example", "a.example", "b.example"])
     assert [(r.val, r.status) for r in rows] == [("mine.example", 2), ("a.example", 0), ("b.example", 0)]
     assert asked == ["mine.example"]  # the first failure ends the lookups
+
+
+@pytest.mark.parametrize("text,expected", [("", None), ("10.0.0.53", ("10.0.0.53", 53)),
+                                           ("127.0.0.1:5353", ("127.0.0.1", 5353)), ("[::1]:53", ("::1", 53))])
+def test_resolver_setting(text, expected):
+    assert dns.parse_resolver(text) == expected
+
+
+def test_bad_resolver_setting_is_a_system_check_error(settings):
+    from hub.domains.checks import check_domain_settings
+
+    settings.HUB_DNS_RESOLVER = "host:port"
+    assert [p.id for p in check_domain_settings(None)] == ["domains.E001"]
+    settings.HUB_DNS_RESOLVER, settings.DEBUG = "", False
+    settings.HUB_SPF_INCLUDE = "spf.smtphub.invalid"
+    assert [p.id for p in check_domain_settings(None)] == ["domains.W001"]
