@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "django_q",
     "hub.contacts",
     "hub.mailtemplates",
+    "hub.domains",
     "api",
 ]
 
@@ -304,6 +305,24 @@ HUB_CONFIRM_MAX_AGE_SECONDS = env.int("HUB_CONFIRM_MAX_AGE_SECONDS", default=7 *
 # template (UTF-8 bytes), and the link count over which the check warns (yellow).
 HUB_TEMPLATE_MAX_BODY_BYTES = env.int("HUB_TEMPLATE_MAX_BODY_BYTES", default=1024 * 1024)
 HUB_TEMPLATE_MAX_LINKS = env.int("HUB_TEMPLATE_MAX_LINKS", default=50)
+# Sending domains (hub.domains): DNS verification, DKIM, mailboxes.
+# The resolver the checks ask, "host:port" (or "host"); empty = the system's resolver.
+HUB_DNS_RESOLVER = env.str("HUB_DNS_RESOLVER", default="")
+HUB_DNS_TIMEOUT = env.float("HUB_DNS_TIMEOUT", default=5.0)
+# What a customer's domain must publish: SPF `include:HUB_SPF_INCLUDE`, MX `HUB_MX_HOST`, and
+# the DKIM key at `<selector>._domainkey.<domain>` (first selector HUB_DKIM_SELECTOR).
+HUB_SPF_INCLUDE = env.str("HUB_SPF_INCLUDE", default="spf.smtphub.invalid")
+HUB_MX_HOST = env.str("HUB_MX_HOST", default="mx.smtphub.invalid")
+HUB_DKIM_SELECTOR = env.str("HUB_DKIM_SELECTOR", default="hub")
+# Also make an Ed25519 key per domain (a second signature, RFC 8463).
+HUB_DKIM_ED25519 = env.bool("HUB_DKIM_ED25519", default=True)
+HUB_DKIM_KEY_CACHE_SECONDS = env.int("HUB_DKIM_KEY_CACHE_SECONDS", default=60)
+# Re-check each domain's DNS after this many minutes (the schedule runs every 10 minutes and
+# checks at most HUB_DOMAIN_RECHECK_BATCH domains per run).
+HUB_DOMAIN_RECHECK_MINUTES = env.int("HUB_DOMAIN_RECHECK_MINUTES", default=360)
+HUB_DOMAIN_RECHECK_BATCH = env.int("HUB_DOMAIN_RECHECK_BATCH", default=200)
+HUB_DOMAIN_CHECK_MAX = env.int("HUB_DOMAIN_CHECK_MAX", default=20)
+HUB_MAILBOX_PASSWORD_MIN = env.int("HUB_MAILBOX_PASSWORD_MIN", default=8)
 
 # Django refuses larger form bodies itself; keep its limit above ours so our 413 answers.
 DATA_UPLOAD_MAX_MEMORY_SIZE = HUB_MAX_REQUEST_BYTES + 1024

@@ -3,7 +3,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from . import account, contacts, imports, templates
+from . import account, contacts, domains, imports, templates
 
 urlpatterns = [
     path("account", account.AccountView.as_view(), name="v1-account"),
@@ -27,6 +27,12 @@ urlpatterns = [
          name="v1-template-attachments"),
     path("templates/<int:template_id>/attachments/<int:attachment_id>", templates.AttachmentView.as_view(),
          name="v1-template-attachment"),
+    path("domains", domains.DomainsView.as_view(), name="v1-domains"),
+    path("domains/check", domains.DomainsCheckView.as_view(), name="v1-domains-check"),
+    path("domains/<int:domain_id>", domains.DomainView.as_view(), name="v1-domain"),
+    path("domains/<int:domain_id>/check", domains.DomainCheckView.as_view(), name="v1-domain-check"),
+    path("domains/<int:domain_id>/mailboxes", domains.DomainMailboxesView.as_view(), name="v1-domain-mailboxes"),
+    path("mailboxes/<int:mailbox_id>", domains.MailboxView.as_view(), name="v1-mailbox"),
     path("schema/", SpectacularAPIView.as_view(), name="v1-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="v1-schema"), name="v1-docs"),
 ]

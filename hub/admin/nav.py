@@ -52,6 +52,9 @@ def navigation(request: HttpRequest) -> list[dict]:
     templates = [_item(title, icon, "mailtemplates", model) for title, icon, model in (
         (_("Templates"), "drafts", "template"), (_("Risky phrases"), "report", "riskyphrase"))
         if _registered("mailtemplates", model)]
+    domains = [_item(title, icon, "domains", model) for title, icon, model in (
+        (_("Sending domains"), "domain_verification", "domain"), (_("DKIM keys"), "key", "dkimkey"),
+        (_("Mailboxes"), "alternate_email", "mailbox")) if _registered("domains", model)]
     queue = []
     if _registered("django_q", "ormq"):
         queue.append(_item(_("Queued tasks"), "pending_actions", "django_q", "ormq"))
@@ -65,6 +68,7 @@ def navigation(request: HttpRequest) -> list[dict]:
         {"title": _("Mail"), "separator": True, "collapsible": False, "items": mail},
         *([{"title": _("Contacts"), "separator": True, "collapsible": False, "items": contacts}] if contacts else []),
         *([{"title": _("Templates"), "separator": True, "collapsible": False, "items": templates}] if templates else []),
+        *([{"title": _("Domains"), "separator": True, "collapsible": False, "items": domains}] if domains else []),
         {"title": _("Task queue"), "separator": True, "collapsible": True, "items": queue},
         {
             "title": _("Settings"),

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from .. import queries, quota
 from ..models import DeliveryAttempt, SendLog, SmtpServer, Suppression
-from . import bounces, throttle
+from . import bounces, signing, throttle
 from .message import SMTP_POLICY, ascii_address, build_message, envelope_recipients
 from .policy import by_health, mark_server, retry_delay, too_old
 from .transport import ConnectionFailed, Outcome, pool
@@ -54,7 +54,8 @@ def _try_servers(row: SendLog, servers: list[SmtpServer]) -> tuple[Outcome | Non
             throttle_wait = wait if not throttle_wait else min(throttle_wait, wait)
             continue  # over this server's limit: another server may have room
         sender, rcpts = ascii_address(server.sender), envelope_recipients(row)
-        data = build_message(row, server.sender).as_bytes(policy=SMTP_POLICY)
+        # Signed (DKIM, by a registered EDM signer) after the last change to its headers.
+        data = signing.sign(row, build_message(row, server.sender).as_bytes(policy=SMTP_POLICY))
         reused = session.uses > 0
         outcome = session.send(sender, rcpts, data)
         if outcome.lost_before_data and reused:
