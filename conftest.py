@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import email
 import os
+import random
 import socket
 import ssl
 import threading
@@ -92,10 +93,41 @@ def stop_process(proc, deadline: float = 15.0) -> None:
     killpg()
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+_EPHEMERAL = _ephemeral_range()
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port for a test server to listen on. Chosen below the kernel's ephemeral
+    range: a port the kernel picked with bind(0) and that was then closed can be taken by
+    any outgoing connection (a client, the database) before the server binds it, which made
+    "Address already in use" flakes under parallel tests. Random, so parallel test processes
+    rarely meet, checked bindable, and never handed out twice by one process."""
+    low, high = 20000, min(_EPHEMERAL[0], 65536) - 1
+    if high - low < 1000:  # an unusual ephemeral range: fall back to the kernel's choice
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+    for _ in range(200):
+        port = random.randint(low, high)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free loopback port found")
 
 
 @pytest.fixture(scope="session")
