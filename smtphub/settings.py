@@ -296,6 +296,9 @@ HUB_IMPORT_STALE_SECONDS = env.int("HUB_IMPORT_STALE_SECONDS", default=Q_TIMEOUT
 HUB_IMPORT_MAX_RESUMES = env.int("HUB_IMPORT_MAX_RESUMES", default=3)
 HUB_CONTACTS_BATCH_MAX = env.int("HUB_CONTACTS_BATCH_MAX", default=500)
 HUB_CONTACTS_PAGE_MAX = env.int("HUB_CONTACTS_PAGE_MAX", default=1000)
+# Pause between two chunks of a list being emptied or deleted, so the send path gets the
+# database in between (hub.contacts.store.delete_all).
+HUB_CONTACTS_DELETE_PAUSE_MS = env.int("HUB_CONTACTS_DELETE_PAUSE_MS", default=20)
 # Scheme and host of public links in mails (unsubscribe, confirm), e.g. https://mail.example.com.
 # Empty: unsubscribe_url() paths stay relative, and double opt-in lists cannot send confirmations.
 HUB_PUBLIC_URL = env.str("HUB_PUBLIC_URL", default="")

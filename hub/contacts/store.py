@@ -10,8 +10,10 @@ transaction (`atomic`), so the counter and the rows never disagree."""
 from __future__ import annotations
 
 import datetime
+import time
 from collections.abc import Iterable
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
 
@@ -87,3 +89,8 @@ def delete_all(mail_list_id: int) -> int:
             return total
         total += delete_ids(mail_list_id, ids)
         last = ids[-1]
+        # Let writers that queued up for the lock in (a send, an import): SQLite's busy
+        # handler polls with growing sleeps, so a deleter that takes the lock again at once
+        # starves them (measured at 1M contacts: send p99 636 ms while a list emptied).
+        if settings.HUB_CONTACTS_DELETE_PAUSE_MS:
+            time.sleep(settings.HUB_CONTACTS_DELETE_PAUSE_MS / 1000)
