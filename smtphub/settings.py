@@ -233,6 +233,17 @@ HUB_SMTP_NOOP_AFTER_IDLE_SECONDS = env.int("HUB_SMTP_NOOP_AFTER_IDLE_SECONDS", d
 # A drain task claims this many waiting messages at a time, and stops (handing over to a
 # fresh task) after this many seconds, well inside Q_TIMEOUT.
 HUB_DELIVERY_BATCH = env.int("HUB_DELIVERY_BATCH", default=50)
+# Concurrent SMTP sessions per delivery worker process (hub.delivery.crew); each server's
+# max_connections still bounds what all workers together open to it.
+HUB_DELIVERY_THREADS = env.int("HUB_DELIVERY_THREADS", default=16)
+# RFC 2920: MAIL, RCPTs and DATA in one round trip where the server offers PIPELINING.
+HUB_SMTP_PIPELINING = env.bool("HUB_SMTP_PIPELINING", default=True)
+# Connection slots (hub.delivery.slots): a slot's lease, renewed while its connection is open,
+# frees it after a killed worker; a thread waits this long for a free connection of its
+# server before the message goes back to the queue; idle connections close after this long.
+HUB_SMTP_SLOT_LEASE_SECONDS = env.int("HUB_SMTP_SLOT_LEASE_SECONDS", default=30)
+HUB_SMTP_SLOT_WAIT_SECONDS = env.float("HUB_SMTP_SLOT_WAIT_SECONDS", default=10.0)
+HUB_SMTP_IDLE_CLOSE_SECONDS = env.int("HUB_SMTP_IDLE_CLOSE_SECONDS", default=30)
 HUB_BATCH_TIME_BUDGET_SECONDS = env.int("HUB_BATCH_TIME_BUDGET_SECONDS", default=max(10, Q_TIMEOUT // 3))
 # After a batch that was not full, a drain waits this long before claiming again, so that
 # messages arriving one by one are claimed several at a time (at most this much latency).

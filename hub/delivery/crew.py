@@ -1,0 +1,195 @@
+"""The delivery crew of one drain: up to HUB_DELIVERY_THREADS threads, each delivering one
+claimed row at a time over its own checked-out SMTP session, so one worker process keeps many
+messages in flight (a server 30 ms away costs a thread its round trips, not the worker).
+
+Why threads and not asyncio: each row's delivery (hub.delivery.attempt: servers in turn,
+throttle, MIME build, the claim-token guarded outcome write) stays the same synchronous code,
+smtplib included, and each thread has its own Django database connection (closed when the
+thread ends). The work between round trips is CPU (building the MIME, the outcome write),
+which neither model runs in parallel within one process; threads wait on sockets with the GIL
+released, which is all the concurrency a distant server needs. Per-server limits are the
+pool's (hub.delivery.slots): a thread waits for a free connection of its server.
+
+Crash semantics are unchanged: every row's outcome is written on its own, guarded by its
+claim token, as soon as its server answered; a killed worker can repeat only the rows on the
+wire (at most one per thread). On SIGTERM (WorkerStopping, raised in the main thread) the
+rows on the wire count as an attempt and are due at once, untried rows go back to the queue.
+
+Inside an open transaction (tests, or a caller's atomic block) rows are delivered in the
+calling thread: another thread's connection could not see the uncommitted rows. A lone row
+with nothing else in flight is delivered in the calling thread too (a transactional message
+pays no thread start)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+from django import db
+from django.conf import settings
+from django.db import transaction
+
+from ..models import SendLog, SmtpServer
+from .attempt import abandon, abandon_rows, deliver_row, hand_back_untried
+from .policy import servers_in_order
+
+log = logging.getLogger(__name__)
+
+
+class Crew:
+    def __init__(self, deadline: float, deliver: Callable[[SendLog, list[SmtpServer]], bool] = deliver_row,
+                 size: int | None = None) -> None:
+        self.deadline = deadline
+        self.deliver_row = deliver  # hub.delivery.attempt.deliver_row (tests may stand in for it)
+        self.size = max(1, size if size is not None else settings.HUB_DELIVERY_THREADS)
+        self.inline = self.size == 1 or transaction.get_connection().in_atomic_block
+        self.cond = threading.Condition()
+        self.queue: deque[SendLog] = deque()
+        self.in_flight: dict[int, SendLog] = {}
+        self.threads: list[threading.Thread] = []
+        self.idle_threads = 0
+        self.closing = False
+        self.stopping = False
+        self.handed_back = 0  # rows that went back to the queue untried
+        self.failed: BaseException | None = None
+        # Each app's servers are read once per drain: an admin's change applies to the next.
+        self._servers: dict[int, list[SmtpServer]] = {}
+
+    # -- the caller's side ------------------------------------------------------------------
+    def deliver(self, rows: list[SendLog]) -> None:
+        """Hand claimed rows to the crew (returns at once unless delivering inline)."""
+        if self.inline or (len(rows) == 1 and not self.threads):
+            self.queue.extend(rows)  # so that stop() finds the untried ones
+            while self.queue:
+                self._one(self.queue.popleft())
+            return
+        with self.cond:
+            self.queue.extend(rows)
+            wanted = min(self.size, len(self.queue) + len(self.in_flight))
+            while len(self.threads) < wanted and self.idle_threads < len(self.queue):
+                thread = threading.Thread(target=self._run, name=f"delivery-{len(self.threads) + 1}", daemon=True)
+                self.threads.append(thread)
+                thread.start()
+            self.cond.notify_all()
+
+    def wait_backlog_below(self, n: int) -> None:
+        with self.cond:
+            while len(self.queue) >= n and self._alive():
+                self.cond.wait(0.5)
+
+    def wait_idle(self) -> None:
+        with self.cond:
+            while (self.queue or self.in_flight) and self._alive():
+                self.cond.wait(0.5)
+        self._hand_back_leftovers()
+
+    def finish(self) -> None:
+        """Wait for every row, end the threads (they close their database connections)."""
+        self.wait_idle()
+        with self.cond:
+            self.closing = True
+            self.cond.notify_all()
+        for thread in self.threads:
+            thread.join()
+        if self.failed is not None:
+            raise self.failed
+
+    def stop(self) -> None:
+        """The worker is stopping (SIGTERM): the rows on the wire may have reached their
+        server, so they count as an attempt but are due at once; untried rows go back to the
+        queue as they were. The threads are daemons and die with the process."""
+        with self.cond:
+            self.stopping = True
+            on_wire, untried = list(self.in_flight.values()), list(self.queue)
+            self.queue.clear()
+        try:
+            abandon_rows(on_wire, "the worker delivering this message stopped", retry_now=True)
+            hand_back_untried(untried)
+        except Exception:
+            log.exception("could not hand back %d claimed rows; the next worker's rescue will",
+                          len(on_wire) + len(untried))
+
+    def abandon_all(self) -> None:
+        """Something failed in the caller: no new rows start, untried ones go back to the
+        queue, the ones on the wire finish (their threads record them)."""
+        with self.cond:
+            self.stopping = True
+            untried = list(self.queue)
+            self.queue.clear()
+            self.closing = True
+            self.cond.notify_all()
+        try:
+            hand_back_untried(untried)
+        except Exception:
+            log.exception("could not hand back %d claimed rows; the sweeper will", len(untried))
+        for thread in self.threads:
+            thread.join(timeout=settings.HUB_BATCH_TIME_BUDGET_SECONDS)
+
+    # -- inside -------------------------------------------------------------------------------
+    def _alive(self) -> bool:
+        return any(t.is_alive() for t in self.threads)
+
+    def _hand_back_leftovers(self) -> None:
+        """Rows the threads did not start (past the deadline) go back to the queue."""
+        with self.cond:
+            left = list(self.queue)
+            self.queue.clear()
+        if left:
+            hand_back_untried(left)
+            self.handed_back += len(left)
+
+    def _servers_of(self, app_id: int) -> list[SmtpServer]:
+        servers = self._servers.get(app_id)
+        if servers is None:
+            servers = self._servers[app_id] = servers_in_order(app_id)
+        return servers
+
+    def _one(self, row: SendLog) -> None:
+        """Deliver one row in the calling thread (inline mode)."""
+        if self.stopping or time.monotonic() > self.deadline:
+            # Slow servers: hand the rest back before the task's hard time limit.
+            hand_back_untried([row])
+            self.handed_back += 1
+            return
+        self.in_flight[row.id] = row  # on the wire: stop() finds it here if SIGTERM comes now
+        try:
+            if not self.deliver_row(row, self._servers_of(row.app_id)):
+                self.handed_back += 1
+        except Exception:
+            self.in_flight.pop(row.id, None)
+            abandon(row)  # deliver_row records its own failures; this is the servers' query
+            raise
+        self.in_flight.pop(row.id, None)
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self.cond:
+                    self.idle_threads += 1
+                    while not self.queue and not self.closing:
+                        self.cond.wait()
+                    self.idle_threads -= 1
+                    if not self.queue or self.stopping or time.monotonic() > self.deadline:
+                        return  # closing, or the rows left are handed back by the caller
+                    row = self.queue.popleft()
+                    self.in_flight[row.id] = row
+                try:
+                    if not self.deliver_row(row, self._servers_of(row.app_id)):
+                        with self.cond:
+                            self.handed_back += 1
+                except Exception as exc:
+                    # Only the servers' query can get here (deliver_row records its own).
+                    log.exception("delivery thread failed on SendLog %s", row.id)
+                    abandon(row)
+                    self.failed = exc
+                finally:
+                    with self.cond:
+                        self.in_flight.pop(row.id, None)
+                        self.cond.notify_all()
+        finally:
+            with self.cond:
+                self.cond.notify_all()
+            db.connections.close_all()  # this thread's own connections
