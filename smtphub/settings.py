@@ -217,6 +217,8 @@ HUB_MAX_REQUEST_BYTES = env.int(
     "HUB_MAX_REQUEST_BYTES", default=HUB_MAX_BODY_BYTES * 2 + HUB_MAX_ATTACHMENTS_TOTAL_BYTES * 4 // 3 + 64 * 1024
 )
 HUB_SYNC_TIMEOUT = env.int("HUB_SYNC_TIMEOUT", default=30)
+# POST /api/v1/send/batch: messages per request at most (hub.batch).
+HUB_BATCH_MAX_MESSAGES = env.int("HUB_BATCH_MAX_MESSAGES", default=500)
 
 # Delivery reliability. A transient failure (connection, timeout, TLS, 4xx) is retried after
 # these delays in seconds (each with +-20% jitter); after the last one, or once a message is
