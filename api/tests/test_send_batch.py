@@ -60,7 +60,7 @@ def test_500_messages_are_queued_in_order_then_delivered(client, hub, run_queue)
     ({"sync": True}, "invalid_field"),
 ])
 def test_one_bad_message_in_500_refuses_the_batch_and_writes_nothing(client, hub, bad, error):
-    sink, p = hub
+    _sink, p = hub
     batch = messages(500)
     batch[321] = {**batch[321], **bad}
     r = post(client, {**p.creds, "messages": batch}, HTTP_IDEMPOTENCY_KEY="batch-1")
@@ -76,7 +76,7 @@ def test_one_bad_message_in_500_refuses_the_batch_and_writes_nothing(client, hub
 
 
 def test_a_suppressed_recipient_refuses_the_batch(client, hub):
-    sink, p = hub
+    _sink, p = hub
     from hub.models import Suppression
     Suppression.objects.create(app=p.app, email="user7@example.com", reason="hard bounce")
     r = post(client, {**p.creds, "messages": messages(10)})
@@ -94,7 +94,7 @@ def test_a_suppressed_recipient_refuses_the_batch(client, hub):
      "invalid_field", 400),
 ])
 def test_malformed_batches_are_refused_whole(client, hub, body, error, status):
-    sink, p = hub
+    _sink, p = hub
     r = post(client, {**p.creds, **body})
     assert r.status_code == status, r.content
     assert r.json()["error"] == error
@@ -102,7 +102,7 @@ def test_malformed_batches_are_refused_whole(client, hub, body, error, status):
 
 
 def test_bad_credentials_and_non_json_are_refused(client, hub):
-    sink, p = hub
+    _sink, p = hub
     r = post(client, {"appid": p.creds["appid"], "appsecret": "wrong", "messages": messages(2)})
     assert (r.status_code, r.json()["error"]) == (401, "invalid_credentials")
     r = client.post(URL, data={**p.creds, "to": "a@example.com"})
@@ -111,7 +111,7 @@ def test_bad_credentials_and_non_json_are_refused(client, hub):
 
 
 def test_idempotency_key_covers_the_whole_batch(client, hub):
-    sink, p = hub
+    _sink, p = hub
     first = post(client, {**p.creds, "messages": messages(3)}, HTTP_IDEMPOTENCY_KEY="k1").json()
     again = post(client, {**p.creds, "messages": messages(3)}, HTTP_IDEMPOTENCY_KEY="k1").json()
     assert again["idempotent_replay"] is True
@@ -123,7 +123,7 @@ def test_idempotency_key_covers_the_whole_batch(client, hub):
 
 
 def test_quota_is_reserved_for_the_whole_batch_or_nothing(client, hub):
-    sink, p = hub
+    _sink, p = hub
     account = Account.objects.create(name="客户", quota_type=Account.QuotaType.TOTAL, quota_total=10,
                                      quota_available=5)
     p.app.account = account

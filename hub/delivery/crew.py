@@ -44,7 +44,10 @@ class Crew:
                  size: int | None = None) -> None:
         self.deadline = deadline
         self.deliver_row = deliver  # hub.delivery.attempt.deliver_row (tests may stand in for it)
-        self.size = max(1, size if size is not None else settings.HUB_DELIVERY_THREADS)
+        # No more threads than a claimed batch has rows: a drain then never holds claimed rows
+        # waiting for a thread beyond one batch (HUB_DELIVERY_BATCH=1 is one row at a time).
+        self.size = max(1, size if size is not None else min(settings.HUB_DELIVERY_THREADS,
+                                                             settings.HUB_DELIVERY_BATCH))
         self.inline = self.size == 1 or transaction.get_connection().in_atomic_block
         self.cond = threading.Condition()
         self.queue: deque[SendLog] = deque()

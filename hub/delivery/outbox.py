@@ -88,9 +88,10 @@ def drain() -> int:
                     # claim (a write transaction and a few queries), so each claim takes several.
                     time.sleep(settings.HUB_DRAIN_GATHER_MS / 1000)
             else:
-                # Claim the next batch while the last of this one are still on the wire, so
-                # the threads never run dry between batches.
-                crew.wait_backlog_below(crew.size)
+                # Claim the next batch once every row of this one has started (the last ones
+                # still on the wire), so the threads never run dry between batches and a
+                # drain holds at most one batch of claimed rows that have not started.
+                crew.wait_backlog_below(1)
         crew.finish()
     except WorkerStopping:
         crew.stop()
