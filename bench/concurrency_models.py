@@ -25,11 +25,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import message as M
 from baseline import build_compat32
 from run import DelayProxy
 from sink import Sink
-
-import message as M
 
 
 def cpu() -> float:

@@ -200,7 +200,7 @@ class Bench:
     def hub(self, name: str, db: str, clusters: int = 1, drain: bool = False, profile: bool = False,
             secondary: bool = False, rtt: bool = False, batch: bool = False) -> None:
         a = self.args
-        n = a.secondary_messages if secondary else a.messages
+        n = a.batch_messages if batch else (a.secondary_messages if secondary else a.messages)
         workdir = self.run_dir / name
         threads = a.web_threads or "per gunicorn.conf.py"
         log(f"{name}: {n} sends through wrk (-t{a.wrk_threads} -c{a.wrk_connections}) -> gunicorn -w{a.web_workers}"
@@ -584,6 +584,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-connections", type=int, default=40,
                     help="the sink server's max_connections in the hub (when the hub has the field)")
     ap.add_argument("--batch-size", type=int, default=500, help="messages per batch API request")
+    ap.add_argument("--batch-messages", type=int,
+                    help="messages for hub-batch and hub-batch-drain (default max(messages, 5000): "
+                         "ten requests of 500 at least)")
     ap.add_argument("--batch-threads", type=int, default=2, help="batch API client threads")
     ap.add_argument("--hub-env", action="append", default=[], metavar="KEY=VALUE",
                     help="extra environment for the hub's processes (experiments, e.g. Q_SAVE_LIMIT=-1)")
@@ -611,6 +614,8 @@ def main(argv: list[str] | None = None) -> int:
         args.budget_minutes = 10 if args.quick else 28
     if args.secondary_messages is None:
         args.secondary_messages = min(args.messages, 5000)
+    if args.batch_messages is None:
+        args.batch_messages = max(args.messages, 5000)
     for n in (args.messages, args.secondary_messages):
         if n < 1 or n > 200_000:
             ap.error("message counts must be between 1 and 200000")
@@ -664,7 +669,8 @@ def main(argv: list[str] | None = None) -> int:
     meta["total_seconds"] = round(time.time() - started, 1)
     ratios, goals = derive(bench.results)
     doc = {"bench": "smtphub", "mode": "quick" if args.quick else "full", "messages": args.messages,
-           "secondary_messages": args.secondary_messages, "hub_env": args.hub_env,
+           "secondary_messages": args.secondary_messages, "batch_messages": args.batch_messages,
+           "hub_env": args.hub_env,
            "parts": parts, "started_utc": bench.stamp, "machine": meta, "ratios": ratios,
            "hub_vs_baseline": ratios["hub_vs_baseline"],
            "hub_vs_post_office_default": ratios["hub_vs_post_office_default"],

@@ -59,10 +59,14 @@ class Sizer:
 
     START = 4
     GAIN = 1.10
+    # Where this process's last crew ended: the next drain starts there (a busy worker's
+    # drains follow each other every HUB_BATCH_TIME_BUDGET_SECONDS; each climbing from 4
+    # again would lose a second or two at every hand-over).
+    last_active = START
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.active = min(size, self.START)
+        self.active = min(size, max(self.START, Sizer.last_active))
         self.growing = self.active < size
         self._before: tuple[int, float] | None = None  # (active, rate) before the last step up
 
@@ -73,10 +77,11 @@ class Sizer:
         if self._before is not None and rate < self._before[1] * self.GAIN:
             # The last step did not pay: back to where it was, and stay.
             self.active, self.growing = self._before[0], False
-            return self.active
-        self._before = (self.active, rate)
-        self.active = min(self.size, self.active + max(1, self.active // 2))
-        self.growing = self.active < self.size
+        else:
+            self._before = (self.active, rate)
+            self.active = min(self.size, self.active + max(1, self.active // 2))
+            self.growing = self.active < self.size
+        Sizer.last_active = self.active
         return self.active
 
 
