@@ -269,7 +269,11 @@ class SmtpServerAdmin(HubModelAdmin):
     def usage_detail(self, obj: SmtpServer | None) -> str:
         if obj is None or obj.pk is None:
             return "-"
-        return render_usage(obj, sent_counts([obj.pk]).get(obj.pk))
+        return render_usage(obj, self._sent_counts(obj))
+
+    @per_object
+    def _sent_counts(self, obj: SmtpServer) -> dict[str, int] | None:
+        return sent_counts([obj.pk]).get(obj.pk)  # read once per page, for both fields
 
     @display(description=gettext_lazy("live: connections open now / max, rate"))
     def live(self, obj: SmtpServer) -> str:
@@ -280,7 +284,7 @@ class SmtpServerAdmin(HubModelAdmin):
     def live_detail(self, obj: SmtpServer | None) -> str:
         if obj is None or obj.pk is None:
             return "-"
-        return render_live(obj, slots.open_connections([obj.pk]).get(obj.pk, 0), sent_counts([obj.pk]).get(obj.pk))
+        return render_live(obj, slots.open_connections([obj.pk]).get(obj.pk, 0), self._sent_counts(obj))
 
     # -- bulk actions (logged per server)
 
