@@ -195,7 +195,10 @@ class Crew:
         elapsed = time.perf_counter() - self._window_start
         if self._window_done >= WINDOW_ROWS and elapsed >= WINDOW_SECONDS:
             before = self.sizer.active
-            self.sizer.observe(self._window_done / elapsed)
+            rate = self._window_done / elapsed
+            self.sizer.observe(rate)
+            if self.sizer.active != before:
+                log.debug("delivery crew: %d rows in flight gave %.0f rows/s; now %d", before, rate, self.sizer.active)
             self._window_start, self._window_done = time.perf_counter(), 0
             if self.sizer.active > before:
                 self._spawn()
