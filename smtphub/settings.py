@@ -243,9 +243,11 @@ HUB_SMTP_PIPELINING = env.bool("HUB_SMTP_PIPELINING", default=True)
 # Connection slots (hub.delivery.slots): a slot's lease, renewed while its connection is open,
 # frees it after a killed worker; a thread waits this long for a free connection of its
 # server before the message goes back to the queue; idle connections close after this long.
+# Keep the idle close well under the wait: a worker whose drain ended holds its idle
+# connections' slots until they close, and another worker waiting for one must get it in time.
 HUB_SMTP_SLOT_LEASE_SECONDS = env.int("HUB_SMTP_SLOT_LEASE_SECONDS", default=30)
 HUB_SMTP_SLOT_WAIT_SECONDS = env.float("HUB_SMTP_SLOT_WAIT_SECONDS", default=10.0)
-HUB_SMTP_IDLE_CLOSE_SECONDS = env.int("HUB_SMTP_IDLE_CLOSE_SECONDS", default=30)
+HUB_SMTP_IDLE_CLOSE_SECONDS = env.int("HUB_SMTP_IDLE_CLOSE_SECONDS", default=5)
 HUB_BATCH_TIME_BUDGET_SECONDS = env.int("HUB_BATCH_TIME_BUDGET_SECONDS", default=max(10, Q_TIMEOUT // 3))
 # After a batch that was not full, a drain waits this long before claiming again, so that
 # messages arriving one by one are claimed several at a time (at most this much latency).
