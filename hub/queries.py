@@ -127,6 +127,42 @@ class Insert:
         obj._state.db = connection.alias
 
 
+def insert_many(objs: list[Model]) -> None:
+    """INSERT several new instances of one model, as Insert(obj).run() each (their primary
+    keys set), with each field's database value computed once per distinct value: a batch's
+    rows share most of theirs (app, sender, status, defaults), and get_db_prep_save is a pure
+    function of the value. Call inside a transaction."""
+    if not objs:
+        return
+    model = type(objs[0])
+    if connection.vendor not in ("sqlite", "mysql"):
+        for obj in objs:
+            Insert(obj).run()
+        return
+    fields, sql = _insert_statement(model)
+    caches: list[dict] = [{} for _ in fields]
+    rows = []
+    for obj in objs:
+        params = []
+        for f, seen in zip(fields, caches, strict=True):
+            value = f.pre_save(obj, True)
+            try:
+                prepared = seen[value]
+            except KeyError:
+                prepared = seen[value] = f.get_db_prep_save(value, connection)
+            except TypeError:  # unhashable (a JSON object): no caching
+                prepared = f.get_db_prep_save(value, connection)
+            params.append(prepared)
+        rows.append(params)
+    table, pk = model._meta.db_table, model._meta.pk.column
+    with connection.cursor() as cursor:
+        for obj, params in zip(objs, rows, strict=True):
+            cursor.execute(sql, params)
+            obj.pk = connection.ops.last_insert_id(cursor, table, pk)
+            obj._state.adding = False
+            obj._state.db = connection.alias
+
+
 @cache
 def _update_statement(model: type[Model], names: tuple[str, ...], where: tuple[str, ...]) -> tuple[list, list, str]:
     fields = [model._meta.get_field(name) for name in names]

@@ -219,6 +219,8 @@ HUB_MAX_REQUEST_BYTES = env.int(
     "HUB_MAX_REQUEST_BYTES", default=HUB_MAX_BODY_BYTES * 2 + HUB_MAX_ATTACHMENTS_TOTAL_BYTES * 4 // 3 + 64 * 1024
 )
 HUB_SYNC_TIMEOUT = env.int("HUB_SYNC_TIMEOUT", default=30)
+# POST /api/v1/send/batch: messages per request at most (hub.batch).
+HUB_BATCH_MAX_MESSAGES = env.int("HUB_BATCH_MAX_MESSAGES", default=500)
 
 # Delivery reliability. A transient failure (connection, timeout, TLS, 4xx) is retried after
 # these delays in seconds (each with +-20% jitter); after the last one, or once a message is
@@ -235,6 +237,19 @@ HUB_SMTP_NOOP_AFTER_IDLE_SECONDS = env.int("HUB_SMTP_NOOP_AFTER_IDLE_SECONDS", d
 # A drain task claims this many waiting messages at a time, and stops (handing over to a
 # fresh task) after this many seconds, well inside Q_TIMEOUT.
 HUB_DELIVERY_BATCH = env.int("HUB_DELIVERY_BATCH", default=50)
+# Concurrent SMTP sessions per delivery worker process (hub.delivery.crew); each server's
+# max_connections still bounds what all workers together open to it.
+HUB_DELIVERY_THREADS = env.int("HUB_DELIVERY_THREADS", default=16)
+# RFC 2920: MAIL, RCPTs and DATA in one round trip where the server offers PIPELINING.
+HUB_SMTP_PIPELINING = env.bool("HUB_SMTP_PIPELINING", default=True)
+# Connection slots (hub.delivery.slots): a slot's lease, renewed while its connection is open,
+# frees it after a killed worker; a thread waits this long for a free connection of its
+# server before the message goes back to the queue; idle connections close after this long.
+# Keep the idle close well under the wait: a worker whose drain ended holds its idle
+# connections' slots until they close, and another worker waiting for one must get it in time.
+HUB_SMTP_SLOT_LEASE_SECONDS = env.int("HUB_SMTP_SLOT_LEASE_SECONDS", default=30)
+HUB_SMTP_SLOT_WAIT_SECONDS = env.float("HUB_SMTP_SLOT_WAIT_SECONDS", default=10.0)
+HUB_SMTP_IDLE_CLOSE_SECONDS = env.int("HUB_SMTP_IDLE_CLOSE_SECONDS", default=5)
 HUB_BATCH_TIME_BUDGET_SECONDS = env.int("HUB_BATCH_TIME_BUDGET_SECONDS", default=max(10, Q_TIMEOUT // 3))
 # After a batch that was not full, a drain waits this long before claiming again, so that
 # messages arriving one by one are claimed several at a time (at most this much latency).
