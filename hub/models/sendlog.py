@@ -46,6 +46,7 @@ class SendLog(models.Model):
         API = "api", _("HTTP API")
         SMTP = "smtp", _("SMTP submission")
         ADMIN = "admin", _("Admin")
+        CAMPAIGN = "campaign", _("Campaign")
 
     # No index of its own for app, smtp_server and claim_token: each index costs every insert
     # and every outcome write; (app, id) and (smtp_server, sent_at) below serve these
