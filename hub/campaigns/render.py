@@ -34,6 +34,11 @@ _campaigns: dict[int, _Cached] = {}
 _templates: dict[tuple, tuple[Template, tuple]] = {}
 
 
+def clear_caches() -> None:
+    _campaigns.clear()
+    _templates.clear()
+
+
 def _campaign(pk: int) -> Campaign:
     found = _campaigns.get(pk)
     if found is not None and time.monotonic() - found.at < CACHE_SECONDS:

@@ -9,6 +9,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator, validate_domain_name
 from django.db import transaction
@@ -393,7 +394,15 @@ def _run(campaign: Campaign, reason: str) -> None:
 
 
 def queue_dispatch(campaign_id: int, token: str) -> None:
-    transaction.on_commit(lambda: async_task(DISPATCH_TASK, campaign_id, token, task_name=f"campaign-{campaign_id}"))
+    """With the ORM broker the task row commits with the campaign (as the outbox's drains);
+    with Redis only after the commit, or the task could find the old token."""
+    def queue() -> None:
+        async_task(DISPATCH_TASK, campaign_id, token, task_name=f"campaign-{campaign_id}")
+
+    if settings.REDIS_URL:
+        transaction.on_commit(queue, robust=True)
+    else:
+        queue()
 
 
 def hold_rows(campaign_id: int) -> int:

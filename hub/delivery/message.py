@@ -215,6 +215,7 @@ def campaign_message(row: SendLog, sender: str) -> Message:
     if parts.reply_to:
         msg["Reply-To"] = _address_header(parts.reply_to, "Reply-To")
     for name, value in parts.headers.items():
+        # (A URL longer than the line goes on a folded line of its own: legal FWS.)
         msg[name] = one_line(value)
     msg["Date"] = formatdate(localtime=True)
     msg["Message-ID"] = row.message_id
