@@ -285,12 +285,12 @@ def step(campaign: Campaign, token: str, ctx: Context) -> int:
         n = commit_slice(campaign, token, s, bucket_at if s.rows else None, at)
     except Refusal as refusal:
         left = 0
-        if refusal.code == "quota_exhausted":
+        if refusal.error == "quota_exhausted":
             account = Account.objects.get(pk=campaign.account_id)
             left = quota.available_on(account, quota.today())
         if 0 < left < len(s.rows):
             return commit_slice(campaign, token, read_slice(campaign, left, ctx, at), bucket_at, at)
-        _stop(campaign, token, State.PAUSED, f"{refusal.code}: {refusal}")
+        _stop(campaign, token, State.PAUSED, str(refusal))
         raise Fenced() from refusal
     if n:
         wake_workers()
