@@ -259,8 +259,8 @@ def create_campaign(account: Account, f: Fields, state: int = State.SCHEDULED) -
         campaign = Campaign(account=account, verify_status=Verify.PENDING if needs_review else Verify.APPROVED,
                             send_qty_remark=_list_total(changes["list_ids"]), **changes)
         campaign.state = State.SCHEDULED if state in (State.WAITING, State.SENDING) else state
-        if state == State.SENDING:
-            campaign.send_time = timezone.now()
+        if state == State.SENDING:  # "send immediately": a later send time is brought forward
+            campaign.send_time = min(campaign.send_time, timezone.now())
         if state == State.CANCELLED:
             campaign.time_end = timezone.now()
         campaign.save()
