@@ -3,7 +3,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from . import account, contacts, imports, templates
+from . import account, campaigns, contacts, imports, templates
 
 urlpatterns = [
     path("account", account.AccountView.as_view(), name="v1-account"),
@@ -27,6 +27,12 @@ urlpatterns = [
          name="v1-template-attachments"),
     path("templates/<int:template_id>/attachments/<int:attachment_id>", templates.AttachmentView.as_view(),
          name="v1-template-attachment"),
+    path("campaigns", campaigns.CampaignsView.as_view(), name="v1-campaigns"),
+    path("campaigns/<int:campaign_id>", campaigns.CampaignView.as_view(), name="v1-campaign"),
+    path("campaigns/<int:campaign_id>/pause", campaigns.PauseView.as_view(), name="v1-campaign-pause"),
+    path("campaigns/<int:campaign_id>/resume", campaigns.ResumeView.as_view(), name="v1-campaign-resume"),
+    path("campaigns/<int:campaign_id>/cancel", campaigns.CancelView.as_view(), name="v1-campaign-cancel"),
+    path("campaigns/<int:campaign_id>/progress", campaigns.ProgressView.as_view(), name="v1-campaign-progress"),
     path("schema/", SpectacularAPIView.as_view(), name="v1-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="v1-schema"), name="v1-docs"),
 ]
