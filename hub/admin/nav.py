@@ -52,6 +52,9 @@ def navigation(request: HttpRequest) -> list[dict]:
     templates = [_item(title, icon, "mailtemplates", model) for title, icon, model in (
         (_("Templates"), "drafts", "template"), (_("Risky phrases"), "report", "riskyphrase"))
         if _registered("mailtemplates", model)]
+    campaigns = [_item(title, icon, "campaigns", model) for title, icon, model in (
+        (_("Campaigns"), "campaign", "campaign"), (_("Campaign settings"), "rule", "campaignsettings"))
+        if _registered("campaigns", model)]
     queue = []
     if _registered("django_q", "ormq"):
         queue.append(_item(_("Queued tasks"), "pending_actions", "django_q", "ormq"))
@@ -65,6 +68,7 @@ def navigation(request: HttpRequest) -> list[dict]:
         {"title": _("Mail"), "separator": True, "collapsible": False, "items": mail},
         *([{"title": _("Contacts"), "separator": True, "collapsible": False, "items": contacts}] if contacts else []),
         *([{"title": _("Templates"), "separator": True, "collapsible": False, "items": templates}] if templates else []),
+        *([{"title": _("Campaigns"), "separator": True, "collapsible": False, "items": campaigns}] if campaigns else []),
         {"title": _("Task queue"), "separator": True, "collapsible": True, "items": queue},
         {
             "title": _("Settings"),
