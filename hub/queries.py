@@ -173,6 +173,15 @@ def _claim_statements(skip_locked: bool) -> dict[str, str]:
     }
 
 
+def transactional_waiting() -> bool:
+    """Is a transactional (priority 0) row queued? One read of the (status, priority, id)
+    index: a worker delivering a batch of campaign rows asks this now and then and hands the
+    rest of its batch back, so such a message waits for a few campaign rows, not a batch."""
+    t, c = _table(SendLog), (lambda name: _column(SendLog, name))
+    sql = f"SELECT 1 FROM {t} WHERE {c('status')} = %s AND {c('priority')} = 0 LIMIT 1"
+    return bool(_rows(sql, [SendLog.Status.QUEUED]))
+
+
 def claim_waiting(limit: int, token: str, now: datetime) -> list[int]:
     """Mark up to `limit` waiting rows as `sending` with this claim token: retries that are
     due first, then queued rows: transactional (priority 0) before campaign rows, oldest first. Call inside a transaction. Returns the ids it

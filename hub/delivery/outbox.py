@@ -26,6 +26,9 @@ from .policy import servers_in_order
 
 log = logging.getLogger(__name__)
 
+# A worker delivering campaign rows looks for waiting transactional mail every this many rows.
+PRIORITY_CHECK_EVERY = 5
+
 
 def claim(log_ids: list[int]) -> list[SendLog]:
     """Atomically take those of these rows that are still waiting; rows another worker has,
@@ -98,9 +101,12 @@ def deliver_claimed(rows: list[SendLog], deadline: float) -> None:
     pending = {row.id: row for row in rows}
     stopping = False
     try:
-        for row in rows:
-            if time.monotonic() > deadline:
-                # Slow servers: hand the rest back before the task's hard time limit.
+        for i, row in enumerate(rows):
+            if time.monotonic() > deadline or (row.priority and i and i % PRIORITY_CHECK_EVERY == 0
+                                               and queries.transactional_waiting()):
+                # Slow servers: hand the rest back before the task's hard time limit. Or a
+                # transactional message arrived behind this batch of campaign rows: hand
+                # them back, the drain's next claim takes it first.
                 _release(list(pending))
                 pending.clear()
                 break
