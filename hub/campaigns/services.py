@@ -15,6 +15,7 @@ from django.core.validators import EmailValidator, validate_domain_name
 from django.db import transaction
 from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django_q.tasks import async_task
 
 from hub import quota
@@ -42,7 +43,7 @@ class CampaignError(Exception):
 
 
 def not_found() -> CampaignError:
-    return CampaignError("not_exist", "no such task", 404)
+    return CampaignError("not_exist", _("no such task"), 404)
 
 
 def settings_of(account: Account) -> CampaignSettings:
@@ -77,28 +78,28 @@ def clean_templates(account: Account, ids: list[int]) -> list[int]:
     One still being checked can: the dispatcher waits for its check before it sends."""
     ids = list(dict.fromkeys(ids))
     if not ids:
-        raise CampaignError("invalid_template", "tpl_id is required")
+        raise CampaignError("invalid_template", _("tpl_id is required"))
     if len(ids) > MAX_TEMPLATES:
-        raise CampaignError("invalid_template", f"at most {MAX_TEMPLATES} templates")
+        raise CampaignError("invalid_template", _("at most %(n)s templates") % {"n": MAX_TEMPLATES})
     found = {t.pk: t for t in Template.objects.filter(usable_filter(account), pk__in=ids)}
     for pk in ids:
         if pk not in found:
-            raise CampaignError("invalid_template", f"template {pk} does not exist")
+            raise CampaignError("invalid_template", _("template %(id)s does not exist") % {"id": pk})
         if found[pk].check_status == Template.CheckStatus.REFUSED:
-            raise CampaignError("template_refused", f"template {pk} failed its check (red)")
+            raise CampaignError("template_refused", _("template %(id)s failed its check (red)") % {"id": pk})
     return ids
 
 
 def clean_lists(account: Account, ids: list[int]) -> list[int]:
     ids = sorted(set(ids))
     if not ids:
-        raise CampaignError("invalid_list", "maillist_id is required")
+        raise CampaignError("invalid_list", _("maillist_id is required"))
     if len(ids) > MAX_LISTS:
-        raise CampaignError("invalid_list", f"at most {MAX_LISTS} lists")
+        raise CampaignError("invalid_list", _("at most %(n)s lists") % {"n": MAX_LISTS})
     found = set(MailList.objects.filter(account=account, pk__in=ids).values_list("pk", flat=True))
     missing = [pk for pk in ids if pk not in found]
     if missing:
-        raise CampaignError("invalid_list", f"list {missing[0]} does not exist")
+        raise CampaignError("invalid_list", _("list %(id)s does not exist") % {"id": missing[0]})
     return ids
 
 
@@ -119,16 +120,16 @@ def resolve_sender(account: Account, send_domain: str, send_account: str) -> lis
         try:
             EmailValidator()(send_account)
         except ValidationError:
-            raise CampaignError("invalid_sender", "send_account is not an address") from None
+            raise CampaignError("invalid_sender", _("send_account is not an address")) from None
         apps = [app for app, sender in pairs if sender == send_account]
         what = send_account
     elif send_domain != "all":
         apps = [app for app, sender in pairs if sender.rpartition("@")[2] == send_domain]
         what = send_domain
     else:
-        apps, what = [app for app, _sender in pairs], "any sender"
+        apps, what = [app for app, _sender in pairs], _("any sender")
     if not apps:
-        raise CampaignError("invalid_sender", f"no enabled SMTP server of this account sends as {what}")
+        raise CampaignError("invalid_sender", _("no enabled SMTP server of this account sends as %(what)s") % {"what": what})
     return list(dict.fromkeys(apps))
 
 
@@ -175,12 +176,12 @@ def _check(account: Account, f: Fields, current: Campaign | None) -> dict:
             try:
                 validate_domain_name(domain)
             except ValidationError:
-                raise CampaignError("invalid_sender", "send_domain is not a domain name") from None
+                raise CampaignError("invalid_sender", _("send_domain is not a domain name")) from None
         changes.update(send_domain=domain, send_account=addr, app_ids=resolve_sender(account, domain, addr))
     if f.send_fullname is not None:
         name = " ".join(f.send_fullname.split())
         if len(name) > 200:
-            raise CampaignError("invalid_sender", "send_fullname is over 200 characters")
+            raise CampaignError("invalid_sender", _("send_fullname is over 200 characters"))
         changes["send_fullname"] = name
     if f.send_replyto is not None:
         reply = f.send_replyto.strip()
@@ -188,14 +189,14 @@ def _check(account: Account, f: Fields, current: Campaign | None) -> dict:
             try:
                 EmailValidator()(reply)
             except ValidationError:
-                raise CampaignError("invalid_replyto", "send_replyto is not an address") from None
+                raise CampaignError("invalid_replyto", _("send_replyto is not an address")) from None
         changes["send_replyto"] = reply
     start = f.send_qty_start if f.send_qty_start is not None else (current.send_qty_start if current else 1)
     end = f.send_qty if f.send_qty is not None else (current.send_qty if current else 0)
     if start < 1:
-        raise CampaignError("invalid_range", "send_qty_start must be 1 or more")
+        raise CampaignError("invalid_range", _("send_qty_start must be 1 or more"))
     if end and end < start:
-        raise CampaignError("invalid_range", "send_qty must be 0 (to the end) or at least send_qty_start")
+        raise CampaignError("invalid_range", _("send_qty must be 0 (to the end) or at least send_qty_start"))
     if f.send_qty_start is not None:
         changes["send_qty_start"] = start
     if f.send_qty is not None:
@@ -206,7 +207,7 @@ def _check(account: Account, f: Fields, current: Campaign | None) -> dict:
         changes["subs_link"] = f.subs_link
     if f.track_status is not None:
         if f.track_status not in (0, 1, 2):
-            raise CampaignError("invalid_track", "track_status must be 0, 1 or 2")
+            raise CampaignError("invalid_track", _("track_status must be 0, 1 or 2"))
         changes["track_status"] = f.track_status
     if f.track_domain is not None:
         domain = f.track_domain.strip().lower()
@@ -214,15 +215,15 @@ def _check(account: Account, f: Fields, current: Campaign | None) -> dict:
             try:
                 validate_domain_name(domain)
             except ValidationError:
-                raise CampaignError("invalid_track", "track_domain is not a domain name") from None
+                raise CampaignError("invalid_track", _("track_domain is not a domain name")) from None
         changes["track_domain"] = domain
     if f.hour_speed is not None:
         if f.hour_speed and not MIN_HOUR_SPEED <= f.hour_speed <= MAX_HOUR_SPEED:
-            raise CampaignError("invalid_speed", f"hour_speed must be {MIN_HOUR_SPEED}..{MAX_HOUR_SPEED}")
+            raise CampaignError("invalid_speed", _("hour_speed must be %(min)s..%(max)s (or 0: no limit)") % {"min": MIN_HOUR_SPEED, "max": MAX_HOUR_SPEED})
         changes["hour_speed"] = f.hour_speed
     if f.is_need_receipt is not None:
         if f.is_need_receipt and not settings_of(account).read_receipts:
-            raise CampaignError("receipt_unavailable", "this account has no read-receipt service")
+            raise CampaignError("receipt_unavailable", _("this account has no read-receipt service"))
         changes["is_need_receipt"] = f.is_need_receipt
     if f.is_delay is not None:
         changes["is_delay"] = f.is_delay
@@ -241,7 +242,7 @@ def _count_add_task(account: Account) -> None:
     hour = timezone.now().replace(minute=0, second=0, microsecond=0)
     counter, _created = AddTaskCounter.objects.select_for_update().get_or_create(account=account, hour=hour)
     if counter.count >= ADD_TASK_PER_HOUR:
-        raise CampaignError("too_many_requests", f"at most {ADD_TASK_PER_HOUR} tasks may be added per hour", 429)
+        raise CampaignError("too_many_requests", _("at most %(n)s tasks may be added per hour") % {"n": ADD_TASK_PER_HOUR}, 429)
     AddTaskCounter.objects.filter(pk=counter.pk).update(count=F("count") + 1)
 
 
@@ -249,11 +250,11 @@ def create_campaign(account: Account, f: Fields, state: int = State.SCHEDULED, *
     """A new campaign (V28 6.2). `count`: an API call, limited to ADD_TASK_PER_HOUR an hour
     (an operator's creation in the admin is not)."""
     if state not in states.CREATE_STATES:
-        raise CampaignError("invalid_status", "status must be one of 0, 1, 2, -1, -2, -3")
+        raise CampaignError("invalid_status", _("status must be one of 0, 1, 2, -1, -2, -3"))
     if f.template_ids is None:
-        raise CampaignError("invalid_template", "tpl_id is required")
+        raise CampaignError("invalid_template", _("tpl_id is required"))
     if f.list_ids is None:
-        raise CampaignError("invalid_list", "maillist_id is required")
+        raise CampaignError("invalid_list", _("maillist_id is required"))
     changes = _check(account, f, None)
     needs_review = settings_of(account).needs_review
     with transaction.atomic():
@@ -277,17 +278,17 @@ def create_campaign(account: Account, f: Fields, state: int = State.SCHEDULED, *
 def edit_campaign(account: Account, campaign_id, f: Fields, state: int | None = None) -> Campaign:
     campaign = get_campaign(account, campaign_id)
     if state is not None and not states.allowed(campaign.state, state):
-        raise CampaignError("illegal_state", f"a task in state {campaign.state} cannot go to {state}")
+        raise CampaignError("illegal_state", _("a task in state %(from)s cannot go to %(to)s") % {"from": campaign.state, "to": state})
     given = {name for name in CONTENT if getattr(f, name) is not None}
     if given and (campaign.time_start is not None or campaign.state in states.FINAL):
-        raise CampaignError("task_started", f"{', '.join(sorted(given))} cannot change once the task has started")
+        raise CampaignError("task_started", _("%(fields)s cannot change once the task has started") % {"fields": ", ".join(sorted(given))})
     changes = _check(account, f, campaign)
     if not changes and state is None:
-        raise CampaignError("param_error", "nothing to change")
+        raise CampaignError("param_error", _("nothing to change"))
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
         if state is not None and not states.allowed(campaign.state, state):  # changed meanwhile
-            raise CampaignError("illegal_state", f"a task in state {campaign.state} cannot go to {state}")
+            raise CampaignError("illegal_state", _("a task in state %(from)s cannot go to %(to)s") % {"from": campaign.state, "to": state})
         if "list_ids" in changes:
             changes["send_qty_remark"] = _list_total(changes["list_ids"])
         if given and campaign.verify_status == Verify.REJECTED:
@@ -308,11 +309,11 @@ def delete_campaign(account: Account, campaign_id) -> None:
     (the send log is the audit record; their campaign_id then names no campaign)."""
     campaign = get_campaign(account, campaign_id)
     if campaign.state == State.SENDING:
-        raise CampaignError("task_running", "pause or cancel the task before deleting it")
+        raise CampaignError("task_running", _("pause or cancel the task before deleting it"))
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
         if campaign.state == State.SENDING:
-            raise CampaignError("task_running", "pause or cancel the task before deleting it")
+            raise CampaignError("task_running", _("pause or cancel the task before deleting it"))
         _remove_unsent(campaign)
         campaign.delete()
 
@@ -325,7 +326,7 @@ def set_state(account: Account, campaign_id, wanted: int) -> Campaign:
         campaign = get_campaign(account, campaign_id)
         campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
         if not states.allowed(campaign.state, wanted):
-            raise CampaignError("illegal_state", f"a task in state {campaign.state} cannot go to {wanted}")
+            raise CampaignError("illegal_state", _("a task in state %(from)s cannot go to %(to)s") % {"from": campaign.state, "to": wanted})
         if wanted != campaign.state:
             _change_state(campaign, wanted)
     return campaign
