@@ -325,8 +325,14 @@ def run(campaign_id: int, token: str, budget: float | None = None) -> str:
             # A row for a contact already queued: another dispatcher got there first.
             log.exception("campaign %s: duplicate recipient refused by the outbox; stopping", campaign_id)
             return "stopped"
-        if campaign.dispatched and finish_if_done(campaign, token):
-            return "done"
+        if campaign.dispatched:
+            if finish_if_done(campaign, token):
+                return "done"
+            if not SendLog.objects.filter(campaign_id=campaign_id, status__in=(
+                    SendLog.Status.QUEUED, SendLog.Status.SENDING)).exists():
+                # Only retries are left (maybe spread over a day by is_delay): no worker is
+                # kept for them; the sweeper's look every HUB_CAMPAIGN_STALE_SECONDS finishes it.
+                return "idle"
         if time.monotonic() - last_beat > 5:
             Campaign.objects.filter(pk=campaign_id, run_token=token).update(beat_at=now())
             last_beat = time.monotonic()
@@ -352,6 +358,10 @@ def sweep() -> dict[str, int]:
         with transaction.atomic():
             campaign = Campaign.objects.select_for_update().get(pk=pk)
             started += start_if_due(campaign)
+    # A row of a paused campaign that was on its way at the pause and came back as a retry:
+    # held too (pausing held only the rows waiting at that moment).
+    for pk in Campaign.objects.filter(state=State.PAUSED, time_start__isnull=False).values_list("pk", flat=True)[:100]:
+        hold_rows(pk)
     stale = now() - timedelta(seconds=settings.HUB_CAMPAIGN_STALE_SECONDS)
     for pk in Campaign.objects.filter(state=State.SENDING, beat_at__lt=stale).values_list("pk", flat=True)[:100]:
         with transaction.atomic():

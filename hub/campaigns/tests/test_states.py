@@ -76,3 +76,42 @@ def test_a_lost_dispatcher_is_replaced_with_a_new_token(world):
     campaign.refresh_from_db()
     assert campaign.run_token != old
     assert dispatch.run(campaign.pk, old, budget=0.1) == "stopped"  # the lost one cannot write
+
+
+def test_only_retries_left_frees_the_worker_and_the_sweep_finishes_the_campaign(world, run_queue):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from hub.campaigns import dispatch
+    from hub.models import SendLog
+
+    campaign = services.create_campaign(world.account, world.fields(), State.SENDING)
+    dispatch.run(campaign.pk, campaign.run_token, budget=0.2)
+    rows = SendLog.objects.filter(campaign_id=campaign.pk)
+    rows.update(status=SendLog.Status.SENT)
+    rows.filter(pk=rows.order_by("id")[0].pk).update(status=SendLog.Status.RETRYING,
+                                                     next_attempt_at=timezone.now() + timedelta(hours=5))
+    campaign.refresh_from_db()
+    assert dispatch.run(campaign.pk, campaign.run_token, budget=5) == "idle"
+    rows.update(status=SendLog.Status.SENT, next_attempt_at=None)
+    Campaign.objects.filter(pk=campaign.pk).update(beat_at=timezone.now() - timedelta(minutes=5))
+    assert dispatch.sweep()["rescued"] == 1
+    run_queue()
+    campaign.refresh_from_db()
+    assert (campaign.state, campaign.sent_count) == (State.DONE, 8)
+
+
+def test_a_retry_of_a_paused_campaign_is_held_by_the_sweep(world):
+    from hub.campaigns import dispatch
+    from hub.models import SendLog
+
+    campaign = services.create_campaign(world.account, world.fields(), State.SENDING)
+    dispatch.run(campaign.pk, campaign.run_token, budget=0.2)
+    services.pause(world.account, campaign.pk)
+    row = SendLog.objects.filter(campaign_id=campaign.pk).first()
+    SendLog.objects.filter(pk=row.pk).update(status=SendLog.Status.RETRYING)  # was on its way, came back
+    dispatch.sweep()
+    assert SendLog.objects.get(pk=row.pk).status == SendLog.Status.HELD
+    services.resume(world.account, campaign.pk)
+    assert SendLog.objects.get(pk=row.pk).status == SendLog.Status.QUEUED
