@@ -48,6 +48,7 @@ def test_add_task_as_the_62_sample(client, setup):
     root = parse(response)
     assert [c.tag for c in root] == ["status", "id", "data"]
     assert root.findtext("status") == "success" and b"<![CDATA[" in response.content
+    assert root.findtext("data") == "添加群发任务成功! "  # the sample's message (Chinese by default)
     c = Campaign.objects.get(pk=int(root.findtext("id")))
     assert c.account == tenant.account and c.template_ids == [tpls[0].pk] and c.list_ids == [lists[0].pk]
     assert timezone.localtime(c.send_time).replace(tzinfo=None) == datetime(2012, 7, 31, 12, 0)

@@ -76,3 +76,16 @@ def test_new_contacts_append_to_the_range_order(world, run_queue):
     campaign = services.create_campaign(world.account, world.fields(send_qty=1), State.SENDING)
     run_until(run_queue, campaign, (State.DONE,))
     assert [m.rcpt_tos[0] for m in world.sink.messages] == ["a1@x.example"]
+
+
+def test_read_receipt_and_no_unsubscribe_headers(world, run_queue):
+    from hub.campaigns.models import CampaignSettings
+
+    CampaignSettings.objects.create(account=world.account, read_receipts=True)
+    campaign = services.create_campaign(world.account, world.fields(
+        send_qty=1, is_need_receipt=True, subs_link=False, send_replyto="reply@example.com"), State.SENDING)
+    run_until(run_queue, campaign, (State.DONE,))
+    (msg,) = [m.message for m in world.sink.messages]
+    assert str(msg["Disposition-Notification-To"]) == "<reply@example.com>"
+    assert "List-Unsubscribe" not in msg and "List-Unsubscribe-Post" not in msg
+    assert msg["X-SMTPHub-Campaign"] == campaign.sn
