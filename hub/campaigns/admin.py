@@ -88,7 +88,7 @@ class CampaignForm(forms.ModelForm):
         if account is None or self.errors:
             return data
         try:
-            services._check(account, self.fields_value(), self.instance if self.instance.pk else None)
+            services.check_fields(account, self.fields_value(), self.instance if self.instance.pk else None)
         except services.CampaignError as exc:
             raise forms.ValidationError(exc.message) from exc
         return data
