@@ -166,9 +166,13 @@ def test_another_accounts_task_is_not_exist_everywhere(client, setup, tenant_b):
         assert (response.status_code, envelope(response)[0]) == (404, "not_exist")
     assert len(parse(call(client, tenant_b, f"task-list&id={task_id}"))) == 0
     assert len(parse(call(client, tenant_b, f"list-task&id={task_id}"))) == 0
-    # B cannot use A's template or list either.
-    response = call(client, tenant_b, f"add-task&tpl_id={tpls[0].pk}&maillist_id={lists[0].pk}")
-    assert envelope(response)[0] in ("invalid_template", "invalid_sender")
+    # B cannot use A's template or list either (B's own of each, to isolate the check).
+    their_list = contacts.create_list(tenant_b.account, "B")
+    their_tpl = templates.create_template(tenant_b.account, name="B", subjects="s", html=HTML)
+    response = call(client, tenant_b, f"add-task&tpl_id={tpls[0].pk}&maillist_id={their_list.pk}")
+    assert (response.status_code, envelope(response)[0]) == (400, "invalid_template")
+    response = call(client, tenant_b, f"add-task&tpl_id={their_tpl.pk}&maillist_id={lists[0].pk}")
+    assert (response.status_code, envelope(response)[0]) == (400, "invalid_list")
     c = Campaign.objects.get()
     assert (c.send_fullname, c.state) == ("", State.ON_HOLD)
 
