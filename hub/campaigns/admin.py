@@ -6,6 +6,7 @@ through hub.campaigns.services (the same rules as the APIs)."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 from django import forms
@@ -24,7 +25,7 @@ from hub.admin.common import HubModelAdmin, per_object
 from hub.mailtemplates.models import Template
 from hub.models import FailureType
 
-from . import services, states
+from . import dispatch, services, states
 from .models import Campaign, CampaignSettings, State
 
 STATE_LABELS = {State.SENDING: "info", State.DONE: "success", State.PAUSED: "warning", State.ERROR: "danger",
@@ -138,10 +139,13 @@ class CampaignAdmin(HubModelAdmin):
         rate = eta = "-"
         if obj.time_start and p.sent:
             seconds = max(1.0, ((obj.time_end or timezone.now()) - obj.time_start).total_seconds())
-            per_hour = p.sent / seconds * 3600
-            rate = _("%(n)s per hour (average)") % {"n": f"{per_hour:,.0f}"}
+            average = p.sent / seconds * 3600
+            current = dispatch.current_rate(obj, time.time()) if obj.state == State.SENDING else None
+            rate = _("%(now)s per hour now, %(avg)s on average") % {
+                "now": "-" if current is None else f"{current:,.0f}", "avg": f"{average:,.0f}"}
+            per_hour = current or average
             left = max(0, obj.send_qty_remark - p.total) + p.waiting
-            if obj.state == State.SENDING and left:
+            if obj.state == State.SENDING and left and per_hour:
                 eta = str(timezone.localtime(timezone.now() + timedelta(hours=left / per_hour)))[:16]
         rows = [(_("sent / contacts"), f"{p.sent:,} / {max(obj.send_qty_remark, p.total):,}"),
                 (_("contacts read"), f"{p.total:,}"), (_("failed"), f"{p.failed:,}"),

@@ -334,12 +334,29 @@ def run(campaign_id: int, token: str, budget: float | None = None) -> str:
                 # kept for them; the sweeper's look every HUB_CAMPAIGN_STALE_SECONDS finishes it.
                 return "idle"
         if time.monotonic() - last_beat > 5:
-            Campaign.objects.filter(pk=campaign_id, run_token=token).update(beat_at=now())
+            Campaign.objects.filter(pk=campaign_id, run_token=token).update(
+                beat_at=now(), rate_marks=rate_marks(campaign.rate_marks, time.time(), campaign.queued))
             last_beat = time.monotonic()
         if not made:
             time.sleep(settings.HUB_CAMPAIGN_POLL_SECONDS)
     continue_later(campaign_id, token)
     return "continued"
+
+
+def rate_marks(marks: list, at: float, queued: int) -> list:
+    """Note (time, rows made) once a minute; the last three notes are kept."""
+    if marks and at - marks[-1][0] < 60:
+        return marks
+    return [*marks, [round(at, 1), queued]][-3:]
+
+
+def current_rate(campaign: Campaign, at: float) -> float | None:
+    """Rows made per hour since the oldest note (one to three minutes ago), or None."""
+    marks = [m for m in campaign.rate_marks or [] if at - m[0] >= 30]
+    if not marks:
+        return None
+    t, queued = marks[0]
+    return (campaign.queued - queued) / max(1.0, at - t) * 3600
 
 
 def continue_later(campaign_id: int, token: str) -> None:

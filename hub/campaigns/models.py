@@ -114,6 +114,10 @@ class Campaign(models.Model):
     # Token bucket: the time the next row may be due (never earlier than now - 1 s of tokens).
     bucket_at = models.DateTimeField(null=True, blank=True, editable=False)
     delayed_domains = models.JSONField(default=dict, editable=False)  # is_delay: domain -> state
+    # [[unix time, queued], ...]: the dispatcher notes its progress about once a minute (the
+    # last three notes), for the current rate: with the backlog bounded, rows are made as
+    # fast as they are sent.
+    rate_marks = models.JSONField(default=list, editable=False)
 
     # --- counters ---
     total = models.PositiveBigIntegerField(_("contacts read"), default=0, editable=False)

@@ -69,3 +69,14 @@ def test_simulated_half_hour_holds_the_hourly_limit(world, monkeypatch):
     assert len(during) <= 5
     after = [t for t in times if T0 + timedelta(seconds=600) <= t < T0 + timedelta(seconds=660)]
     assert len(after) <= 100 + 2
+
+
+def test_current_rate_from_the_dispatchers_notes():
+    marks = dispatch.rate_marks([], 1000.0, 0)
+    assert dispatch.rate_marks(marks, 1030.0, 50) == marks  # once a minute
+    marks = dispatch.rate_marks(marks, 1060.0, 100)
+    marks = dispatch.rate_marks(dispatch.rate_marks(marks, 1120.0, 200), 1180.0, 300)
+    assert [m[0] for m in marks] == [1060.0, 1120.0, 1180.0]  # the last three
+    campaign = type("C", (), {"rate_marks": marks, "queued": 360})()
+    assert dispatch.current_rate(campaign, 1240.0) == (360 - 100) / 180 * 3600
+    assert dispatch.current_rate(type("C", (), {"rate_marks": [], "queued": 5})(), 1240.0) is None
