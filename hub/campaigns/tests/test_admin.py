@@ -64,3 +64,19 @@ def test_operator_review(su, world):
     campaign.refresh_from_db()
     assert (campaign.verify_status, campaign.state) == (1, State.SENDING)
     assert su.get("/admin/campaigns/campaignsettings/").status_code == 200
+
+
+def test_a_campaign_row_is_not_resent_from_the_send_log(world):
+    import pytest
+
+    from hub.admin.logs import resend
+    from hub.campaigns import dispatch
+    from hub.models import SendLog
+    from hub.refusals import Refusal
+
+    campaign = services.create_campaign(world.account, world.fields(send_qty=1), State.SENDING)
+    dispatch.run(campaign.pk, campaign.run_token, budget=0.1)
+    row = SendLog.objects.get(campaign_id=campaign.pk)
+    with pytest.raises(Refusal):
+        resend(row)
+    assert SendLog.objects.count() == 1
