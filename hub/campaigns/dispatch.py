@@ -270,28 +270,38 @@ def finish_if_done(campaign: Campaign, token: str) -> bool:
         failed_count=counts.get(SendLog.Status.FAILED, 0)))
 
 
+def _bucket_after(campaign: Campaign, rows: int, at: datetime) -> datetime | None:
+    """The bucket's next due time once `rows` rows are made now (None: no speed, or none)."""
+    if not campaign.hour_speed or not rows:
+        return None
+    return bucket_take(campaign.bucket_at, at, per_second(campaign.hour_speed), rows)[1]
+
+
 def step(campaign: Campaign, token: str, ctx: Context) -> int:
     """One slice if there is room; returns the rows made (0: nothing to do now)."""
     at = now()
     waiting = SendLog.objects.filter(campaign_id=campaign.pk, status__in=(
         SendLog.Status.QUEUED, SendLog.Status.SENDING)).count()
-    want, bucket_at = room(campaign, waiting, at)
+    want, _bucket = room(campaign, waiting, at)
     if want <= 0:
         return 0
     s = read_slice(campaign, want, ctx, at)
     if not s.rows and not s.total and not s.done:
         return 0
     try:
-        n = commit_slice(campaign, token, s, bucket_at if s.rows else None, at)
+        # The tokens of the rows actually made (fewer than `want` at a list's end).
+        n = commit_slice(campaign, token, s, _bucket_after(campaign, len(s.rows), at), at)
     except Refusal as refusal:
         left = 0
         if refusal.error == "quota_exhausted":
             account = Account.objects.get(pk=campaign.account_id)
             left = quota.available_on(account, quota.today())
         if 0 < left < len(s.rows):
-            return commit_slice(campaign, token, read_slice(campaign, left, ctx, at), bucket_at, at)
-        _stop(campaign, token, State.PAUSED, str(refusal))
-        raise Fenced() from refusal
+            smaller = read_slice(campaign, left, ctx, at)
+            n = commit_slice(campaign, token, smaller, _bucket_after(campaign, len(smaller.rows), at), at)
+        else:
+            _stop(campaign, token, State.PAUSED, str(refusal))
+            raise Fenced() from refusal
     if n:
         wake_workers()
     return n
