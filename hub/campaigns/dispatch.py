@@ -80,10 +80,11 @@ def per_second(hour_speed: int) -> float:
 
 def bucket_take(bucket_at: datetime | None, at: datetime, rate: float, limit: int) -> tuple[int, datetime]:
     """How many rows may be due by `at` (at most `limit`), and the bucket's next due time.
-    Row i of a slice is due at bucket_at + i/rate; the bucket never holds more than one
-    second of unused tokens (an idle or paused campaign does not save up a burst)."""
+    Row i of a slice is due at bucket_at + i/rate. A new bucket (start, resume) starts empty;
+    it never holds more than one second of unused tokens (so a dispatcher that looked a bit
+    late catches up, but an idle or stalled campaign does not save up a burst)."""
     burst = timedelta(seconds=1)
-    start = at - burst if bucket_at is None or bucket_at < at - burst else bucket_at
+    start = at if bucket_at is None else max(bucket_at, at - burst)
     if start > at or limit <= 0:
         return 0, start
     n = min(limit, int((at - start).total_seconds() * rate) + 1)

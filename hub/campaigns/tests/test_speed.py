@@ -20,7 +20,7 @@ T0 = timezone.now().replace(microsecond=0)
 def test_bucket_take():
     rate = 2.0  # rows per second
     n, nxt = dispatch.bucket_take(None, T0, rate, 100)
-    assert n == 3 and nxt == T0 + timedelta(seconds=0.5)  # one second of tokens + the current one
+    assert n == 1 and nxt == T0 + timedelta(seconds=0.5)  # a new bucket starts empty: the current token
     assert dispatch.bucket_take(nxt, T0, rate, 100) == (0, nxt)  # nothing until the next is due
     n, nxt2 = dispatch.bucket_take(nxt, T0 + timedelta(seconds=1.5), rate, 100)
     assert n == 3 and nxt2 == nxt + timedelta(seconds=1.5)
@@ -32,8 +32,11 @@ def test_bucket_take():
 
 def test_room_caps_the_backlog():
     campaign = type("C", (), {"hour_speed": 7200, "bucket_at": None})()
-    assert dispatch.room(campaign, waiting=0, at=T0)[0] == 3
-    assert dispatch.room(campaign, waiting=4, at=T0)[0] == 1
+    late = T0 + timedelta(seconds=5)
+    bucket = {"hour_speed": 7200, "bucket_at": T0}
+    assert dispatch.room(type("C", (), bucket)(), waiting=0, at=late)[0] == 3  # one second of catch-up
+    assert dispatch.room(campaign, waiting=0, at=T0)[0] == 1
+    assert dispatch.room(type("C", (), bucket)(), waiting=4, at=late)[0] == 1
     assert dispatch.room(campaign, waiting=5, at=T0)[0] == 0  # the backlog: two seconds, at least 5 rows
 
 
