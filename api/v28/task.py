@@ -6,7 +6,7 @@ lists, lenient times); the rules live in the service."""
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from django.db.models import QuerySet
 from django.http import HttpResponse
@@ -161,6 +161,19 @@ def _date(value: str, name: str) -> date:
         raise param_error(_("%(name)s must be a date like 2012-03-02") % {"name": name}) from None
 
 
+def _day_start(day: date) -> datetime:
+    return timezone.make_aware(datetime.combine(day, datetime.min.time()))
+
+
+def _on_days(rows: QuerySet, first: date | None, last: date | None, *, open_start: bool = False) -> QuerySet:
+    """Tasks whose send time falls on `first`..`last` (whole days in the hub's time zone, both
+    included; `last` None = `first` only; `open_start` = everything up to `last`). A range of
+    instants rather than `__date`: MariaDB's CONVERT_TZ needs time-zone tables."""
+    last = last or first
+    rows = rows.filter(send_time__lt=_day_start(last) + timedelta(days=1))
+    return rows if open_start else rows.filter(send_time__gte=_day_start(first))
+
+
 def _page(call: Call, rows: QuerySet) -> list[Campaign]:
     page = call.params.number("page", required=False)
     if page is None:
@@ -208,7 +221,7 @@ def task_list(call: Call) -> HttpResponse:
     if call.params.get("id"):
         rows = rows.filter(pk=call.params.number("id"))
     if call.params.get("date"):
-        rows = rows.filter(send_time__date=_date(call.params.get("date"), "date"))
+        rows = _on_days(rows, _date(call.params.get("date"), "date"), None)
     state = _state_filter(call, "send_status")
     if state is not None:
         rows = rows.filter(state=state)
@@ -250,12 +263,8 @@ def list_task(call: Call) -> HttpResponse:
         rows = rows.filter(sn=p.get("ident"))
     start = _date(p.get("date"), "date") if p.get("date") else None
     end = _date(p.get("date_end"), "date_end") if p.get("date_end") else None
-    if start and end:
-        rows = rows.filter(send_time__date__gte=start, send_time__date__lte=end)
-    elif start:
-        rows = rows.filter(send_time__date=start)
-    elif end:
-        rows = rows.filter(send_time__date__lte=end)
+    if start or end:
+        rows = _on_days(rows, start, end, open_start=not start)
     state = _state_filter(call, "state", "send_status")
     if state is not None:
         rows = rows.filter(state=state)
