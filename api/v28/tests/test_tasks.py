@@ -97,6 +97,8 @@ def test_post_form_with_every_parameter_then_list_edit_delete(client, setup):
         (str(lists[0].pk), "客户"), (str(lists[1].pk), "会员")]
     assert task.find("templates")[0].findtext("tpl_name") == "T1"
     assert task.findtext("send_time") == "2030-01-02 03:04:00"
+    assert len(parse(call(client, tenant, "task-list&date=2030-01-02"))) == 1  # the hub's zone's day
+    assert len(parse(call(client, tenant, "task-list&date=2030-01-01"))) == 0
 
     # 6.3's sample, with `time` (its own example) and then `send_time` in the lenient form.
     response = call(client, tenant, f"edit-task&id={c.pk}&send_domain=comingchina.com&send_account=all"
