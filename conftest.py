@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import email
 import os
+import random
 import socket
 import ssl
 import threading
@@ -92,10 +93,41 @@ def stop_process(proc, deadline: float = 15.0) -> None:
     killpg()
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+_EPHEMERAL = _ephemeral_range()
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port for a test server to listen on. Chosen below the kernel's ephemeral
+    range: a port the kernel picked with bind(0) and that was then closed can be taken by
+    any outgoing connection (a client, the database) before the server binds it, which made
+    "Address already in use" flakes under parallel tests. Random, so parallel test processes
+    rarely meet, checked bindable, and never handed out twice by one process."""
+    low, high = 20000, min(_EPHEMERAL[0], 65536) - 1
+    if high - low < 1000:  # an unusual ephemeral range: fall back to the kernel's choice
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+    for _ in range(200):
+        port = random.randint(low, high)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free loopback port found")
 
 
 @pytest.fixture(scope="session")
@@ -282,3 +314,152 @@ def run_queue(db):
                 count += 1
 
     return run
+
+
+# --- a test DNS server ---------------------------------------------------------------------
+
+class TestDns:
+    """A small authoritative DNS server (dnslib) on 127.0.0.1, UDP and TCP on one random
+    port, answering from records a test sets at runtime; NXDOMAIN for a name without any
+    record, an empty answer (NODATA) for a name that has records of other types. Used by the
+    sending-domain checks (SPF/MX/DKIM) and the tracking domains' CNAME checks.
+
+        dns_server.add("example.org", "TXT", "v=spf1 include:spf.hub.test -all")
+        dns_server.add("example.org", "MX", "10 mx.hub.test")
+        dns_server.add("track.example.org", "CNAME", "count.hub.test")
+    """
+
+    TYPES = ("A", "AAAA", "TXT", "MX", "CNAME")
+
+    def __init__(self) -> None:
+        self.records: dict[tuple[str, str], list[str]] = {}
+        self.lock = threading.Lock()
+        self.queries: list[tuple[str, str]] = []
+        self.port = 0
+        self._servers: list = []
+
+    @staticmethod
+    def _name(name: str) -> str:
+        return name.strip().rstrip(".").lower()
+
+    def add(self, name: str, rtype: str, value: str) -> None:
+        rtype = rtype.upper()
+        if rtype not in self.TYPES:
+            raise ValueError(f"unsupported record type {rtype}")
+        with self.lock:
+            self.records.setdefault((self._name(name), rtype), []).append(value)
+
+    def set(self, name: str, rtype: str, *values: str) -> None:
+        """Replace the `rtype` records of `name` (no values: remove them)."""
+        with self.lock:
+            self.records.pop((self._name(name), rtype.upper()), None)
+        for value in values:
+            self.add(name, rtype, value)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.records.clear()
+            self.queries.clear()
+
+    def _rdata(self, rtype: str, value: str):
+        from dnslib import AAAA, CNAME, MX, TXT, A
+
+        if rtype == "A":
+            return A(value)
+        if rtype == "AAAA":
+            return AAAA(value)
+        if rtype == "CNAME":
+            return CNAME(value)
+        if rtype == "MX":
+            preference, _sep, host = value.strip().partition(" ")
+            return MX(host.strip(), int(preference))
+        raw = value.encode("utf-8")  # TXT: strings of at most 255 bytes (RFC 1035 3.3.14)
+        return TXT([raw[i:i + 255] for i in range(0, len(raw), 255)] or [b""])
+
+    def resolve(self, request, handler):
+        from dnslib import QTYPE, RCODE, RR
+
+        reply = request.reply()  # authoritative answer (aa=1, ra=1)
+        qname = str(request.q.qname)
+        name, qtype = self._name(qname), QTYPE.get(request.q.qtype)
+        with self.lock:
+            self.queries.append((name, qtype))
+            records = dict(self.records)
+        if not any(key[0] == name for key in records):
+            reply.header.rcode = RCODE.NXDOMAIN
+            return reply
+        target, types = name, [qtype]
+        cname = records.get((name, "CNAME"))
+        if cname and qtype != "CNAME":
+            reply.add_answer(RR(qname, QTYPE.CNAME, rdata=self._rdata("CNAME", cname[0]), ttl=60))
+            target = self._name(cname[0])  # followed when it is ours
+        for rtype in types:
+            for value in records.get((target, rtype), []):
+                reply.add_answer(RR(target + ".", getattr(QTYPE, rtype), rdata=self._rdata(rtype, value), ttl=60))
+        return reply
+
+    def start(self) -> None:
+        from dnslib.server import DNSLogger, DNSServer
+
+        quiet = DNSLogger(log="-request,-reply,-truncated,-error,-recv,-send,-data", prefix=False)
+        for _attempt in range(20):
+            port = free_port()
+            try:
+                udp = DNSServer(self, port=port, address="127.0.0.1", logger=quiet)
+                tcp = DNSServer(self, port=port, address="127.0.0.1", tcp=True, logger=quiet)
+            except OSError:  # the port was taken for UDP or TCP meanwhile: another one
+                continue
+            udp.start_thread()
+            tcp.start_thread()
+            self._servers, self.port = [udp, tcp], port
+            return
+        raise RuntimeError("no free port for the test DNS server")
+
+    def stop(self) -> None:
+        for server in self._servers:
+            server.stop()
+            server.server.server_close()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def resolver(self, tcp: bool = False):
+        """A dnspython resolver asking only this server."""
+        import dns.nameserver
+        import dns.resolver
+
+        res = dns.resolver.Resolver(configure=False)
+        res.nameservers = [dns.nameserver.Do53Nameserver("127.0.0.1", self.port)]
+        res.lifetime = res.timeout = 5
+        return res
+
+    def dkim_dnsfunc(self, name, timeout: float = 5):
+        """For dkim.verify(..., dnsfunc=): the TXT record at `name`, asked of this server
+        over the network (dnspython), as a receiving MTA would."""
+        import dns.resolver
+
+        qname = name.decode() if isinstance(name, bytes) else name
+        try:
+            answer = self.resolver().resolve(qname, "TXT")
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            return None
+        return b"".join(answer[0].strings)
+
+
+@pytest.fixture(scope="session")
+def _dns_server_session():
+    server = TestDns()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def dns_server(_dns_server_session, settings) -> TestDns:
+    """The test DNS server, empty, with HUB_DNS_RESOLVER pointing at it for this test."""
+    _dns_server_session.clear()
+    settings.HUB_DNS_RESOLVER = _dns_server_session.address
+    settings.HUB_DNS_TIMEOUT = 5.0
+    yield _dns_server_session
+    _dns_server_session.clear()

@@ -134,13 +134,17 @@ class Hub:
             raise RuntimeError(f"manage.py {' '.join(args[:2])} failed:\n{out.stdout}\n{out.stderr}")
         return out.stdout
 
-    def prepare(self, sink_port: int) -> None:
-        """Fresh database, migrated, one SMTP server (the sink) and one app."""
+    def prepare(self, sink_port: int, max_connections: int | None = None) -> None:
+        """Fresh database, migrated, one SMTP server (the sink) and one app. `max_connections`
+        is the server's connection limit, set only when this hub has the field (issue 16)."""
         self.reset()
         self.manage("migrate", "--noinput", "-v", "0")
+        extra = []
+        if max_connections and "--max-connections" in self.manage("hub_smtp", "add", "--help"):
+            extra = ["--max-connections", str(max_connections)]
         server = json.loads(self.manage("hub_smtp", "add", "--name", "bench-sink", "--host", "127.0.0.1",
                                         "--port", str(sink_port), "--security", "none",
-                                        "--from-email", "bench@example.com", "--timeout", "30"))
+                                        "--from-email", "bench@example.com", "--timeout", "30", *extra))
         app = json.loads(self.manage("hub_app", "add", "--name", "bench", "--smtp", str(server["id"]),
                                      "--from-name", "性能测试 Sender", "--type", "server"))
         self.appid, self.appsecret = str(app["appid"]), app["appsecret"]

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import message as M
 import profiles
 from procstat import Sampler, snapshot
-from sink import Sink
+from sink import Sink, free_port, wait_port
 
 from hub import REPO, Hub, mariadb_cli, stop_process
 
@@ -42,10 +42,15 @@ WORK = BENCH / ".work"
 PO_PYTHON = WORK / "po-venv" / "bin" / "python"
 PY_SPY = WORK / "tools" / "bin" / "py-spy"
 
-ALL_PARTS = ["baseline", "hub-sqlite", "hub-sqlite-drain", "hub-sqlite-2q", "hub-mariadb",
-             "po-default", "po-batch1000", "po-dual"]
+ALL_PARTS = ["baseline", "baseline-30ms", "hub-sqlite", "hub-sqlite-30ms", "hub-sqlite-drain",
+             "hub-sqlite-drain-30ms", "hub-sqlite-2q", "hub-mariadb", "hub-batch", "hub-batch-30ms",
+             "hub-batch-drain", "po-default", "po-default-30ms", "po-batch1000", "po-dual"]
 FULL_PARTS = list(ALL_PARTS)
-QUICK_PARTS = ["baseline", "hub-sqlite", "hub-sqlite-drain", "po-default", "po-batch1000"]
+QUICK_PARTS = ["baseline", "baseline-30ms", "hub-sqlite", "hub-sqlite-30ms", "hub-sqlite-drain",
+               "hub-sqlite-drain-30ms", "hub-batch", "hub-batch-30ms", "po-default", "po-default-30ms",
+               "po-batch1000"]
+# Parts named *-30ms deliver through bench/delayproxy.py (--rtt-ms, default 30, ± --jitter-ms 5)
+# in front of the sink, as if the SMTP server were a real provider across the internet.
 
 
 def log(msg: str) -> None:
@@ -96,6 +101,26 @@ def machine_facts() -> dict:
     }
 
 
+# --- the delay proxy ---------------------------------------------------------------------
+
+class DelayProxy:
+    """bench/delayproxy.py in front of a sink: every exchange costs --rtt-ms (± jitter)."""
+
+    def __init__(self, target_port: int, rtt_ms: float, jitter_ms: float, log_dir: Path) -> None:
+        self.port = free_port()
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.log = open(log_dir / "delayproxy.log", "wb")  # noqa: SIM115 - the child process writes to it
+        self.proc = subprocess.Popen(
+            [sys.executable, str(BENCH / "delayproxy.py"), "--listen", f"127.0.0.1:{self.port}",
+             "--target", f"127.0.0.1:{target_port}", "--rtt-ms", str(rtt_ms), "--jitter-ms", str(jitter_ms)],
+            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_port(self.port)
+
+    def stop(self) -> None:
+        stop_process(self.proc, timeout=10)
+        self.log.close()
+
+
 # --- waiting for delivery ------------------------------------------------------------------
 
 def wait_delivered(sink: Sink, expected: int, stall: float, deadline: float,
@@ -143,15 +168,17 @@ class Bench:
         return max(1.0, min(self.args.phase_timeout, self.remaining()))
 
     # -- baseline -------------------------------------------------------------------------
-    def baseline(self) -> None:
+    def baseline(self, rtt: bool = False) -> None:
         n = self.args.messages
-        for build in ("compat32", "emailmessage"):
-            name = f"baseline_{build}"
+        for build in ("compat32",) if rtt else ("compat32", "emailmessage"):
+            name = f"baseline_{build}" + ("_30ms" if rtt else "")
             log(f"{name}: {n} messages, smtplib, {self.args.baseline_processes} processes, one connection each")
             sink = Sink(self.run_dir / name).start()
+            proxy = DelayProxy(sink.port, self.args.rtt_ms, self.args.jitter_ms, self.run_dir / name) if rtt else None
             try:
                 out = subprocess.run(
-                    [sys.executable, str(BENCH / "baseline.py"), "--port", str(sink.port), "--count", str(n),
+                    [sys.executable, str(BENCH / "baseline.py"), "--port", str(proxy.port if proxy else sink.port),
+                     "--count", str(n),
                      "--build", build, "--processes", str(self.args.baseline_processes)], check=False,
                     capture_output=True, text=True, timeout=self.bound())
                 if out.returncode != 0:
@@ -160,6 +187,8 @@ class Bench:
                 time.sleep(0.3)
                 rep = sink.report("X-Bench-Seq")
             finally:
+                if proxy:
+                    proxy.stop()
                 sink.stop()
             self.results[name] = {
                 "messages": n, "processes": res["processes"], "seconds": res["seconds"],
@@ -170,19 +199,20 @@ class Bench:
 
     # -- the hub ----------------------------------------------------------------------------
     def hub(self, name: str, db: str, clusters: int = 1, drain: bool = False, profile: bool = False,
-            secondary: bool = False) -> None:
+            secondary: bool = False, rtt: bool = False, batch: bool = False) -> None:
         a = self.args
-        n = a.secondary_messages if secondary else a.messages
+        n = a.batch_messages if batch else (a.secondary_messages if secondary else a.messages)
         workdir = self.run_dir / name
         threads = a.web_threads or "per gunicorn.conf.py"
         log(f"{name}: {n} sends through wrk (-t{a.wrk_threads} -c{a.wrk_connections}) -> gunicorn -w{a.web_workers}"
             f" --threads {threads} -> {clusters} qcluster x {a.q_workers} workers on {db}" + (" (queue first, then drain)" if drain else ""))
         sink = Sink(workdir).start()
+        proxy = DelayProxy(sink.port, a.rtt_ms, a.jitter_ms, workdir) if rtt else None
         hub = Hub(workdir, db=db, web_workers=a.web_workers, web_threads=a.web_threads, q_workers=a.q_workers,
                   extra_env=a.hub_env)
         sampler = spies = wrk = None
         try:
-            hub.prepare(sink.port)
+            hub.prepare(proxy.port if proxy else sink.port, max_connections=a.max_connections)
             hub.start_web()
             if not drain:
                 hub.start_clusters(clusters)
@@ -194,6 +224,8 @@ class Bench:
             body_file = workdir / "body.txt"
             body_file.write_text(body)
             groups = {"gunicorn": [hub.web.pid], "smtp-sink": [sink.proc.pid]}
+            if proxy:
+                groups["delayproxy"] = [proxy.proc.pid]
             if hub.clusters:
                 groups["qcluster"] = [p.pid for p in hub.clusters]
             if db == "mariadb":
@@ -203,27 +235,12 @@ class Bench:
             if profile:
                 spies += profiles.start(PY_SPY, workdir, {"gunicorn": hub.web.pid,
                                                           **{f"qcluster{i + 1}": p.pid for i, p in enumerate(hub.clusters)}})
-            done_dir = workdir / "wrk-done"
-            done_dir.mkdir()
-            wrk_log = open(workdir / "wrk.out", "wb")  # noqa: SIM115 - the child process writes to it
             t0 = time.time()
-            wrk = subprocess.Popen(
-                ["wrk", "-t", str(a.wrk_threads), "-c", str(a.wrk_connections), "-d", f"{int(self.bound())}s",
-                 "--timeout", "30s", "--latency", "-s", str(BENCH / "send.lua"), f"http://127.0.0.1:{hub.port}",
-                 "--", str(body_file), str(n), str(a.wrk_threads), str(done_dir)],
-                stdout=wrk_log, stderr=subprocess.STDOUT, start_new_session=True)
-            sampler.add("wrk", wrk.pid)
-            deadline = time.monotonic() + self.bound()
-            while len(list(done_dir.iterdir())) < a.wrk_threads and wrk.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.02)
-            t_sent = time.time()
-            stop_process(wrk, sig=signal.SIGINT, timeout=30)  # wrk's main thread sleeps -d otherwise
-            wrk_log.close()
-            wrk_text = (workdir / "wrk.out").read_text(errors="replace")
-            bench_lines = [line for line in wrk_text.splitlines() if line.startswith("BENCH ")]
-            if not bench_lines:
-                raise RuntimeError(f"wrk printed no result:\n{wrk_text[-3000:]}")
-            w = json.loads(bench_lines[-1][6:])
+            if batch:
+                w, t_sent = self._batch_client(hub, n, sampler)
+                wrk = None
+            else:
+                w, t_sent, wrk = self._wrk(hub, n, sampler, workdir, body_file)
             log(f"  API: {w['accepted']} accepted in {t_sent - t0:.1f}s, p50 {w['latency_ms']['p50']} ms,"
                 f" p99 {w['latency_ms']['p99']} ms")
             t_q = None
@@ -253,6 +270,8 @@ class Bench:
                 profiles.stop(spies)
             stop_process(wrk, sig=signal.SIGINT, timeout=10) if wrk else None
             hub.stop()
+            if proxy:
+                proxy.stop()
             sink.stop()
 
         accepted = w["accepted"]
@@ -264,11 +283,15 @@ class Bench:
             "config": {"db": db, "qclusters": clusters,
                        "web": f"gunicorn -w {a.web_workers} --threads {a.web_threads or 'per gunicorn.conf.py'}",
                        "q_workers_each": a.q_workers, "wrk": f"-t{a.wrk_threads} -c{a.wrk_connections}",
-                       "drain": drain, "profiled": profile, "extra_env": a.hub_env},
+                       "drain": drain, "profiled": profile, "extra_env": a.hub_env,
+                       "rtt_ms": a.rtt_ms if rtt else 0, "jitter_ms": a.jitter_ms if rtt else 0,
+                       "client": "bench/batch_client.py (POST /api/v1/send/batch)" if batch else "wrk (POST /api.php)",
+                       "max_connections": a.max_connections},
             "api": {"accepted": accepted, "refused": w["refused"], "issued": w["issued"],
                     "wall_seconds": round(t_sent - t0, 3), "accepted_per_s": rate(accepted, t_sent - t0),
                     "accepted_per_s_server": rate(acc["rows"] - 1, api_span),
-                    "latency_ms": w["latency_ms"], "wrk_errors": w["errors"], "refused_sample": w["refused_sample"]},
+                    "latency_ms": w["latency_ms"], "wrk_errors": w["errors"], "refused_sample": w.get("refused_sample"),
+                    **({"requests": w["requests"], "batch": w["batch"]} if batch else {})},
             "delivery": {"from": "qcluster start" if drain else "first accept",
                          "seconds": round(delivery_s, 3) if delivery_s else None,
                          "rate": rate(rep.unique, delivery_s),
@@ -294,8 +317,51 @@ class Bench:
             f"(accepted {accepted}, rows {acc['rows']}, sent {sent}, at sink {rep.counted}, dup {rep.duplicates})"
             + (f"; {why}" if why else ""))
 
+    def _wrk(self, hub: Hub, n: int, sampler: Sampler, workdir: Path, body_file: Path):
+        """wrk POSTs exactly n form-encoded sends; returns (result, end time, process)."""
+        a = self.args
+        done_dir = workdir / "wrk-done"
+        done_dir.mkdir()
+        wrk_log = open(workdir / "wrk.out", "wb")  # noqa: SIM115 - the child process writes to it
+        wrk = subprocess.Popen(
+            ["wrk", "-t", str(a.wrk_threads), "-c", str(a.wrk_connections), "-d", f"{int(self.bound())}s",
+             "--timeout", "30s", "--latency", "-s", str(BENCH / "send.lua"), f"http://127.0.0.1:{hub.port}",
+             "--", str(body_file), str(n), str(a.wrk_threads), str(done_dir)],
+            stdout=wrk_log, stderr=subprocess.STDOUT, start_new_session=True)
+        sampler.add("wrk", wrk.pid)
+        deadline = time.monotonic() + self.bound()
+        while len(list(done_dir.iterdir())) < a.wrk_threads and wrk.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        t_sent = time.time()
+        stop_process(wrk, sig=signal.SIGINT, timeout=30)  # wrk's main thread sleeps -d otherwise
+        wrk_log.close()
+        wrk_text = (workdir / "wrk.out").read_text(errors="replace")
+        bench_lines = [line for line in wrk_text.splitlines() if line.startswith("BENCH ")]
+        if not bench_lines:
+            raise RuntimeError(f"wrk printed no result:\n{wrk_text[-3000:]}")
+        return json.loads(bench_lines[-1][6:]), t_sent, wrk
+
+    def _batch_client(self, hub: Hub, n: int, sampler: Sampler):
+        """bench/batch_client.py POSTs n messages in batches of --batch-size; returns
+        (result, end time)."""
+        a = self.args
+        proc = subprocess.Popen(
+            [sys.executable, str(BENCH / "batch_client.py"), "--port", str(hub.port), "--appid", hub.appid,
+             "--appsecret", hub.appsecret, "--count", str(n), "--batch", str(a.batch_size),
+             "--threads", str(a.batch_threads)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        sampler.add("batch-client", proc.pid)
+        out, err = proc.communicate(timeout=self.bound())
+        t_sent = time.time()
+        if proc.returncode != 0:
+            raise RuntimeError(f"batch client failed: {err[-2000:]}")
+        res = json.loads(out.strip().splitlines()[-1])
+        res["issued"] = n
+        if res["errors"]:
+            log(f"  batch API errors: {res['errors'][:2]}")
+        return res, t_sent
+
     # -- django-post_office -----------------------------------------------------------------
-    def post_office(self, name: str, batch: int | None, senders: int = 1) -> None:
+    def post_office(self, name: str, batch: int | None, senders: int = 1, rtt: bool = False) -> None:
         a, n = self.args, self.args.messages
         if not PO_PYTHON.exists():
             raise SystemExit(f"{PO_PYTHON} is missing: run `bash bench/setup.sh` first")
@@ -312,9 +378,10 @@ class Bench:
         self._po(["queue_mail.py", str(n)], db)
         queue_s = time.time() - t
         sink = Sink(workdir).start()
+        proxy = DelayProxy(sink.port, a.rtt_ms, a.jitter_ms, workdir) if rtt else None
         procs = []
         try:
-            extra = {"BENCH_SINK_PORT": str(sink.port)}
+            extra = {"BENCH_SINK_PORT": str(proxy.port if proxy else sink.port)}
             if batch:
                 extra["BENCH_PO_BATCH_SIZE"] = str(batch)
             sampler = Sampler({"smtp-sink": [sink.proc.pid]}).start()
@@ -341,6 +408,8 @@ class Bench:
         finally:
             for proc in procs:
                 stop_process(proc, timeout=10)
+            if proxy:
+                proxy.stop()
             sink.stop()
         import sqlite3
         con = sqlite3.connect(db)
@@ -350,7 +419,7 @@ class Bench:
         by_status = {names.get(k, str(k)): v for k, v in by_status.items()}
         res = {
             "config": {"batch_size": batch or 100, "senders": senders, "processes_each": a.po_processes,
-                       "db": "sqlite"},
+                       "db": "sqlite", "rtt_ms": a.rtt_ms if rtt else 0, "jitter_ms": a.jitter_ms if rtt else 0},
             "messages": n, "queue_seconds": round(queue_s, 2), "seconds": round(t1 - t0, 3),
             "rate": rate(rep.unique, t1 - t0),
             "sink_span_rate": rate(rep.files - 1, (rep.last_mtime - rep.first_mtime) if rep.files > 1 else None),
@@ -396,6 +465,16 @@ def derive(results: dict) -> tuple[dict, dict]:
     base = r.get("baseline_compat32", {}).get("rate")
     po_d = r.get("post_office_default", {}).get("rate")
     po_b = r.get("post_office_batch1000", {}).get("rate")
+    hub_30 = r.get("hub_sqlite_30ms", {}).get("delivery", {}).get("rate")
+    drain_30 = r.get("hub_sqlite_drain_30ms", {}).get("delivery", {}).get("rate")
+    base_30 = r.get("baseline_compat32_30ms", {}).get("rate")
+    po_30 = r.get("post_office_default_30ms", {}).get("rate")
+    batch = r.get("hub_batch", {})
+    batch_30 = r.get("hub_batch_30ms", {}).get("delivery", {}).get("rate")
+    batch_alone = r.get("hub_batch_drain", {})
+    # The accept rate of the batch API: the web tier alone when that part ran (no worker
+    # competing for the 2 cores), else with the worker delivering meanwhile.
+    batch_accept = (batch_alone or batch).get("api", {}).get("accepted_per_s")
 
     def ratio(x, y):
         return round(x / y, 3) if x and y else None
@@ -410,6 +489,22 @@ def derive(results: dict) -> tuple[dict, dict]:
         "hub_drain_vs_post_office_default": ratio(drain, po_d),
         "hub_drain_vs_post_office_batch1000": ratio(drain, po_b),
         "baseline_emailmessage_vs_compat32": ratio(r.get("baseline_emailmessage", {}).get("rate"), base),
+        # Issue 16 (latency): hub = end to end (hub_sqlite*), hub_drain = the worker alone.
+        "hub_30ms_vs_hub_0ms": ratio(hub_30, hub),
+        "hub_30ms_vs_baseline_0ms": ratio(hub_30, base),
+        "hub_30ms_vs_post_office_30ms": ratio(hub_30, po_30),
+        "hub_drain_30ms_vs_hub_drain_0ms": ratio(drain_30, drain),
+        "hub_drain_30ms_vs_baseline_0ms": ratio(drain_30, base),
+        "hub_drain_30ms_vs_post_office_30ms": ratio(drain_30, po_30),
+        "baseline_30ms_vs_baseline_0ms": ratio(base_30, base),
+        "post_office_30ms_vs_post_office_0ms": ratio(po_30, po_d),
+        "batch_api_accept_per_s": batch_accept,
+        "batch_api_end_to_end_vs_baseline": ratio(batch.get("delivery", {}).get("rate"), base),
+        # The same through the batch API (POST /api/v1/send/batch), where the web tier is not
+        # the bottleneck: what the delivery engine does at 30 ms when the API keeps up.
+        "hub_batch_30ms_vs_hub_batch_0ms": ratio(batch_30, batch.get("delivery", {}).get("rate")),
+        "hub_batch_30ms_vs_baseline_0ms": ratio(batch_30, base),
+        "hub_batch_30ms_vs_post_office_30ms": ratio(batch_30, po_30),
     }
     api = r.get("hub_sqlite", {}).get("api", {})
     goals = {}
@@ -430,6 +525,19 @@ def derive(results: dict) -> tuple[dict, dict]:
     if alone:
         goals["API alone (no worker running) >= 1000 req/s on SQLite"] = (alone.get("accepted_per_s") or 0) >= 1000
         goals["API alone (no worker running) p99 < 50 ms on SQLite"] = alone["latency_ms"]["p99"] < 50
+    # Issue 16.
+    if ratios["hub_30ms_vs_hub_0ms"] is not None:
+        goals["30 ms: hub >= 0.8x its own 0 ms rate"] = ratios["hub_30ms_vs_hub_0ms"] >= 0.8
+    if ratios["hub_30ms_vs_baseline_0ms"] is not None:
+        goals["30 ms: hub >= 0.8x baseline at 0 ms"] = ratios["hub_30ms_vs_baseline_0ms"] >= 0.8
+    if ratios["hub_30ms_vs_post_office_30ms"] is not None:
+        goals["30 ms: hub >= 5x post_office at 30 ms"] = ratios["hub_30ms_vs_post_office_30ms"] >= 5
+    if ratios["hub_drain_vs_baseline"] is not None:
+        goals["0 ms: worker alone >= 0.8x baseline"] = ratios["hub_drain_vs_baseline"] >= 0.8
+    if ratios["batch_api_end_to_end_vs_baseline"] is not None:
+        goals["batch API end to end >= 0.6x baseline"] = ratios["batch_api_end_to_end_vs_baseline"] >= 0.6
+    if batch_accept is not None:
+        goals["batch API >= 10000 messages accepted/s on SQLite"] = batch_accept >= 10000
     return ratios, goals
 
 
@@ -478,6 +586,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--secondary-messages", type=int,
                     help="messages for hub-sqlite-drain, hub-sqlite-2q and hub-mariadb "
                          "(default: min(messages, 5000), so a full run stays under 30 min)")
+    ap.add_argument("--rtt-ms", type=float, default=30.0, help="round trip the *-30ms parts add (default 30)")
+    ap.add_argument("--jitter-ms", type=float, default=5.0, help="± jitter on that round trip (default 5)")
+    ap.add_argument("--max-connections", type=int, default=40,
+                    help="the sink server's max_connections in the hub (when the hub has the field)")
+    ap.add_argument("--batch-size", type=int, default=500, help="messages per batch API request")
+    ap.add_argument("--batch-messages", type=int,
+                    help="messages for hub-batch and hub-batch-drain (default max(messages, 5000): "
+                         "ten requests of 500 at least)")
+    ap.add_argument("--batch-threads", type=int, default=2, help="batch API client threads")
     ap.add_argument("--hub-env", action="append", default=[], metavar="KEY=VALUE",
                     help="extra environment for the hub's processes (experiments, e.g. Q_SAVE_LIMIT=-1)")
     ap.add_argument("--parts", help=f"comma-separated subset of {','.join(ALL_PARTS)}")
@@ -504,6 +621,8 @@ def main(argv: list[str] | None = None) -> int:
         args.budget_minutes = 10 if args.quick else 28
     if args.secondary_messages is None:
         args.secondary_messages = min(args.messages, 5000)
+    if args.batch_messages is None:
+        args.batch_messages = max(args.messages, 5000)
     for n in (args.messages, args.secondary_messages):
         if n < 1 or n > 200_000:
             ap.error("message counts must be between 1 and 200000")
@@ -526,7 +645,15 @@ def main(argv: list[str] | None = None) -> int:
     log(f"parts {','.join(parts)}; {args.messages} messages each; scratch {bench.run_dir}")
     steps = {
         "baseline": bench.baseline,
+        "baseline-30ms": lambda: bench.baseline(rtt=True),
         "hub-sqlite": lambda: bench.hub("hub-sqlite", "sqlite", profile=args.profile),
+        "hub-sqlite-30ms": lambda: bench.hub("hub-sqlite-30ms", "sqlite", profile=args.profile, rtt=True),
+        "hub-sqlite-drain-30ms": lambda: bench.hub("hub-sqlite-drain-30ms", "sqlite", drain=True,
+                                                   profile=args.profile, secondary=True, rtt=True),
+        "hub-batch": lambda: bench.hub("hub-batch", "sqlite", profile=args.profile, batch=True),
+        "hub-batch-30ms": lambda: bench.hub("hub-batch-30ms", "sqlite", profile=args.profile, batch=True, rtt=True),
+        "hub-batch-drain": lambda: bench.hub("hub-batch-drain", "sqlite", drain=True, profile=args.profile,
+                                             batch=True),
         "hub-sqlite-drain": lambda: bench.hub("hub-sqlite-drain", "sqlite", drain=True, profile=args.profile,
                                               secondary=True),
         "hub-sqlite-2q": lambda: bench.hub("hub-sqlite-2q", "sqlite", clusters=2, profile=args.profile,
@@ -534,6 +661,7 @@ def main(argv: list[str] | None = None) -> int:
         "hub-mariadb": lambda: bench.hub("hub-mariadb", "mariadb", profile=args.profile,
                                          secondary=True),
         "po-default": lambda: bench.post_office("po-default", None),
+        "po-default-30ms": lambda: bench.post_office("po-default-30ms", None, rtt=True),
         "po-batch1000": lambda: bench.post_office("po-batch1000", 1000),
         "po-dual": lambda: bench.post_office("po-dual", None, senders=2),
     }
@@ -549,11 +677,14 @@ def main(argv: list[str] | None = None) -> int:
     meta["total_seconds"] = round(time.time() - started, 1)
     ratios, goals = derive(bench.results)
     doc = {"bench": "smtphub", "mode": "quick" if args.quick else "full", "messages": args.messages,
-           "secondary_messages": args.secondary_messages, "hub_env": args.hub_env,
+           "secondary_messages": args.secondary_messages, "batch_messages": args.batch_messages,
+           "hub_env": args.hub_env,
            "parts": parts, "started_utc": bench.stamp, "machine": meta, "ratios": ratios,
            "hub_vs_baseline": ratios["hub_vs_baseline"],
            "hub_vs_post_office_default": ratios["hub_vs_post_office_default"],
            "hub_vs_post_office_batch1000": ratios["hub_vs_post_office_batch1000"],
+           **{k: ratios[k] for k in ("hub_30ms_vs_hub_0ms", "hub_30ms_vs_baseline_0ms",
+                                     "hub_30ms_vs_post_office_30ms", "batch_api_accept_per_s")},
            "goals": goals, "skipped_parts": skipped, "budget_minutes": args.budget_minutes,
            "results": bench.results}
     out = Path(args.out) if args.out else BENCH / "results" / f"{bench.stamp}-{doc['mode']}.json"

@@ -268,3 +268,46 @@ def admit_login(appid: str, appsecret: str, ip: str | None) -> App:
     app = login(appid, appsecret, ip)
     check_allowlist(app, ip)
     return app
+
+
+# --- other SMTP credentials (registered by EDM apps) -----------------------------------------
+# The core does not know mailboxes (hub.domains): an EDM app registers a checker that
+# recognizes its own logins. A checker returns None for a login that is not its kind, an
+# ExtraLogin when the password is right, and raises Refusal("invalid_credentials") when not.
+
+
+@dataclass
+class ExtraLogin:
+    app: App  # the app the message is sent as
+    must_send_from: str  # the only From address this login may use ("" = any)
+    still_valid: Callable[[], bool]  # asked again at every MAIL (disabled, password changed)
+
+
+CredentialChecker = Callable[[str, str], "ExtraLogin | None"]
+_credential_checkers: list[CredentialChecker] = []
+
+
+def register_credential_checker(checker: CredentialChecker) -> None:
+    if checker not in _credential_checkers:
+        _credential_checkers.append(checker)
+
+
+def admit_smtp_login(login: str, password: str, ip: str | None) -> tuple[App, ExtraLogin | None]:
+    """admit_login() for an AppID, or a registered checker's login (e.g. a mailbox address),
+    under the same blocklist, failed-login limits and the app's allowed IPs."""
+    if "@" not in login or not _credential_checkers:
+        return admit_login(login, password, ip), None
+    check_blocklist(ip, Site.cached())
+    check_login_allowed(ip)
+    try:
+        extra = next((e for e in (c(login.strip(), password) for c in _credential_checkers) if e), None)
+        if extra is None:
+            raise Refusal("invalid_credentials")
+        if not extra.app.enabled:
+            raise Refusal("app_disabled")
+    except Refusal as refusal:
+        if refusal.error in COUNTED_FAILURES:
+            record_login_failure(ip, "")
+        raise
+    check_allowlist(extra.app, ip)
+    return extra.app, extra

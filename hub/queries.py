@@ -127,6 +127,42 @@ class Insert:
         obj._state.db = connection.alias
 
 
+def insert_many(objs: list[Model]) -> None:
+    """INSERT several new instances of one model, as Insert(obj).run() each (their primary
+    keys set), with each field's database value computed once per distinct value: a batch's
+    rows share most of theirs (app, sender, status, defaults), and get_db_prep_save is a pure
+    function of the value. Call inside a transaction."""
+    if not objs:
+        return
+    model = type(objs[0])
+    if connection.vendor not in ("sqlite", "mysql"):
+        for obj in objs:
+            Insert(obj).run()
+        return
+    fields, sql = _insert_statement(model)
+    caches: list[dict] = [{} for _ in fields]
+    rows = []
+    for obj in objs:
+        params = []
+        for f, seen in zip(fields, caches, strict=True):
+            value = f.pre_save(obj, True)
+            try:
+                prepared = seen[value]
+            except KeyError:
+                prepared = seen[value] = f.get_db_prep_save(value, connection)
+            except TypeError:  # unhashable (a JSON object): no caching
+                prepared = f.get_db_prep_save(value, connection)
+            params.append(prepared)
+        rows.append(params)
+    table, pk = model._meta.db_table, model._meta.pk.column
+    with connection.cursor() as cursor:
+        for obj, params in zip(objs, rows, strict=True):
+            cursor.execute(sql, params)
+            obj.pk = connection.ops.last_insert_id(cursor, table, pk)
+            obj._state.adding = False
+            obj._state.db = connection.alias
+
+
 @cache
 def _update_statement(model: type[Model], names: tuple[str, ...], where: tuple[str, ...]) -> tuple[list, list, str]:
     fields = [model._meta.get_field(name) for name in names]
@@ -173,19 +209,11 @@ def _claim_statements(skip_locked: bool) -> dict[str, str]:
     }
 
 
-def transactional_waiting() -> bool:
-    """Is a transactional (priority 0) row queued? One read of the (status, priority, id)
-    index: a worker delivering a batch of campaign rows asks this now and then and hands the
-    rest of its batch back, so such a message waits for a few campaign rows, not a batch."""
-    t, c = _table(SendLog), (lambda name: _column(SendLog, name))
-    sql = f"SELECT 1 FROM {t} WHERE {c('status')} = %s AND {c('priority')} = 0 LIMIT 1"
-    return bool(_rows(sql, [SendLog.Status.QUEUED]))
-
-
 def claim_waiting(limit: int, token: str, now: datetime) -> list[int]:
     """Mark up to `limit` waiting rows as `sending` with this claim token: retries that are
-    due first, then queued rows: transactional (priority 0) before campaign rows, oldest first. Call inside a transaction. Returns the ids it
-    tried to take (the caller reads back those that bear its token).
+    due first, then queued rows: transactional (priority 0) before campaign rows, oldest first.
+    Call inside a transaction. Returns the ids it tried to take (the caller reads back those
+    that bear its token).
     (hub.delivery.outbox.claim_waiting; this holds the write lock, so no ORM compiling in it.)"""
     S = SendLog.Status
     skip_locked = connection.features.has_select_for_update_skip_locked

@@ -58,6 +58,8 @@ def parse_address_list(field: str, value: str, default_name: str = "") -> list[A
     """`a@b.com, "Name" <c@d.com>` -> Addresses. IDN domains are accepted (sent as
     punycode); non-ASCII local parts are refused, since they need SMTPUTF8 end to end."""
     _check_header(field, value, 64 * 1024)
+    if not value.strip():
+        return []  # an absent field (cc, bcc, reply_to usually): nothing to parse
     if value.count("@") > settings.HUB_MAX_RECIPIENTS * 2:  # cheap bound before parsing
         raise Refusal("too_many_recipients", f"{field}: at most {settings.HUB_MAX_RECIPIENTS} addresses")
     result: list[Address] = []

@@ -10,6 +10,9 @@ import ipaddress
 import logging
 import ssl
 from concurrent.futures import ThreadPoolExecutor
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from email.utils import getaddresses
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, Session
 from asgiref.sync import sync_to_async
@@ -17,6 +20,7 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from . import access, quota, sending
+from .delivery.message import first_address
 from .refusals import Refusal
 
 log = logging.getLogger(__name__)
@@ -55,6 +59,7 @@ AUTH_REPLIES = {
 }
 AUTH_INVALID = "535 5.7.8 Authentication credentials invalid"
 TOO_MANY_FAILURES = "421 4.7.0 Too many failed logins, closing connection"
+FROM_NOT_ALLOWED = "550 5.7.1 From must be the address you logged in as"
 CREDENTIALS_EXPIRED = "535 5.7.8 Credentials no longer valid (secret rotated), authenticate again"
 
 # The credential check is one indexed query: run it off the event loop's thread (Django's
@@ -73,6 +78,17 @@ def _peer_ip(session) -> str | None:
         return None
 
 
+def _from_is(raw: bytes, address: str) -> bool:
+    """Is the message's From header exactly `address` (one header, one address, any display
+    name)? A list of authors would let a mailbox write in another's name."""
+    head = BytesHeaderParser(policy=compat32).parsebytes(raw.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n")
+    values = head.get_all("From") or []
+    if len(values) != 1 or len([a for _n, a in getaddresses([str(values[0])]) if a]) != 1:
+        return False
+    _name, addr = first_address(str(values[0]))
+    return addr.lower() == address.lower()
+
+
 def _auth_reply(refusal: Refusal) -> str:
     return AUTH_REPLIES.get(refusal.error, AUTH_INVALID)
 
@@ -80,7 +96,8 @@ def _auth_reply(refusal: Refusal) -> str:
 def _check_login(login: bytes, password: bytes, ip: str | None):
     close_old_connections()
     try:
-        return access.admit_login(login.decode("utf-8", "replace"), password.decode("utf-8", "replace"), ip)
+        # An AppID, or a registered checker's login (a mailbox address, hub.domains).
+        return access.admit_smtp_login(login.decode("utf-8", "replace"), password.decode("utf-8", "replace"), ip)
     finally:
         close_old_connections()
 
@@ -89,7 +106,8 @@ def authenticator(server, session, envelope, mechanism, auth_data) -> AuthResult
     if not isinstance(auth_data, LoginPassword):
         return AuthResult(success=False, handled=False)
     try:
-        app = _auth_pool.submit(_check_login, auth_data.login, auth_data.password, _peer_ip(session)).result(30)
+        app, extra = _auth_pool.submit(_check_login, auth_data.login, auth_data.password,
+                                       _peer_ip(session)).result(30)
     except Refusal as refusal:
         login = auth_data.login.decode("ascii", "replace")
         # Only an AppID-shaped login is logged: a client that swapped the fields sends its secret there.
@@ -104,6 +122,7 @@ def authenticator(server, session, envelope, mechanism, auth_data) -> AuthResult
         return AuthResult(success=False, handled=False, message=_auth_reply(refusal))
     # What this login proved, checked again at every MAIL (a rotated secret ends it).
     session.hub_login_digest = access.credential_digest(auth_data.password.decode("utf-8", "replace"))
+    session.hub_extra_login = extra
     return AuthResult(success=True, auth_data=app)
 
 
@@ -134,7 +153,9 @@ class HubHandler:
                 return "550 5.7.1 Application disabled"
             # ... and the secret it logged in with must still be valid (rotated without grace:
             # no more mail on the old secret, even on a connection opened before).
-            if not access.credential_still_valid(app, session.hub_login_digest):
+            extra = session.hub_extra_login
+            if not (await _db(extra.still_valid)() if extra is not None
+                    else access.credential_still_valid(app, session.hub_login_digest)):
                 session.authenticated = False
                 session.auth_data = None
                 return CREDENTIALS_EXPIRED
@@ -159,6 +180,9 @@ class HubHandler:
 
     async def handle_DATA(self, server, session, envelope):
         raw = envelope.original_content or envelope.content
+        extra = session.hub_extra_login
+        if extra is not None and extra.must_send_from and not _from_is(raw, extra.must_send_from):
+            return FROM_NOT_ALLOWED
         try:
             row = await _db(sending.accept_raw)(session.auth_data, list(envelope.rcpt_tos), raw, _peer_ip(session))
         except Refusal as refusal:
@@ -184,6 +208,7 @@ class HubSession(Session):
         self.hub_drop = False  # too many failed logins: 421 and disconnect
         self.hub_login_digest = ""
         self.hub_queued = 0
+        self.hub_extra_login = None  # a mailbox login (access.ExtraLogin), None for an AppID
 
 
 class _PerCommandAtDebug(logging.Filter):

@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "hub.contacts",
     "hub.mailtemplates",
     "hub.campaigns",
+    "hub.domains",
     "api",
 ]
 
@@ -219,6 +220,8 @@ HUB_MAX_REQUEST_BYTES = env.int(
     "HUB_MAX_REQUEST_BYTES", default=HUB_MAX_BODY_BYTES * 2 + HUB_MAX_ATTACHMENTS_TOTAL_BYTES * 4 // 3 + 64 * 1024
 )
 HUB_SYNC_TIMEOUT = env.int("HUB_SYNC_TIMEOUT", default=30)
+# POST /api/v1/send/batch: messages per request at most (hub.batch).
+HUB_BATCH_MAX_MESSAGES = env.int("HUB_BATCH_MAX_MESSAGES", default=500)
 
 # Delivery reliability. A transient failure (connection, timeout, TLS, 4xx) is retried after
 # these delays in seconds (each with +-20% jitter); after the last one, or once a message is
@@ -235,6 +238,19 @@ HUB_SMTP_NOOP_AFTER_IDLE_SECONDS = env.int("HUB_SMTP_NOOP_AFTER_IDLE_SECONDS", d
 # A drain task claims this many waiting messages at a time, and stops (handing over to a
 # fresh task) after this many seconds, well inside Q_TIMEOUT.
 HUB_DELIVERY_BATCH = env.int("HUB_DELIVERY_BATCH", default=50)
+# Concurrent SMTP sessions per delivery worker process (hub.delivery.crew); each server's
+# max_connections still bounds what all workers together open to it.
+HUB_DELIVERY_THREADS = env.int("HUB_DELIVERY_THREADS", default=16)
+# RFC 2920: MAIL, RCPTs and DATA in one round trip where the server offers PIPELINING.
+HUB_SMTP_PIPELINING = env.bool("HUB_SMTP_PIPELINING", default=True)
+# Connection slots (hub.delivery.slots): a slot's lease, renewed while its connection is open,
+# frees it after a killed worker; a thread waits this long for a free connection of its
+# server before the message goes back to the queue; idle connections close after this long.
+# Keep the idle close well under the wait: a worker whose drain ended holds its idle
+# connections' slots until they close, and another worker waiting for one must get it in time.
+HUB_SMTP_SLOT_LEASE_SECONDS = env.int("HUB_SMTP_SLOT_LEASE_SECONDS", default=30)
+HUB_SMTP_SLOT_WAIT_SECONDS = env.float("HUB_SMTP_SLOT_WAIT_SECONDS", default=10.0)
+HUB_SMTP_IDLE_CLOSE_SECONDS = env.int("HUB_SMTP_IDLE_CLOSE_SECONDS", default=5)
 HUB_BATCH_TIME_BUDGET_SECONDS = env.int("HUB_BATCH_TIME_BUDGET_SECONDS", default=max(10, Q_TIMEOUT // 3))
 # After a batch that was not full, a drain waits this long before claiming again, so that
 # messages arriving one by one are claimed several at a time (at most this much latency).
@@ -309,6 +325,9 @@ HUB_IMPORT_STALE_SECONDS = env.int("HUB_IMPORT_STALE_SECONDS", default=Q_TIMEOUT
 HUB_IMPORT_MAX_RESUMES = env.int("HUB_IMPORT_MAX_RESUMES", default=3)
 HUB_CONTACTS_BATCH_MAX = env.int("HUB_CONTACTS_BATCH_MAX", default=500)
 HUB_CONTACTS_PAGE_MAX = env.int("HUB_CONTACTS_PAGE_MAX", default=1000)
+# Pause between two chunks of a list being emptied or deleted, so the send path gets the
+# database in between (hub.contacts.store.delete_all).
+HUB_CONTACTS_DELETE_PAUSE_MS = env.int("HUB_CONTACTS_DELETE_PAUSE_MS", default=20)
 # Scheme and host of public links in mails (unsubscribe, confirm), e.g. https://mail.example.com.
 # Empty: unsubscribe_url() paths stay relative, and double opt-in lists cannot send confirmations.
 HUB_PUBLIC_URL = env.str("HUB_PUBLIC_URL", default="")
@@ -318,6 +337,24 @@ HUB_CONFIRM_MAX_AGE_SECONDS = env.int("HUB_CONFIRM_MAX_AGE_SECONDS", default=7 *
 # template (UTF-8 bytes), and the link count over which the check warns (yellow).
 HUB_TEMPLATE_MAX_BODY_BYTES = env.int("HUB_TEMPLATE_MAX_BODY_BYTES", default=1024 * 1024)
 HUB_TEMPLATE_MAX_LINKS = env.int("HUB_TEMPLATE_MAX_LINKS", default=50)
+# Sending domains (hub.domains): DNS verification, DKIM, mailboxes.
+# The resolver the checks ask, "host:port" (or "host"); empty = the system's resolver.
+HUB_DNS_RESOLVER = env.str("HUB_DNS_RESOLVER", default="")
+HUB_DNS_TIMEOUT = env.float("HUB_DNS_TIMEOUT", default=5.0)
+# What a customer's domain must publish: SPF `include:HUB_SPF_INCLUDE`, MX `HUB_MX_HOST`, and
+# the DKIM key at `<selector>._domainkey.<domain>` (first selector HUB_DKIM_SELECTOR).
+HUB_SPF_INCLUDE = env.str("HUB_SPF_INCLUDE", default="spf.smtphub.invalid")
+HUB_MX_HOST = env.str("HUB_MX_HOST", default="mx.smtphub.invalid")
+HUB_DKIM_SELECTOR = env.str("HUB_DKIM_SELECTOR", default="hub")
+# Also make an Ed25519 key per domain (a second signature, RFC 8463).
+HUB_DKIM_ED25519 = env.bool("HUB_DKIM_ED25519", default=True)
+HUB_DKIM_KEY_CACHE_SECONDS = env.int("HUB_DKIM_KEY_CACHE_SECONDS", default=60)
+# Re-check each domain's DNS after this many minutes (the schedule runs every 10 minutes and
+# checks at most HUB_DOMAIN_RECHECK_BATCH domains per run).
+HUB_DOMAIN_RECHECK_MINUTES = env.int("HUB_DOMAIN_RECHECK_MINUTES", default=360)
+HUB_DOMAIN_RECHECK_BATCH = env.int("HUB_DOMAIN_RECHECK_BATCH", default=200)
+HUB_DOMAIN_CHECK_MAX = env.int("HUB_DOMAIN_CHECK_MAX", default=20)
+HUB_MAILBOX_PASSWORD_MIN = env.int("HUB_MAILBOX_PASSWORD_MIN", default=8)
 
 # Django refuses larger form bodies itself; keep its limit above ours so our 413 answers.
 DATA_UPLOAD_MAX_MEMORY_SIZE = HUB_MAX_REQUEST_BYTES + 1024

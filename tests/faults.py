@@ -14,7 +14,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -26,7 +25,7 @@ from datetime import UTC, datetime
 from email.parser import BytesHeaderParser
 from pathlib import Path
 
-from conftest import stop_process, subprocess_database_url
+from conftest import free_port, stop_process, subprocess_database_url
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REPORT_PATH = REPO_ROOT / "var" / "fault-report.json"
@@ -165,12 +164,6 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str, cluster
 
 
 # --- a counting SMTP sink ----------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @dataclass
 class Arrival:

@@ -30,7 +30,7 @@ import pytest
 from django.test import override_settings
 from django_q.models import OrmQ
 
-from conftest import stop_process, subprocess_database_url
+from conftest import free_port, stop_process, subprocess_database_url
 from hub.models import SendLog, Suppression
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -44,12 +44,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 # --- the server process ---------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

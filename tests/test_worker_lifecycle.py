@@ -47,7 +47,10 @@ START = 60  # seconds a cluster (or bin/run) may take to start on a busy machine
 RECOVERY = 45  # generous: the old mechanisms are off, so without the new one this never ends
 OLD_WAYS_OFF = {"HUB_STUCK_SENDING_SECONDS": "3600", "HUB_STUCK_QUEUED_SECONDS": "3600",
                 "HUB_WAKEUP_STALE_SECONDS": "3600"}
-WORKERS = 2  # each has at most one message on the wire: the bound on duplicates
+WORKERS = 2
+# The bound on duplicates: the messages on the wire, at most the server's max_connections (default
+# 5) across every worker since issue 16 (before: one per worker process, WORKERS).
+ON_THE_WIRE = 5
 
 
 def wait_gone(pids: set[int], limit: float, log_path: Path | None = None) -> float:
@@ -106,7 +109,7 @@ def test_group_sigterm_stops_a_bare_qcluster_and_leaves_no_claimed_row(request, 
     record(result, request.node.name)
     print(f"\nFAULT {result}")
     assert (result.sent, result.lost) == (30, 0)
-    assert result.duplicates <= WORKERS
+    assert result.duplicates <= ON_THE_WIRE
 
 
 def test_group_sigterm_stops_bin_run_and_everything_it_started(request, client, tmp_path, clusters, sinks,
@@ -143,7 +146,7 @@ def test_group_sigterm_stops_bin_run_and_everything_it_started(request, client, 
     record(result, request.node.name)
     print(f"\nFAULT {result}")
     assert (result.sent, result.lost) == (30, 0)
-    assert result.duplicates <= WORKERS
+    assert result.duplicates <= ON_THE_WIRE
 
 
 def test_restart_after_sigkill_resumes_queued_and_in_flight_rows_at_once(request, client, clusters, sinks,
@@ -174,7 +177,7 @@ def test_restart_after_sigkill_resumes_queued_and_in_flight_rows_at_once(request
     # The in-flight rows went back through the retry path (an attempt counted), due at once.
     rescued = SendLog.objects.filter(pk__in=ids, attempts=2)
     assert rescued.count() == in_flight
-    assert result.duplicates <= min(in_flight, WORKERS), (result.duplicates, in_flight)
+    assert result.duplicates <= min(in_flight, ON_THE_WIRE), (result.duplicates, in_flight)
 
 
 def _wait_for_web(proc: subprocess.Popen, port: int, log_path) -> None:

@@ -3,7 +3,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from . import account, campaigns, contacts, imports, templates
+from . import account, campaigns, contacts, domains, imports, templates
 
 urlpatterns = [
     path("account", account.AccountView.as_view(), name="v1-account"),
@@ -33,6 +33,12 @@ urlpatterns = [
     path("campaigns/<int:campaign_id>/resume", campaigns.ResumeView.as_view(), name="v1-campaign-resume"),
     path("campaigns/<int:campaign_id>/cancel", campaigns.CancelView.as_view(), name="v1-campaign-cancel"),
     path("campaigns/<int:campaign_id>/progress", campaigns.ProgressView.as_view(), name="v1-campaign-progress"),
+    path("domains", domains.DomainsView.as_view(), name="v1-domains"),
+    path("domains/check", domains.DomainsCheckView.as_view(), name="v1-domains-check"),
+    path("domains/<int:domain_id>", domains.DomainView.as_view(), name="v1-domain"),
+    path("domains/<int:domain_id>/check", domains.DomainCheckView.as_view(), name="v1-domain-check"),
+    path("domains/<int:domain_id>/mailboxes", domains.DomainMailboxesView.as_view(), name="v1-domain-mailboxes"),
+    path("mailboxes/<int:mailbox_id>", domains.MailboxView.as_view(), name="v1-mailbox"),
     path("schema/", SpectacularAPIView.as_view(), name="v1-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="v1-schema"), name="v1-docs"),
 ]

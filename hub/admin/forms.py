@@ -38,6 +38,7 @@ class SmtpServerAdminForm(forms.ModelForm):
         fields = [
             "name", "host", "port", "security", "verify_tls", "username", "password", "clear_password",
             "from_email", "enabled", "timeout", "limit_per_minute", "limit_per_hour", "limit_per_day",
+            "max_connections",
         ]
 
     def __init__(self, *args, **kwargs) -> None:
@@ -51,6 +52,13 @@ class SmtpServerAdminForm(forms.ModelForm):
             self.fields["password"].help_text = _("No password is stored. Leave blank for a server without login.")
             # Nothing to remove.
             self.fields.pop("clear_password", None)
+        if "max_connections" in self.fields:  # absent from a view-only form
+            self.fields["max_connections"].required = False
+
+    def clean_max_connections(self) -> int:
+        # Left empty (a form posted by a script written before the field existed): the default.
+        value = self.cleaned_data.get("max_connections")
+        return value if value is not None else SmtpServer._meta.get_field("max_connections").default
 
     def clean(self) -> dict:
         data = super().clean()

@@ -55,6 +55,9 @@ def navigation(request: HttpRequest) -> list[dict]:
     campaigns = [_item(title, icon, "campaigns", model) for title, icon, model in (
         (_("Campaigns"), "campaign", "campaign"), (_("Campaign settings"), "rule", "campaignsettings"))
         if _registered("campaigns", model)]
+    domains = [_item(title, icon, "domains", model) for title, icon, model in (
+        (_("Sending domains"), "domain_verification", "domain"), (_("DKIM keys"), "key", "dkimkey"),
+        (_("Mailboxes"), "alternate_email", "mailbox")) if _registered("domains", model)]
     queue = []
     if _registered("django_q", "ormq"):
         queue.append(_item(_("Queued tasks"), "pending_actions", "django_q", "ormq"))
@@ -69,6 +72,7 @@ def navigation(request: HttpRequest) -> list[dict]:
         *([{"title": _("Contacts"), "separator": True, "collapsible": False, "items": contacts}] if contacts else []),
         *([{"title": _("Templates"), "separator": True, "collapsible": False, "items": templates}] if templates else []),
         *([{"title": _("Campaigns"), "separator": True, "collapsible": False, "items": campaigns}] if campaigns else []),
+        *([{"title": _("Domains"), "separator": True, "collapsible": False, "items": domains}] if domains else []),
         {"title": _("Task queue"), "separator": True, "collapsible": True, "items": queue},
         {
             "title": _("Settings"),

@@ -28,6 +28,7 @@ from unfold.decorators import action, display
 from unfold.enums import ActionVariant
 from unfold.views import ChangeList
 
+from ..delivery import slots
 from ..delivery.message import ascii_address, build_message, envelope_recipients
 from ..delivery.transport import ConnectionFailed, SmtpSession
 from ..models import SendLog, Site, SmtpServer
@@ -175,16 +176,30 @@ def render_usage(server: SmtpServer, counts: dict[str, int] | None) -> str:
     return format_html_join(" · ", '<span class="{}">{}</span> <span class="text-subtle">/{}</span>', parts)
 
 
+def render_live(server: SmtpServer, open_now: int, counts: dict[str, int] | None) -> str:
+    """Connections open now (across every worker) against max_connections, and the rate over
+    the last minute."""
+    sent_last_minute = (counts or {}).get("minute", 0)
+    css = "hub-warn" if open_now >= server.max_connections else ""
+    return format_html_join(" · ", '<span class="{}">{}</span>', [
+        (css, _("%(open)d/%(max)d connections") % {"open": open_now, "max": server.max_connections}),
+        ("", _("%(rate)s msgs/s (last minute)") % {"rate": f"{sent_last_minute / 60:.1f}"}),
+    ])
+
+
 class UsageChangeList(ChangeList):
-    """Computes the page's usage counts in one query after the page is read, so the list
-    costs the same number of queries for 10 servers as for 100."""
+    """Computes the page's usage counts and open connections in one query each after the
+    page is read, so the list costs the same number of queries for 10 servers as for 100."""
 
     def get_results(self, request: HttpRequest) -> None:
         super().get_results(request)
         self.result_list = list(self.result_list)
-        counts = sent_counts([s.pk for s in self.result_list])
+        ids = [s.pk for s in self.result_list]
+        counts = sent_counts(ids)
+        connections = slots.open_connections(ids)
         for server in self.result_list:
             server.usage_counts = counts.get(server.pk)
+            server.open_connections = connections.get(server.pk, 0)
 
 
 # --- the admin ---------------------------------------------------------------------------------
@@ -192,7 +207,7 @@ class UsageChangeList(ChangeList):
 @admin.register(SmtpServer)
 class SmtpServerAdmin(HubModelAdmin):
     form = SmtpServerAdminForm
-    list_display = ("name", "address", "security", "enabled", "usage")
+    list_display = ("name", "address", "security", "enabled", "usage", "live")
     list_display_links = ("name",)
     list_filter = ("enabled", "security")
     search_fields = ("name", "host", "username", "from_email")
@@ -220,6 +235,7 @@ class SmtpServerAdmin(HubModelAdmin):
             (gettext_lazy("Login and sender"), {"fields": login}),
             (gettext_lazy("Send limits"), {"fields": [("limit_per_minute", "limit_per_hour", "limit_per_day")]
                                            + (["usage_detail"] if obj else [])}),
+            (gettext_lazy("Connections"), {"fields": ["max_connections"] + (["live_detail"] if obj else [])}),
             (gettext_lazy("Status"), {"fields": status}),
         ]
         if obj is not None:
@@ -227,7 +243,7 @@ class SmtpServerAdmin(HubModelAdmin):
         return fieldsets
 
     def get_readonly_fields(self, request: HttpRequest, obj: SmtpServer | None = None):
-        return ("usage_detail", "created_at", "updated_at", "audit_trail", *present_fields(SmtpServer, *HEALTH_FIELDS))
+        return ("usage_detail", "live_detail", "created_at", "updated_at", "audit_trail", *present_fields(SmtpServer, *HEALTH_FIELDS))
 
     # -- columns
 
@@ -253,7 +269,22 @@ class SmtpServerAdmin(HubModelAdmin):
     def usage_detail(self, obj: SmtpServer | None) -> str:
         if obj is None or obj.pk is None:
             return "-"
-        return render_usage(obj, sent_counts([obj.pk]).get(obj.pk))
+        return render_usage(obj, self._sent_counts(obj))
+
+    @per_object
+    def _sent_counts(self, obj: SmtpServer) -> dict[str, int] | None:
+        return sent_counts([obj.pk]).get(obj.pk)  # read once per page, for both fields
+
+    @display(description=gettext_lazy("live: connections open now / max, rate"))
+    def live(self, obj: SmtpServer) -> str:
+        return render_live(obj, getattr(obj, "open_connections", 0), getattr(obj, "usage_counts", None))
+
+    @display(description=gettext_lazy("live now"))
+    @per_object
+    def live_detail(self, obj: SmtpServer | None) -> str:
+        if obj is None or obj.pk is None:
+            return "-"
+        return render_live(obj, slots.open_connections([obj.pk]).get(obj.pk, 0), self._sent_counts(obj))
 
     # -- bulk actions (logged per server)
 

@@ -10,8 +10,10 @@ transaction (`atomic`), so the counter and the rows never disagree."""
 from __future__ import annotations
 
 import datetime
+import time
 from collections.abc import Iterable
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
 
@@ -87,3 +89,46 @@ def delete_all(mail_list_id: int) -> int:
             return total
         total += delete_ids(mail_list_id, ids)
         last = ids[-1]
+        # Let writers that queued up for the lock in (a send, an import): SQLite's busy
+        # handler polls with growing sleeps, so a deleter that takes the lock again at once
+        # starves them (measured at 1M contacts: send p99 636 ms while a list emptied).
+        if settings.HUB_CONTACTS_DELETE_PAUSE_MS:
+            time.sleep(settings.HUB_CONTACTS_DELETE_PAUSE_MS / 1000)
+
+
+# --- keyword search on MariaDB/MySQL -------------------------------------------------------------
+# LIKE '%kw%' can use no index to seek, so a rare keyword reads the whole list. MariaDB's
+# planner then walks the primary key (hoping ORDER BY id LIMIT finds matches early) and
+# reads every row whole: 2-3.5 s at 1M contacts. Scanning the narrow (mail_list, email,
+# fullname) index instead reads a fraction of the bytes (0.3 s measured). Django has no
+# index hints, hence these two statements; SQLite's planner picks that index by itself.
+
+def _like(keyword: str) -> str:
+    escaped = keyword.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _keyword_where() -> str:
+    table = connection.ops.quote_name(Contact._meta.db_table)
+    return (f"FROM {table} FORCE INDEX (contacts_contact_search) WHERE mail_list_id = %s "
+            "AND (email LIKE BINARY %s OR fullname LIKE %s)")
+
+
+def keyword_ids(mail_list_id: int, keyword: str, after_id: int, offset: int, limit: int) -> list[int] | None:
+    """Ids of one page of a list's contacts matching `keyword` (address: exact case, it is
+    stored lower-case; name: the column's case-insensitive collation), or None where the
+    ORM query is as good (not MySQL/MariaDB)."""
+    if connection.vendor != "mysql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT id {_keyword_where()} AND id > %s ORDER BY id LIMIT %s OFFSET %s",
+                       [mail_list_id, _like(keyword.lower()), _like(keyword), after_id, limit, offset])
+        return [row[0] for row in cursor.fetchall()]
+
+
+def keyword_count(mail_list_id: int, keyword: str) -> int | None:
+    if connection.vendor != "mysql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT COUNT(*) {_keyword_where()}", [mail_list_id, _like(keyword.lower()), _like(keyword)])
+        return cursor.fetchone()[0]

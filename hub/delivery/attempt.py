@@ -15,11 +15,11 @@ from django.utils import timezone
 
 from .. import queries, quota
 from ..models import DeliveryAttempt, SendLog, SmtpServer, Suppression
-from . import bounces, throttle
+from . import bounces, signing, throttle
 from .message import SMTP_POLICY, ascii_address, build_message, envelope_recipients
 from .policy import by_health, mark_server, retry_delay, too_old
 from .render import NotRenderable
-from .transport import ConnectionFailed, Outcome, pool
+from .transport import ConnectionFailed, NoConnectionSlot, Outcome, pool
 
 log = logging.getLogger(__name__)
 
@@ -38,50 +38,71 @@ def _connect_failed(tries: list[Try], server: SmtpServer, exc: ConnectionFailed,
                      int((time.monotonic() - t0) * 1000)))
     mark_server(server, exc.error)
 
+class AllConnectionsBusy(Exception):
+    """No server answered because every one had all its connections in use: the row goes
+    back to the queue untried (hub.delivery.outbox takes it again)."""
+
+
 def _try_servers(row: SendLog, servers: list[SmtpServer]) -> tuple[Outcome | None, SmtpServer | None, list[Try], float]:
     """Offer the message to each server in turn until one gives an answer about the
-    message itself. Returns (outcome or None, server that answered, tries, throttle wait)."""
+    message itself. Returns (outcome or None, server that answered, tries, throttle wait).
+    Raises AllConnectionsBusy when no server had a free connection and none was tried."""
     tries: list[Try] = []
     throttle_wait = 0.0
+    busy = 0
     for server in servers:
         started, t0 = timezone.now(), time.monotonic()
+        session = None
         try:
-            session = pool.get(server)
-        except ConnectionFailed as exc:
-            _connect_failed(tries, server, exc, started, t0)
-            continue  # fail over to the next server
-        slot, wait = throttle.acquire(server)
-        if wait:
-            throttle_wait = wait if not throttle_wait else min(throttle_wait, wait)
-            continue  # over this server's limit: another server may have room
-        sender, rcpts = ascii_address(server.sender), envelope_recipients(row)
-        data = build_message(row, server.sender).as_bytes(policy=SMTP_POLICY)
-        reused = session.uses > 0
-        outcome = session.send(sender, rcpts, data)
-        if outcome.lost_before_data and reused:
-            # The pooled connection had died while idle: reconnect once and send now.
-            pool.discard(server)
             try:
                 session = pool.get(server)
             except ConnectionFailed as exc:
-                throttle.release(slot)
                 _connect_failed(tries, server, exc, started, t0)
-                continue  # the server is gone: fail over
+                continue  # fail over to the next server
+            except NoConnectionSlot:
+                busy += 1
+                continue  # all its connections are busy: another server may have room
+            slot, wait = throttle.acquire(server)
+            if wait:
+                throttle_wait = wait if not throttle_wait else min(throttle_wait, wait)
+                continue  # over this server's limit: another server may have room
+            sender, rcpts = ascii_address(server.sender), envelope_recipients(row)
+            # Signed (DKIM, by a registered EDM signer) after the last change to its headers.
+            data = signing.sign(row, build_message(row, server.sender).as_bytes(policy=SMTP_POLICY))
+            reused = session.uses > 0
             outcome = session.send(sender, rcpts, data)
-        ms = int((time.monotonic() - t0) * 1000)
-        if outcome.status == SendLog.Status.SENT:
-            result = DeliveryAttempt.Result.SENT
-        elif outcome.transient:
-            result = DeliveryAttempt.Result.DEFERRED
-        else:
-            result = DeliveryAttempt.Result.REFUSED
-        if not session.is_open:  # lost mid-transaction: don't reuse
-            pool.discard(server)
-            mark_server(server, outcome.error)
-        else:
-            mark_server(server)
-        tries.append(Try(server, result, outcome, started, ms))
-        return outcome, server, tries, 0.0
+            if outcome.lost_before_data and reused:
+                # The pooled connection had died while idle: reconnect once and send now.
+                pool.discard(session)
+                session = None
+                try:
+                    session = pool.get(server)
+                except (ConnectionFailed, NoConnectionSlot) as exc:
+                    throttle.release(slot)
+                    if isinstance(exc, NoConnectionSlot):
+                        busy += 1
+                        continue
+                    _connect_failed(tries, server, exc, started, t0)
+                    continue  # the server is gone: fail over
+                outcome = session.send(sender, rcpts, data)
+            ms = int((time.monotonic() - t0) * 1000)
+            if outcome.status == SendLog.Status.SENT:
+                result = DeliveryAttempt.Result.SENT
+            elif outcome.transient:
+                result = DeliveryAttempt.Result.DEFERRED
+            else:
+                result = DeliveryAttempt.Result.REFUSED
+            if not session.is_open:  # lost mid-transaction: don't reuse (the pool forgets it)
+                mark_server(server, outcome.error)
+            else:
+                mark_server(server)
+            tries.append(Try(server, result, outcome, started, ms))
+            return outcome, server, tries, 0.0
+        finally:
+            if session is not None:
+                pool.put(session)  # back for the next message (a closed one is dropped)
+    if busy and not tries and not throttle_wait:
+        raise AllConnectionsBusy()
     return None, None, tries, throttle_wait
 
 def _finish(row: SendLog, outcome: Outcome | None, server: SmtpServer | None, tries: list[Try],
@@ -156,9 +177,10 @@ def _suppress_hard_bounces(row: SendLog, outcome: Outcome) -> None:
             except IntegrityError:
                 pass  # already suppressed: the first bounce is the one on record
 
-def deliver_row(row: SendLog, servers: list[SmtpServer]) -> None:
+def deliver_row(row: SendLog, servers: list[SmtpServer]) -> bool:
     """One row, on its own: whatever goes wrong with it is recorded on it and does not touch
-    the other rows of the batch."""
+    the other rows of the batch. Returns False when it went back to the queue untried (every
+    server's connections were busy): the caller takes it again."""
     attempts_before = row.attempts
     result = None
     try:
@@ -170,6 +192,9 @@ def deliver_row(row: SendLog, servers: list[SmtpServer]) -> None:
             # Health seen earlier in this batch counts: a server that just failed goes last.
             result = _try_servers(row, by_health(servers))
         _finish(row, *result)
+    except AllConnectionsBusy:
+        hand_back_untried([row])
+        return False
     except NotRenderable as exc:
         # A campaign row whose campaign, template or contact is gone: it can never be built.
         _finish(row, Outcome(SendLog.Status.FAILED, error=f"not renderable: {exc}"), None, [], 0.0)
@@ -180,6 +205,14 @@ def deliver_row(row: SendLog, servers: list[SmtpServer]) -> None:
             _record_sent(row, result)  # the server has it: never send it again
         else:
             abandon(row)
+    return True
+
+def hand_back_untried(rows: list[SendLog]) -> None:
+    """Claimed rows that were never offered to a server go back to the queue as they were
+    (no attempt counted), while this worker still holds them."""
+    for row in rows:
+        SendLog.objects.filter(pk=row.id, status=SendLog.Status.SENDING, claim_token=row.claim_token).update(
+            status=SendLog.Status.QUEUED, claim_token="", claimed_at=None)
 
 def _record_sent(row: SendLog, result: tuple) -> None:
     """The server accepted the message but recording that failed (a locked or lost

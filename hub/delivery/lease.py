@@ -25,8 +25,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from ..models import SendLog, WorkerCluster
+from ..models import ConnectionSlot, SendLog, WorkerCluster
 from .attempt import abandon_rows
+from .transport import pool
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,11 @@ def new_claim_token() -> str:
     if not CLUSTER_ID:
         return random
     return f"{CLUSTER_ID}-{random}"[:TOKEN_LENGTH]
+
+
+# The pool's connection slots carry the cluster's id too (hub.delivery.slots), so a dead
+# cluster's connections stop counting when its rows are rescued.
+pool.new_holder = new_claim_token
 
 
 def this_host() -> str:
@@ -121,4 +127,6 @@ def _rescue(cluster_id: str, error: str) -> int:
         # Like the sweeper's rescue: the lost try counts as an attempt, so a message that
         # kills its worker every time ends `failed` by the retry schedule.
         abandon_rows(rows, error, retry_now=True)
+        # Its SMTP connections are gone too: their slots count no more (hub.delivery.slots).
+        ConnectionSlot.objects.filter(holder__startswith=f"{cluster_id}-").update(holder="", expires_at=timezone.now())
     return len(rows)

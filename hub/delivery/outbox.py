@@ -9,6 +9,7 @@ module) only when none is pending. Under load one task so delivers hundreds of m
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from datetime import timedelta
 
@@ -19,15 +20,12 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from .. import queries
-from ..models import DeliveryWakeup, SendLog, SmtpServer
-from .attempt import abandon, abandon_rows, deliver_row
+from ..models import DeliveryWakeup, SendLog
+from .attempt import deliver_row
+from .crew import Crew
 from .lease import WorkerStopping, new_claim_token
-from .policy import servers_in_order
 
 log = logging.getLogger(__name__)
-
-# A worker delivering campaign rows looks for waiting transactional mail every this many rows.
-PRIORITY_CHECK_EVERY = 5
 
 
 def claim(log_ids: list[int]) -> list[SendLog]:
@@ -64,84 +62,81 @@ def deliver_batch(log_ids: list[int]) -> None:
     deliver_claimed(rows, time.monotonic() + settings.HUB_BATCH_TIME_BUDGET_SECONDS)
 
 def drain() -> int:
-    """The delivery task: deliver what waits in the outbox, a claimed batch at a time,
-    until nothing is left or the time budget is spent (then a fresh task takes over).
-    Returns the number of rows it claimed."""
+    """The delivery task: deliver what waits in the outbox, a claimed batch at a time, over
+    up to HUB_DELIVERY_THREADS concurrent SMTP sessions, until nothing is left or the time
+    budget is spent (then a fresh task takes over). Returns the number of rows it claimed."""
     take_wakeup_request()  # before looking for rows (see hub.tasks.wake_workers)
     deadline = time.monotonic() + settings.HUB_BATCH_TIME_BUDGET_SECONDS
     claimed = 0
+    batch = settings.HUB_DELIVERY_BATCH
+    crew = _drain_crew.crew = _crew(deadline)
     try:
         while time.monotonic() < deadline:
-            rows = claim_waiting(settings.HUB_DELIVERY_BATCH)
+            rows = claim_waiting(batch)
             if not rows:
-                return claimed
-            if len(rows) == settings.HUB_DELIVERY_BATCH:
+                break
+            if len(rows) == batch:
                 # A full batch: more may be waiting. Ask for another drain, so an idle worker
                 # (here or on another machine) joins in rather than one worker doing it all.
                 wake_workers()
             claimed += len(rows)
-            deliver_claimed(rows, deadline)
-            if len(rows) < settings.HUB_DELIVERY_BATCH and settings.HUB_DRAIN_GATHER_MS:
-                # Messages are trickling in one by one: let a few gather before the next claim
-                # (a write transaction and a few queries), so each claim takes several.
-                time.sleep(settings.HUB_DRAIN_GATHER_MS / 1000)
+            deliver_claimed(rows, deadline)  # hands them to this drain's crew
+            if len(rows) < batch:
+                crew.wait_idle()
+                if settings.HUB_DRAIN_GATHER_MS:
+                    # Messages are trickling in one by one: let a few gather before the next
+                    # claim (a write transaction and a few queries), so each claim takes several.
+                    time.sleep(settings.HUB_DRAIN_GATHER_MS / 1000)
+            else:
+                # Claim the next batch once every row of this one has started (the last ones
+                # still on the wire), so the threads never run dry between batches and a
+                # drain holds at most one batch of claimed rows that have not started.
+                crew.wait_backlog_below(1)
+        crew.finish()
+    except WorkerStopping:
+        crew.stop()
+        wake_workers()
+        raise
     except BaseException:
         # This drain took the wake-up request and dies with it (the database went away, the
         # task was stopped): ask for another, or waiting rows would wait for the sweeper.
+        crew.abandon_all()
         wake_workers()
         raise
-    wake_workers()  # out of time, and there may be more: hand over to a fresh task
+    finally:
+        _drain_crew.crew = None
+    if time.monotonic() >= deadline or crew.handed_back:
+        wake_workers()  # out of time, or rows went back to the queue: a fresh task takes over
     return claimed
 
+def _crew(deadline: float) -> Crew:
+    # deliver_row looked up here at each call, so a test can stand in for it on this module.
+    return Crew(deadline, lambda row, servers: deliver_row(row, servers))
+
+# The crew of the drain running in this thread: deliver_claimed hands rows to it.
+_drain_crew = threading.local()
+
 def deliver_claimed(rows: list[SendLog], deadline: float) -> None:
-    """Deliver rows this worker has claimed. Rows not started by `deadline` go back to the
-    queue; whatever goes wrong, no claimed row stays in `sending`."""
-    # Each app's servers are read once per batch: an admin's change applies to the next.
-    servers_by_app: dict[int, list[SmtpServer]] = {}
-    pending = {row.id: row for row in rows}
-    stopping = False
+    """Deliver rows this worker has claimed, concurrently. Inside a drain the rows join its
+    crew and this returns at once (the drain waits for them); otherwise this delivers them and
+    returns when all are done. Rows not started by `deadline` go back to the queue; whatever
+    goes wrong, no claimed row stays in `sending`."""
+    running = getattr(_drain_crew, "crew", None)
+    if running is not None:
+        running.deliver(rows)
+        return
+    crew = _crew(deadline)
     try:
-        for i, row in enumerate(rows):
-            if time.monotonic() > deadline or (row.priority and i and i % PRIORITY_CHECK_EVERY == 0
-                                               and queries.transactional_waiting()):
-                # Slow servers: hand the rest back before the task's hard time limit. Or a
-                # transactional message arrived behind this batch of campaign rows: hand
-                # them back, the drain's next claim takes it first.
-                _release(list(pending))
-                pending.clear()
-                break
-            if row.app_id not in servers_by_app:
-                servers_by_app[row.app_id] = servers_in_order(row.app_id)
-            deliver_row(row, servers_by_app[row.app_id])
-            del pending[row.id]
+        crew.deliver(rows)
+        crew.finish()
     except WorkerStopping:
-        stopping = True
+        crew.stop()
         raise
-    finally:
-        # Whatever went wrong above (the database, a killed task), no claimed row stays in
-        # `sending`.
-        if stopping:
-            _hand_back_on_stop(list(pending.values()))
-        else:
-            for row in pending.values():
-                abandon(row)
-
-def _hand_back_on_stop(rows: list[SendLog]) -> None:
-    """The worker is stopping (SIGTERM): the row on the wire (the first one pending) may have
-    reached its server, so it counts as an attempt but is due at once; untried rows go back
-    to the queue as they were. Either way the next worker takes them within seconds."""
-    try:
-        if rows:
-            abandon_rows(rows[:1], "the worker delivering this message stopped", retry_now=True)
-            _release([row.id for row in rows[1:]])
-    except Exception:
-        log.exception("could not hand back %d claimed rows; the next worker's rescue will", len(rows))
-
-def _release(log_ids: list[int]) -> None:
-    """Give claimed, untried rows back to the queue, for the next drain."""
-    SendLog.objects.filter(pk__in=log_ids, status=SendLog.Status.SENDING).update(
-        status=SendLog.Status.QUEUED, claim_token="", claimed_at=None)
-    wake_workers()
+    except BaseException:
+        crew.abandon_all()
+        raise
+    if crew.handed_back:
+        wake_workers()
 
 
 # --- asking for a drain ---------------------------------------------------------------------

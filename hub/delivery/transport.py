@@ -1,19 +1,31 @@
 """The connection: one SMTP session to one server (TLS, login, one transaction with per-
-recipient replies) and the per-thread pool that keeps sessions open between messages."""
+recipient replies, pipelined where the server offers it) and the process-wide pool that keeps
+sessions open between messages, each holding one of its server's connection slots.
+(Over 400 lines: the session and the pool that owns its slot belong together; the slot
+bookkeeping itself is in slots.py.)"""
 
 from __future__ import annotations
 
 import base64
+import logging
 import smtplib
 import ssl
 import threading
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
+from django import db
 from django.conf import settings
+from django.utils import timezone
 
 from ..crypto import DecryptionError
 from ..models import SendLog, SmtpServer
+from . import slots
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -41,6 +53,17 @@ class ConnectionFailed(Exception):
 
 def _reply_text(resp: bytes | str) -> str:
     return resp.decode("utf-8", "replace") if isinstance(resp, bytes) else str(resp)
+
+
+def _sender_refused(code: int, resp: bytes | str) -> Outcome:
+    return Outcome(SendLog.Status.FAILED, code, _reply_text(resp), f"sender refused: {code} {_reply_text(resp)}",
+                   transient=400 <= code < 500)
+
+
+def _all_refused(refused: dict[str, list]) -> Outcome:
+    code, text = next(reversed(refused.values()))
+    transient = all(400 <= c < 500 for c, _t in refused.values())
+    return Outcome(SendLog.Status.FAILED, code, text, "all recipients refused", refused, transient)
 
 
 def tls_context(server: SmtpServer) -> ssl.SSLContext:
@@ -73,6 +96,11 @@ class SmtpSession:
         self.opened_at = 0.0
         self.last_used = 0.0
         self.uses = 0
+        # Set by the pool: the connection slot this session holds (freed when it closes),
+        # the server settings it was opened with, and whether its slot was taken over.
+        self.slot: slots.Slot | None = None
+        self.fingerprint: tuple = ()
+        self.slot_lost = False
 
     def open(self) -> None:
         server = self.server
@@ -112,30 +140,37 @@ class SmtpSession:
 
     def send(self, envelope_from: str, rcpts: list[str], data: str | bytes) -> Outcome:
         """One SMTP transaction. Per-recipient refusals are recorded; the message counts as
-        sent when the server accepts it for at least one recipient."""
+        sent when the server accepts it for at least one recipient. Where the server offers
+        PIPELINING (RFC 2920), MAIL, every RCPT and DATA go out in one write and their
+        replies are read one by one: one round trip instead of 2 + recipients."""
         conn = self.conn
         assert conn is not None
         self.uses += 1
         self.last_used = time.monotonic()
         data_started = False
         try:
-            code, resp = conn.mail(envelope_from)
-            if code != 250:
-                conn.rset()
-                return Outcome(SendLog.Status.FAILED, code, _reply_text(resp),
-                               f"sender refused: {code} {_reply_text(resp)}", transient=400 <= code < 500)
-            refused: dict[str, list] = {}
-            for rcpt in rcpts:
-                code, resp = conn.rcpt(rcpt)
-                if code not in (250, 251):
-                    refused[rcpt] = [code, _reply_text(resp)]
-            if len(refused) == len(rcpts):
-                conn.rset()
-                code, text = next(reversed(refused.values()))
-                transient = all(400 <= c < 500 for c, _t in refused.values())
-                return Outcome(SendLog.Status.FAILED, code, text, "all recipients refused", refused, transient)
-            data_started = True
-            code, resp = conn.data(data)
+            if settings.HUB_SMTP_PIPELINING and conn.has_extn("pipelining"):
+                early = self._pipelined_envelope(conn, envelope_from, rcpts)
+                if isinstance(early, Outcome):
+                    return early
+                refused = early
+                data_started = True
+                code, resp = self._send_data(conn, data)
+            else:
+                code, resp = conn.mail(envelope_from)
+                if code != 250:
+                    conn.rset()
+                    return _sender_refused(code, resp)
+                refused = {}
+                for rcpt in rcpts:
+                    code, resp = conn.rcpt(rcpt)
+                    if code not in (250, 251):
+                        refused[rcpt] = [code, _reply_text(resp)]
+                if len(refused) == len(rcpts):
+                    conn.rset()
+                    return _all_refused(refused)
+                data_started = True
+                code, resp = conn.data(data)
             self.last_used = time.monotonic()
             text = _reply_text(resp)
             if code != 250:
@@ -160,6 +195,51 @@ class SmtpSession:
             self.close()
             return Outcome(SendLog.Status.FAILED, None, "", f"{type(exc).__name__}: {exc}", transient=True)
 
+    def _pipelined_envelope(self, conn: smtplib.SMTP, envelope_from: str, rcpts: list[str]) -> Outcome | dict:
+        """MAIL, RCPT..., DATA in one write (smtplib's own command formatting and reply
+        reading: putcmd's text, getreply). Returns the refused recipients when DATA was
+        answered 354 (the message may follow), else the Outcome. Every reply is read before
+        anything else is sent, so the session is in step again whatever happened."""
+        commands = [f"mail FROM:{smtplib.quoteaddr(envelope_from)}"]
+        commands += [f"rcpt TO:{smtplib.quoteaddr(rcpt)}" for rcpt in rcpts]
+        commands.append("data")
+        conn.send("".join(f"{command}{smtplib.CRLF}" for command in commands))
+        mail_code, mail_resp = conn.getreply()
+        refused: dict[str, list] = {}
+        for rcpt in rcpts:
+            code, resp = conn.getreply()
+            if code not in (250, 251) or mail_code != 250:
+                refused[rcpt] = [code, _reply_text(resp)]
+        data_code, data_resp = conn.getreply()
+        if data_code == 354 and (mail_code != 250 or len(refused) == len(rcpts)):
+            # A server that accepts DATA with no valid recipient (RFC 2920 says it must not):
+            # end the empty message at once, then reset; nothing was delivered.
+            conn.send(f".{smtplib.CRLF}")
+            conn.getreply()
+            data_code = 0
+        if data_code != 354:
+            conn.rset()
+            if mail_code != 250:
+                return _sender_refused(mail_code, mail_resp)
+            if len(refused) == len(rcpts):
+                return _all_refused(refused)
+            text = _reply_text(data_resp)
+            return Outcome(SendLog.Status.FAILED, data_code, text, f"message refused: {data_code} {text}",
+                           refused, transient=400 <= data_code < 500)
+        return refused
+
+    @staticmethod
+    def _send_data(conn: smtplib.SMTP, data: str | bytes) -> tuple[int, bytes]:
+        """The message after a 354, ended by <CRLF>.<CRLF>, exactly as smtplib's data() sends
+        it (its own line-end and dot-stuffing helpers); returns the end-of-data reply."""
+        if isinstance(data, str):
+            data = smtplib._fix_eols(data).encode("ascii")
+        quoted = smtplib._quote_periods(data)
+        if quoted[-2:] != smtplib.bCRLF:
+            quoted += smtplib.bCRLF
+        conn.send(quoted + b"." + smtplib.bCRLF)
+        return conn.getreply()
+
     def close(self) -> None:
         if self.conn is not None:
             try:
@@ -170,6 +250,14 @@ class SmtpSession:
                 except OSError:
                     pass
             self.conn = None
+        slot, self.slot = self.slot, None
+        if slot is not None:
+            try:
+                slots.release(slot)
+            except Exception:
+                # Not fatal: the lease runs out by itself within HUB_SMTP_SLOT_LEASE_SECONDS.
+                log.warning("could not free connection slot %s of server %s; its lease will expire",
+                            slot.number, slot.server_id, exc_info=True)
 
     @property
     def is_open(self) -> bool:
@@ -197,43 +285,163 @@ def _fingerprint(server: SmtpServer) -> tuple:
             server.password_encrypted, server.timeout)
 
 
+class NoConnectionSlot(Exception):
+    """All of the server's max_connections are open (here or in other workers) and none came
+    free within HUB_SMTP_SLOT_WAIT_SECONDS: the message waits, like one over a send limit."""
+
+
 class ConnectionPool:
-    """Open SMTP connections of this worker process, one per server, reused across tasks
-    within HUB_SMTP_REUSE_SECONDS / HUB_SMTP_REUSE_MAX and checked with NOOP first. Each
-    thread has its own (a threaded web server may deliver `sync=1` sends in parallel)."""
+    """The open SMTP sessions of this process, shared by its delivery threads. A thread
+    checks a session out for one message (`get`) and back in after it (`put`), so a session
+    is never used by two threads at once. Each open session holds one of its server's
+    connection slots (hub.delivery.slots, `SmtpServer.max_connections` across every worker
+    and machine): when none is free, `get` waits for a session of this process to come back
+    or a slot elsewhere to free up. Sessions are reused within HUB_SMTP_REUSE_SECONDS /
+    HUB_SMTP_REUSE_MAX (NOOP first after an idle spell); a keeper thread renews the slots'
+    leases and closes sessions idle for HUB_SMTP_IDLE_CLOSE_SECONDS, which frees their slots
+    for other workers."""
 
     def __init__(self) -> None:
-        self._local = threading.local()
+        self._cond = threading.Condition()
+        self._idle: dict[int, list[SmtpSession]] = {}  # server id -> sessions checked in
+        self._open: dict[int, set[SmtpSession]] = {}  # server id -> every open session
+        self._keeper: threading.Thread | None = None
+        # Makes each slot's holder token; hub.delivery.lease sets it to its new_claim_token,
+        # so a dead cluster's slots are found by its id.
+        self.new_holder: Callable[[], str] = lambda: uuid.uuid4().hex
 
     @property
-    def sessions(self) -> dict[int, tuple[tuple, SmtpSession]]:
-        if not hasattr(self._local, "sessions"):
-            self._local.sessions = {}
-        return self._local.sessions
+    def sessions(self) -> dict[int, set[SmtpSession]]:
+        """Open sessions by server id (checked out or not)."""
+        with self._cond:
+            return {sid: set(found) for sid, found in self._open.items() if found}
 
-    def get(self, server: SmtpServer) -> SmtpSession:
-        """An open session; raises ConnectionFailed."""
-        entry = self.sessions.pop(server.id, None)
-        if entry is not None:
-            fingerprint, session = entry
-            if fingerprint == _fingerprint(server) and session.still_good():
-                self.sessions[server.id] = entry
-                return session
-            session.close()
-        session = SmtpSession(server)
-        session.open()
-        self.sessions[server.id] = (_fingerprint(server), session)
-        return session
+    def open_count(self, server_id: int) -> int:
+        with self._cond:
+            return len(self._open.get(server_id, ()))
 
-    def discard(self, server: SmtpServer) -> None:
-        entry = self.sessions.pop(server.id, None)
-        if entry is not None:
-            entry[1].close()
+    def get(self, server: SmtpServer, wait: float | None = None) -> SmtpSession:
+        """A session of `server` for this thread alone; raises ConnectionFailed, or
+        NoConnectionSlot after `wait` seconds (default HUB_SMTP_SLOT_WAIT_SECONDS)."""
+        deadline = time.monotonic() + (settings.HUB_SMTP_SLOT_WAIT_SECONDS if wait is None else wait)
+        fingerprint = _fingerprint(server)
+        while True:
+            session = self._take_idle(server.id)
+            if session is not None:
+                if session.fingerprint == fingerprint and session.still_good():
+                    return session
+                self._close(session)  # settings changed, too old or dead: frees its slot
+                continue
+            slot = slots.acquire(server, self.new_holder())
+            if slot is not None:
+                return self._open_new(server, slot, fingerprint)
+            with self._cond:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise NoConnectionSlot(f"all {server.max_connections} connections to {server.host}:{server.port} "
+                                           "are in use")
+                if not self._idle.get(server.id):
+                    # A session of ours coming back wakes us; another worker's slot coming
+                    # free does not, so look at the database again after a short while.
+                    self._cond.wait(min(remaining, 0.2))
+
+    def put(self, session: SmtpSession) -> None:
+        """Check a session back in after a message (closed ones are forgotten)."""
+        if not session.is_open or session.slot_lost:
+            self._close(session)
+            return
+        with self._cond:
+            self._idle.setdefault(session.server.id, []).append(session)
+            self._cond.notify_all()
+
+    def discard(self, session: SmtpSession) -> None:
+        """A session that must not be used again (lost mid-transaction)."""
+        self._close(session)
 
     def close_all(self) -> None:
-        for _fp, session in self.sessions.values():
+        """Hang up every session without touching the database (a test's teardown, where the
+        database is gone): their slots free up when their leases expire, or at once when the
+        cluster stops (hub.delivery.lease)."""
+        with self._cond:
+            every = [s for found in self._open.values() for s in found]
+            self._open.clear()
+            self._idle.clear()
+        for session in every:
+            session.slot = None
             session.close()
-        self.sessions.clear()
+
+    # -- inside ---------------------------------------------------------------------------
+    def _take_idle(self, server_id: int) -> SmtpSession | None:
+        with self._cond:
+            idle = self._idle.get(server_id)
+            return idle.pop() if idle else None  # the most recently used: least likely to have timed out
+
+    def _open_new(self, server: SmtpServer, slot, fingerprint: tuple) -> SmtpSession:
+        session = SmtpSession(server)
+        session.slot, session.fingerprint = slot, fingerprint
+        try:
+            session.open()  # closes itself (and frees the slot) when it fails
+        except BaseException:
+            session.close()
+            raise
+        with self._cond:
+            self._open.setdefault(server.id, set()).add(session)
+            if self._keeper is None or not self._keeper.is_alive():
+                self._keeper = threading.Thread(target=self._keep, name="smtp-pool-keeper", daemon=True)
+                self._keeper.start()
+        return session
+
+    def _close(self, session: SmtpSession) -> None:
+        with self._cond:
+            self._open.get(session.server.id, set()).discard(session)
+            idle = self._idle.get(session.server.id)
+            if idle and session in idle:
+                idle.remove(session)
+            self._cond.notify_all()  # its slot is free: a waiting thread may take it
+        session.close()
+
+    def _keep(self) -> None:
+        """The keeper thread: every second, close sessions idle too long (or too old) and
+        renew the leases of the others before they run out."""
+        while True:
+            time.sleep(1.0)
+            try:
+                self._keep_once()
+            except Exception:
+                log.exception("the SMTP connection keeper failed; trying again")
+            finally:
+                db.connections.close_all()  # this thread's own connection: never left open
+
+    def _keep_once(self) -> None:
+        now = time.monotonic()
+        idle_limit = settings.HUB_SMTP_IDLE_CLOSE_SECONDS
+        with self._cond:
+            stale = [s for found in self._idle.values() for s in found
+                     if now - s.last_used > idle_limit or now - s.opened_at > settings.HUB_SMTP_REUSE_SECONDS]
+            for session in stale:
+                self._idle[session.server.id].remove(session)
+            every = [s for found in self._open.values() for s in found if s not in stale]
+        for session in stale:
+            self._close(session)
+        renew_before = timezone.now() + timedelta(seconds=settings.HUB_SMTP_SLOT_LEASE_SECONDS / 2)
+        for session in every:
+            slot = session.slot
+            if slot is not None and slot.expires_at < renew_before and not slots.renew(slot):
+                # The lease ran out and another worker took the slot: this connection no
+                # longer counts, so it must close (now if idle, else after its message).
+                log.warning("connection slot %s of server %s was taken over; closing the connection",
+                            slot.number, session.server.id)
+                session.slot_lost = True
+                if self._take_specific(session):
+                    self._close(session)
+
+    def _take_specific(self, session: SmtpSession) -> bool:
+        with self._cond:
+            idle = self._idle.get(session.server.id)
+            if idle and session in idle:
+                idle.remove(session)
+                return True
+            return False
 
 
 pool = ConnectionPool()

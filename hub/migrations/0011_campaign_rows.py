@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('hub', '0009_claim_lease'),
+        ('hub', '0010_server_max_connections'),
     ]
 
     operations = [

@@ -2,7 +2,7 @@
 from here, as `from hub.models import SendLog`.
 
 - site.py      the hub's own settings (singleton)
-- servers.py   upstream SMTP servers and their send-limit slots
+- servers.py   upstream SMTP servers, their send-limit slots and connection leases
 - accounts.py  customer accounts (tenants, quota), apps (credentials), app-server links
 - sendlog.py   SendLog (audit log and outbox), attempts, attachments, suppressions, idempotency
                keys, API rate counters, the drain wake-up flag, running worker clusters
@@ -21,9 +21,9 @@ from .sendlog import (
                      Suppression,
                      WorkerCluster,
 )
-from .servers import SmtpServer, ThrottleSlot
+from .servers import ConnectionSlot, SmtpServer, ThrottleSlot
 from .site import Site, parse_networks, validate_networks
 
-__all__ = ["Account", "ApiRateCounter", "App", "AppServer", "Attachment", "DeliveryAttempt", "DeliveryWakeup",
+__all__ = ["Account", "ApiRateCounter", "App", "AppServer", "Attachment", "ConnectionSlot", "DeliveryAttempt", "DeliveryWakeup",
            "FailureType", "IdempotencyKey", "LoginFailureCounter", "QuotaChange", "SendLog", "Site", "SmtpServer",
            "Suppression", "ThrottleSlot", "WorkerCluster", "parse_networks", "validate_networks"]

@@ -199,6 +199,9 @@ class IdempotencyKey(models.Model):
     key = models.CharField(max_length=255)
     request_hash = models.CharField(max_length=64)
     log = models.ForeignKey(SendLog, on_delete=models.CASCADE, related_name="+")
+    # A batch (POST /api/v1/send/batch): every message's id, in the request's order (`log` is
+    # the first). None for a single send.
+    batch_ids = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:

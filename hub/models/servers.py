@@ -1,4 +1,5 @@
-"""Where mail goes out: the upstream SMTP servers, and the slots that count their send limits."""
+"""Where mail goes out: the upstream SMTP servers, the slots that count their send limits, and
+the leases on their connections (max_connections)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,11 @@ class SmtpServer(models.Model):
     limit_per_minute = models.PositiveIntegerField(_("limit per minute"), default=0, help_text=_("0 = no limit"))
     limit_per_hour = models.PositiveIntegerField(_("limit per hour"), default=0, help_text=_("0 = no limit"))
     limit_per_day = models.PositiveIntegerField(_("limit per day"), default=0, help_text=_("0 = no limit"))
+    # Held across every worker process and machine by ConnectionSlot leases (hub.delivery.slots).
+    max_connections = models.PositiveIntegerField(
+        _("max connections"), default=5, validators=[MinValueValidator(1), MaxValueValidator(1000)],
+        help_text=_("Open connections to this server at most, counted across all workers and machines. "
+                    "Each connection sends one message at a time."))
     # Health, written by delivery: a failing server is tried after the healthy ones.
     last_error = models.TextField(_("last error"), blank=True, editable=False)
     last_error_at = models.DateTimeField(_("last error at"), null=True, blank=True, editable=False)
@@ -79,3 +85,19 @@ class ThrottleSlot(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["server", "at"], name="throttle_server_at")]
+
+
+class ConnectionSlot(models.Model):
+    """One of a server's `max_connections` connection slots. A worker holds a slot (its
+    `holder` token, starting with its cluster's id like a claim token) for as long as its
+    connection is open, and renews the lease while it is; a slot whose lease expired is free
+    again, so a killed worker's connections stop counting after HUB_SMTP_SLOT_LEASE_SECONDS
+    (at once when its cluster is found dead). See hub.delivery.slots."""
+
+    server = models.ForeignKey(SmtpServer, on_delete=models.CASCADE, related_name="+")
+    number = models.PositiveIntegerField()
+    holder = models.CharField(max_length=64, blank=True)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["server", "number"], name="uniq_connection_slot")]

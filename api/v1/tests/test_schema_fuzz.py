@@ -29,7 +29,8 @@ def keep_connection():
 
 
 @pytest.fixture
-def fuzz_auth(keep_connection, make_tenant, settings, tmp_path):
+def fuzz_auth(keep_connection, make_tenant, settings, tmp_path, dns_server):
+    # dns_server: the domain checks ask the test DNS server, never the network.
     from hub.contacts import services
 
     settings.HUB_IMPORT_DIR = tmp_path

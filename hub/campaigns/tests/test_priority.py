@@ -19,23 +19,3 @@ def test_transactional_row_is_claimed_before_older_campaign_rows(world):
     assert [r.campaign_id for r in nxt] == [campaign.pk] * 3
     assert [r.pk for r in nxt] == sorted(r.pk for r in nxt)
 
-
-def test_a_worker_hands_back_campaign_rows_when_transactional_mail_waits(world, monkeypatch):
-    campaign = services.create_campaign(world.account, world.fields(), State.SENDING)
-    dispatch.run(campaign.pk, campaign.run_token, budget=0.1)
-    rows = outbox.claim_waiting(8)
-    delivered = []
-    real = outbox.deliver_row
-
-    def deliver(row, servers):
-        delivered.append(row.pk)
-        if len(delivered) == 2:  # a transactional message arrives while the batch is under way
-            SendLog.objects.create(app=world.app, to="vip@example.com", subject="order", html_body="<p>x</p>")
-        real(row, servers)
-
-    monkeypatch.setattr(outbox, "deliver_row", deliver)
-    outbox.deliver_claimed(rows, deadline=float("inf"))
-    assert len(delivered) == outbox.PRIORITY_CHECK_EVERY  # the rest went back to the queue
-    assert SendLog.objects.filter(campaign_id=campaign.pk, status=SendLog.Status.QUEUED).count() == 3
-    (first,) = outbox.claim_waiting(1)
-    assert first.to == "vip@example.com"

@@ -82,3 +82,27 @@ def test_empty_walks_the_list_by_keyset(account, mail_list, filled, monkeypatch)
     assert [f'> {c.pk}' in sql.replace("`", '"') for c, sql in zip(
         [filled[7], filled[15], filled[23], filled[29]], chunk_reads[1:], strict=True)] == [True] * 4
     assert count_ok(mail_list) == 0 and count_ok(other) == 1
+
+
+def test_keyword_pages_and_totals_agree_with_a_plain_filter(account, mail_list, filled):
+    """The keyword path (MariaDB: the search index via store.keyword_ids; SQLite: the ORM)
+    pages by cursor and offset alike, counts every match, and matches names and addresses."""
+    expected = [c.pk for c in filled if "王芳" in c.fullname]
+    total, page = services.search_contacts(account, mail_list.pk, keyword="王芳", limit=4)
+    assert total == len(expected) == 10 and [c.pk for c in page] == expected[:4]
+    total, page = services.search_contacts(account, mail_list.pk, keyword="王芳", after_id=expected[3], limit=4)
+    assert total == 10 and [c.pk for c in page] == expected[4:8]
+    total, page = services.search_contacts(account, mail_list.pk, keyword="王芳", offset=8, limit=4)
+    assert total == 10 and [c.pk for c in page] == expected[8:]
+    total, page = services.search_contacts(account, mail_list.pk, keyword="USER2@EXAMPLE", limit=50)
+    assert (total, [c.email for c in page]) == (1, ["user2@example.com"])
+
+
+def test_like_wildcards_in_a_keyword_are_plain_characters(account, mail_list, filled):
+    services.add_contacts(account, mail_list.pk, [{"email": "a_b%c@example.com", "fullname": "50% off_sale"}])
+    assert [c.email for c in services.search_contacts(account, mail_list.pk, keyword="_b%")[1]] == [
+        "a_b%c@example.com"]
+    assert [c.fullname for c in services.search_contacts(account, mail_list.pk, keyword="0% o")[1]] == [
+        "50% off_sale"]
+    assert services.search_contacts(account, mail_list.pk, keyword="%")[0] == 1  # not "everything"
+    assert services.search_contacts(account, mail_list.pk, keyword="user_")[0] == 0  # "_" is no wildcard

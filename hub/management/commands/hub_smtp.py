@@ -29,6 +29,8 @@ class Command(BaseCommand):
         add.add_argument("--limit-per-minute", type=int, default=0)
         add.add_argument("--limit-per-hour", type=int, default=0)
         add.add_argument("--limit-per-day", type=int, default=0)
+        add.add_argument("--max-connections", type=int, default=5,
+                         help="open connections to this server at most, across all workers (default 5)")
         sub.add_parser("list", help="one JSON object per line")
         for name in ("disable", "enable"):
             p = sub.add_parser(name)
@@ -45,6 +47,7 @@ class Command(BaseCommand):
                     "username": s.username, "from_email": s.sender, "enabled": s.enabled,
                     "timeout": s.timeout, "limit_per_minute": s.limit_per_minute,
                     "limit_per_hour": s.limit_per_hour, "limit_per_day": s.limit_per_day,
+                    "max_connections": s.max_connections,
                 }))
             return
         server = SmtpServer.objects.filter(pk=opts["id"]).first()
@@ -64,6 +67,7 @@ class Command(BaseCommand):
             username=opts["username"], from_email=opts["from_email"], timeout=opts["timeout"],
             verify_tls=not opts["no_verify_tls"], limit_per_minute=opts["limit_per_minute"],
             limit_per_hour=opts["limit_per_hour"], limit_per_day=opts["limit_per_day"],
+            max_connections=opts["max_connections"],
         )
         server.set_password(password)
         full_clean_or_fail(server)

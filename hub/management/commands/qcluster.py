@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 import time
 
 from django.conf import settings
@@ -117,12 +118,26 @@ def _run_until_signal(cluster: Cluster, signals: list[int]) -> None:
         time.sleep(POLL)
     log.info("worker cluster %s got %s: stopping", lease.CLUSTER_ID, signal.Signals(signals[0]).name)
 
+def _ask_to_stop(cluster: Cluster, timeout: float) -> None:
+    """Set django-q2's stop event, waiting at most `timeout`. A multiprocessing Event's set()
+    waits until every process sleeping on it has woken; one that a group signal killed while
+    it waited never wakes, and set() would block for ever (seen: Ctrl-C on bin/run left the
+    qcluster hung in Event.set). A thread bounds it; the TERM/KILL steps after it do not
+    depend on it, and a thread still blocked there is a daemon that does not hold up exit."""
+    setter = threading.Thread(target=cluster.stop_event.set, name="stop-event", daemon=True)
+    setter.start()
+    setter.join(timeout)
+    if setter.is_alive():
+        log.warning("worker cluster %s: the stop event could not be set within %.0f s (a process died "
+                    "waiting on it); stopping the processes by signal", lease.CLUSTER_ID, timeout)
+
+
 def _stop(cluster: Cluster) -> None:
     """Stop the cluster's processes (bounded, see the module docstring), then hand back
     what they still held and unregister."""
     grace = settings.HUB_WORKER_STOP_GRACE_SECONDS
     if cluster.sentinel is not None and cluster.sentinel.is_alive():
-        cluster.stop_event.set()  # django-q2's own stop: pusher first, then each worker after its task
+        _ask_to_stop(cluster, grace)  # django-q2's own stop: pusher first, then each worker after its task
     for sig in (None, signal.SIGTERM, signal.SIGKILL):
         members = _members()
         if sig is not None:

@@ -1,0 +1,71 @@
+"""Connection slots (hub.delivery.slots): at most max_connections held at once, a lease that
+ran out is taken over, a dead cluster's slots are freed with its rows, and the pool waits
+for (or gives up on) a connection when all are taken."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from hub.delivery import lease, slots
+from hub.delivery.transport import NoConnectionSlot, pool
+from hub.models import ConnectionSlot, WorkerCluster
+
+
+@pytest.fixture
+def server(make_server, smtp_sink):
+    return make_server(smtp_sink, max_connections=2)
+
+
+def test_no_more_than_max_connections_are_held(server):
+    first, second = slots.acquire(server, "a-1"), slots.acquire(server, "b-1")
+    assert (first.number, second.number) == (0, 1)
+    assert slots.acquire(server, "c-1") is None
+    slots.release(first)
+    third = slots.acquire(server, "c-1")
+    assert third.number == 0
+    assert slots.open_connections([server.pk]) == {server.pk: 2}
+
+
+def test_an_expired_lease_is_taken_over_and_its_holder_cannot_renew(server):
+    stale = slots.acquire(server, "dead-1")
+    slots.acquire(server, "live-1")
+    ConnectionSlot.objects.filter(pk=stale.id).update(expires_at=timezone.now() - timedelta(seconds=1))
+    taken = slots.acquire(server, "new-1")
+    assert taken.number == stale.number
+    assert slots.renew(stale) is False  # the killed worker's connection no longer counts
+    assert slots.renew(taken) is True
+    slots.release(stale)  # a late release by the old holder frees nothing
+    assert slots.open_connections([server.pk]) == {server.pk: 2}
+
+
+def test_lowering_max_connections_ignores_higher_slots(server):
+    slots.acquire(server, "a-1")
+    slots.acquire(server, "b-1")
+    server.max_connections = 1
+    assert slots.acquire(server, "c-1") is None
+
+
+def test_a_dead_clusters_slots_are_freed_when_its_rows_are_rescued(server, monkeypatch):
+    monkeypatch.setattr(lease, "CLUSTER_ID", "")
+    now = timezone.now()
+    WorkerCluster.objects.create(id="deadbeef0001", host="elsewhere", pid=1, started_at=now,
+                                 beat_at=now - timedelta(days=1))
+    slots.acquire(server, "deadbeef0001-abc")
+    slots.acquire(server, "alive0000001-abc")
+    lease.rescue_lost()
+    assert list(ConnectionSlot.objects.exclude(holder="").values_list("holder", flat=True)) == ["alive0000001-abc"]
+
+
+def test_the_pool_gives_up_when_every_connection_is_taken(server):
+    slots.acquire(server, "other-1")
+    session = pool.get(server)  # the second slot
+    assert session.slot.number == 1
+    with pytest.raises(NoConnectionSlot):
+        pool.get(server, wait=0.3)
+    pool.put(session)
+    assert pool.get(server, wait=0) is session  # checked back in: reused, no new slot
+    pool.discard(session)  # closing it frees its slot
+    assert slots.open_connections([server.pk]) == {server.pk: 1}
