@@ -209,6 +209,14 @@ def _claim_statements(skip_locked: bool) -> dict[str, str]:
     }
 
 
+def transactional_waiting() -> bool:
+    """Is a transactional (priority 0) row queued? One read of the (status, priority, id)
+    index (hub.delivery.outbox: a drain busy with campaign rows asks every 50 ms)."""
+    t, c = _table(SendLog), (lambda name: _column(SendLog, name))
+    sql = f"SELECT 1 FROM {t} WHERE {c('status')} = %s AND {c('priority')} = 0 LIMIT 1"
+    return bool(_rows(sql, [SendLog.Status.QUEUED]))
+
+
 def claim_waiting(limit: int, token: str, now: datetime) -> list[int]:
     """Mark up to `limit` waiting rows as `sending` with this claim token: retries that are
     due first, then queued rows: transactional (priority 0) before campaign rows, oldest first.
