@@ -318,8 +318,12 @@ def main() -> int:
         span = rows.filter(status="sent").aggregate(first=Min("sent_at"), last=Max("sent_at"))
         sent_times = [t.timestamp() for t in rows.filter(status="sent").values_list("sent_at", flat=True)]
         window = 600 * args.hour_seconds / 3600
-        timed = [(c.timestamp(), (s - c).total_seconds() * 1000) for c, s in SendLog.objects.filter(
-            pk__in=probe_ids, status="sent").values_list("created_at", "sent_at")]
+        probe_rows = list(SendLog.objects.filter(pk__in=probe_ids, status="sent").values_list(
+            "created_at", "claimed_at", "sent_at"))
+        timed = [(c.timestamp(), (s - c).total_seconds() * 1000) for c, _cl, s in probe_rows]
+        # accept -> claimed by a drain (waiting behind campaign mail shows here)
+        to_claim = [(cl - c).total_seconds() * 1000 for c, cl, _s in probe_rows
+                    if cl and started_at <= c.timestamp() <= done_at]
         alone = [ms for at, ms in timed if at < started_at]
         probes = [ms for at, ms in timed if started_at <= at <= done_at]
         after, tables_after = db_bytes(), table_bytes()
@@ -345,6 +349,7 @@ def main() -> int:
             "transactional_ms_during": {"n": len(probes), "p50": pct(probes, 0.5), "p99": pct(probes, 0.99),
                                         "max": round(max(probes), 1) if probes else None},
             "transactional_ms_alone": {"n": len(alone), "p50": pct(alone, 0.5), "p99": pct(alone, 0.99)},
+            "transactional_accept_to_claim_ms_during": {"p50": pct(to_claim, 0.5), "p99": pct(to_claim, 0.99)},
             "db_bytes_per_recipient": round((after - before) / max(1, n_rows), 1),
             "table_bytes_per_recipient": {name: round((size - tables_before.get(name, 0)) / max(1, n_rows), 1)
                                           for name, size in tables_after.items()},

@@ -55,8 +55,9 @@ def claim_waiting(limit: int) -> list[SendLog]:
         return _claimed(token, ids) if ids else []
 
 def _claimed(token: str, ids: list[int]) -> list[SendLog]:
-    """Those of these rows this claim won (by primary key: claim_token has no index)."""
-    return list(SendLog.objects.filter(pk__in=ids, claim_token=token).order_by("id"))
+    """Those of these rows this claim won (by primary key: claim_token has no index), in the
+    order the crew starts them: transactional (priority 0) before campaign rows."""
+    return list(SendLog.objects.filter(pk__in=ids, claim_token=token).order_by("priority", "id"))
 
 def deliver_batch(log_ids: list[int]) -> None:
     """Deliver the given SendLog rows that are still waiting, over pooled connections (the

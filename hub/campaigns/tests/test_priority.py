@@ -20,6 +20,14 @@ def test_transactional_row_is_claimed_before_older_campaign_rows(world):
     assert [r.pk for r in nxt] == sorted(r.pk for r in nxt)
 
 
+def test_a_claimed_batch_starts_with_its_transactional_rows(world):
+    campaign = services.create_campaign(world.account, world.fields(), State.SENDING)
+    dispatch.run(campaign.pk, campaign.run_token, budget=0.1)
+    later = SendLog.objects.create(app=world.app, to="vip@example.com", subject="order", html_body="<p>x</p>")
+    batch = outbox.claim_waiting(5)
+    assert batch[0].pk == later.pk and [r.priority for r in batch] == [0, 1, 1, 1, 1]
+
+
 
 def test_a_drain_hands_back_unstarted_campaign_rows_when_transactional_mail_waits(world):
     """hub.delivery.outbox._wait_for_room with the crew's hand-back (the crew's threads are
