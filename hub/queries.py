@@ -195,7 +195,10 @@ def _claim_statements(skip_locked: bool) -> dict[str, str]:
     t, c = _table(SendLog), (lambda name: _column(SendLog, name))
     lock = " FOR UPDATE SKIP LOCKED" if skip_locked else ""
     return {
-        "queued": f"SELECT {c('id')} FROM {t} WHERE {c('status')} = %s ORDER BY {c('id')} LIMIT %s{lock}",
+        # (priority, id): transactional rows (0) before campaign rows (1), each oldest first,
+        # read in order off the (status, priority, id) index.
+        "queued": (f"SELECT {c('id')} FROM {t} WHERE {c('status')} = %s ORDER BY {c('priority')}, {c('id')} "
+                   f"LIMIT %s{lock}"),
         "due": (f"SELECT {c('id')} FROM {t} WHERE {c('status')} = %s AND {c('next_attempt_at')} <= %s "
                 f"ORDER BY {c('next_attempt_at')} LIMIT %s{lock}"),
         # {marks}: one %s per id. Still waiting (queued, or retrying and due): without
@@ -206,10 +209,19 @@ def _claim_statements(skip_locked: bool) -> dict[str, str]:
     }
 
 
+def transactional_waiting() -> bool:
+    """Is a transactional (priority 0) row queued? One read of the (status, priority, id)
+    index (hub.delivery.outbox: a drain busy with campaign rows asks every 50 ms)."""
+    t, c = _table(SendLog), (lambda name: _column(SendLog, name))
+    sql = f"SELECT 1 FROM {t} WHERE {c('status')} = %s AND {c('priority')} = 0 LIMIT 1"
+    return bool(_rows(sql, [SendLog.Status.QUEUED]))
+
+
 def claim_waiting(limit: int, token: str, now: datetime) -> list[int]:
     """Mark up to `limit` waiting rows as `sending` with this claim token: retries that are
-    due first, then queued rows oldest first. Call inside a transaction. Returns the ids it
-    tried to take (the caller reads back those that bear its token).
+    due first, then queued rows: transactional (priority 0) before campaign rows, oldest first.
+    Call inside a transaction. Returns the ids it tried to take (the caller reads back those
+    that bear its token).
     (hub.delivery.outbox.claim_waiting; this holds the write lock, so no ORM compiling in it.)"""
     S = SendLog.Status
     skip_locked = connection.features.has_select_for_update_skip_locked

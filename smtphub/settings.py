@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "django_q",
     "hub.contacts",
     "hub.mailtemplates",
+    "hub.campaigns",
     "hub.domains",
     "api",
 ]
@@ -300,6 +301,19 @@ HUB_SMTPD_AUTH_FAILURE_DELAY = env.float("HUB_SMTPD_AUTH_FAILURE_DELAY", default
 # Uploaded import files are stored here until their job ends (then deleted).
 HUB_IMPORT_DIR = Path(env.str("HUB_IMPORT_DIR", default="") or VAR_DIR / "imports")
 HUB_IMPORT_MAX_BYTES = env.int("HUB_IMPORT_MAX_BYTES", default=200 * 1024 * 1024)
+# --- Campaigns (hub/campaigns, docs/campaigns.md) ---
+# Most outbox rows one dispatcher step makes (one transaction with the cursor and quota).
+HUB_CAMPAIGN_SLICE = env.int("HUB_CAMPAIGN_SLICE", default=500)
+# A campaign without hour_speed keeps at most this many rows waiting for the workers.
+HUB_CAMPAIGN_BACKLOG = env.int("HUB_CAMPAIGN_BACKLOG", default=2000)
+# A dispatcher task hands over to a fresh one after this long (well inside Q_TIMEOUT).
+HUB_CAMPAIGN_RUN_SECONDS = env.int("HUB_CAMPAIGN_RUN_SECONDS", default=max(10, Q_TIMEOUT // 4))
+# How long a dispatcher with nothing to do waits before it looks again.
+HUB_CAMPAIGN_POLL_SECONDS = env.float("HUB_CAMPAIGN_POLL_SECONDS", default=0.2)
+# A running campaign whose dispatcher has not beaten for this long gets a new one (sweeper).
+HUB_CAMPAIGN_STALE_SECONDS = env.int("HUB_CAMPAIGN_STALE_SECONDS", default=60)
+# The length of the "hour" in hour_speed: 3600. Tests and benches may scale time down.
+HUB_CAMPAIGN_HOUR_SECONDS = env.float("HUB_CAMPAIGN_HOUR_SECONDS", default=3600.0)
 # Rows committed per transaction (each commit is also the job's resume checkpoint).
 HUB_IMPORT_CHUNK_ROWS = env.int("HUB_IMPORT_CHUNK_ROWS", default=5000)
 # An import task stops after this long and queues its own continuation, well inside Q_TIMEOUT

@@ -3,7 +3,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from . import account, contacts, domains, imports, templates
+from . import account, campaigns, contacts, domains, imports, templates
 
 urlpatterns = [
     path("account", account.AccountView.as_view(), name="v1-account"),
@@ -27,6 +27,12 @@ urlpatterns = [
          name="v1-template-attachments"),
     path("templates/<int:template_id>/attachments/<int:attachment_id>", templates.AttachmentView.as_view(),
          name="v1-template-attachment"),
+    path("campaigns", campaigns.CampaignsView.as_view(), name="v1-campaigns"),
+    path("campaigns/<int:campaign_id>", campaigns.CampaignView.as_view(), name="v1-campaign"),
+    path("campaigns/<int:campaign_id>/pause", campaigns.PauseView.as_view(), name="v1-campaign-pause"),
+    path("campaigns/<int:campaign_id>/resume", campaigns.ResumeView.as_view(), name="v1-campaign-resume"),
+    path("campaigns/<int:campaign_id>/cancel", campaigns.CancelView.as_view(), name="v1-campaign-cancel"),
+    path("campaigns/<int:campaign_id>/progress", campaigns.ProgressView.as_view(), name="v1-campaign-progress"),
     path("domains", domains.DomainsView.as_view(), name="v1-domains"),
     path("domains/check", domains.DomainsCheckView.as_view(), name="v1-domains-check"),
     path("domains/<int:domain_id>", domains.DomainView.as_view(), name="v1-domain"),

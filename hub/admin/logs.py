@@ -142,7 +142,10 @@ def resend(row: SendLog) -> SendLog:
     """Queue a copy of `row` as a new message of the same app, through the same rules as
     the API (validation, suppression list, the app's servers), with its attachments and
     calendar event; an SMTP submission is relayed again as the client's own MIME message.
-    The copy is marked as made in the admin and linked to the original. Raises Refusal."""
+    The copy is marked as made in the admin and linked to the original. Raises Refusal.
+    A campaign's row stores no body (it is rendered at delivery): not resent from here."""
+    if row.campaign_id is not None:
+        raise Refusal("bad_request", "a campaign message is rendered at delivery and cannot be resent from the log")
     with transaction.atomic():
         if row.raw_message is not None:
             rcpts = [addr for _name, addr in getaddresses([row.rcpt_to or ", ".join(

@@ -52,6 +52,9 @@ def navigation(request: HttpRequest) -> list[dict]:
     templates = [_item(title, icon, "mailtemplates", model) for title, icon, model in (
         (_("Templates"), "drafts", "template"), (_("Risky phrases"), "report", "riskyphrase"))
         if _registered("mailtemplates", model)]
+    campaigns = [_item(title, icon, "campaigns", model) for title, icon, model in (
+        (_("Campaigns"), "campaign", "campaign"), (_("Campaign settings"), "rule", "campaignsettings"))
+        if _registered("campaigns", model)]
     domains = [_item(title, icon, "domains", model) for title, icon, model in (
         (_("Sending domains"), "domain_verification", "domain"), (_("DKIM keys"), "key", "dkimkey"),
         (_("Mailboxes"), "alternate_email", "mailbox")) if _registered("domains", model)]
@@ -68,6 +71,7 @@ def navigation(request: HttpRequest) -> list[dict]:
         {"title": _("Mail"), "separator": True, "collapsible": False, "items": mail},
         *([{"title": _("Contacts"), "separator": True, "collapsible": False, "items": contacts}] if contacts else []),
         *([{"title": _("Templates"), "separator": True, "collapsible": False, "items": templates}] if templates else []),
+        *([{"title": _("Campaigns"), "separator": True, "collapsible": False, "items": campaigns}] if campaigns else []),
         *([{"title": _("Domains"), "separator": True, "collapsible": False, "items": domains}] if domains else []),
         {"title": _("Task queue"), "separator": True, "collapsible": True, "items": queue},
         {

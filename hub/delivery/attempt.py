@@ -18,6 +18,7 @@ from ..models import DeliveryAttempt, SendLog, SmtpServer, Suppression
 from . import bounces, signing, throttle
 from .message import SMTP_POLICY, ascii_address, build_message, envelope_recipients
 from .policy import by_health, mark_server, retry_delay, too_old
+from .render import NotRenderable
 from .transport import ConnectionFailed, NoConnectionSlot, Outcome, pool
 
 log = logging.getLogger(__name__)
@@ -194,6 +195,9 @@ def deliver_row(row: SendLog, servers: list[SmtpServer]) -> bool:
     except AllConnectionsBusy:
         hand_back_untried([row])
         return False
+    except NotRenderable as exc:
+        # A campaign row whose campaign, template or contact is gone: it can never be built.
+        _finish(row, Outcome(SendLog.Status.FAILED, error=f"not renderable: {exc}"), None, [], 0.0)
     except Exception:
         log.exception("delivery of SendLog %s failed inside the hub", row.id)
         row.attempts = attempts_before

@@ -126,10 +126,28 @@ class Crew:
             self._spawn()
             self.work.notify(len(rows))
 
-    def wait_backlog_below(self, n: int) -> None:
+    def wait_backlog_below(self, n: int, timeout: float | None = None) -> bool:
+        """Wait until fewer than n rows are waiting for a thread (True), or `timeout` passed."""
+        until = None if timeout is None else time.monotonic() + timeout
         with self.cond:
             while len(self.queue) >= n and self._alive():
-                self.progress.wait(0.5)
+                left = 0.5 if until is None else min(0.5, until - time.monotonic())
+                if left <= 0:
+                    return False
+                self.progress.wait(left)
+            return True
+
+    def hand_back_campaign_rows(self) -> int:
+        """Campaign rows (priority > 0) not started yet go back to the queue: a transactional
+        row is waiting behind them, and the drain's next claim takes it first."""
+        with self.cond:
+            back = [row for row in self.queue if row.priority]
+            if not back:
+                return 0
+            self.queue = deque(row for row in self.queue if not row.priority)
+            self.handed_back += len(back)
+        hand_back_untried(back)
+        return len(back)
 
     def wait_idle(self) -> None:
         with self.cond:

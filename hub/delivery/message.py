@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import uuid
 from email import encoders
+from email.charset import BASE64, QP, Charset
 from email.header import Header, decode_header, make_header
 from email.message import Message
 from email.mime.base import MIMEBase
@@ -23,6 +24,7 @@ from ..calendar import build_ics
 from ..headertext import display_name, one_line
 from ..models import Attachment, SendLog
 from ..textify import html_to_text
+from . import render
 
 # smtplib sends bytes as they are: lines must already end in CRLF.
 SMTP_POLICY = compat32.clone(linesep="\r\n")
@@ -151,6 +153,8 @@ def build_message(row: SendLog, sender: str) -> Message:
     # EmailMessage and produces the same standard MIME (as Django's own mail does).
     if row.raw_message is not None:
         return relay_message(row, sender)
+    if row.campaign_id is not None:
+        return campaign_message(row, sender)
     body = MIMEMultipart("alternative", boundary=_boundary())
     text = row.text_body or html_to_text(row.html_body)
     body.attach(MIMEText(text, "plain", "utf-8"))
@@ -182,6 +186,37 @@ def build_message(row: SendLog, sender: str) -> Message:
     if row.reply_to:
         msg["Reply-To"] = _address_header(row.reply_to, "Reply-To")
     # Bcc never goes into a header: those recipients are only in the envelope.
+    msg["Date"] = formatdate(localtime=True)
+    msg["Message-ID"] = row.message_id
+    msg["X-SMTPHub-Log-ID"] = str(row.id)
+    msg["X-SMTPHub-App-ID"] = str(row.app_id)
+    return msg
+
+
+def campaign_message(row: SendLog, sender: str) -> Message:
+    """A campaign row: its content comes from the registered renderer (hub.delivery.render),
+    in the template's transfer encoding; headers as every message of the hub."""
+    parts = render.render(row)
+    charset = Charset("utf-8")
+    charset.body_encoding = QP if parts.encoding == "quoted-printable" else BASE64
+    body = MIMEMultipart("alternative", boundary=_boundary())
+    body.attach(MIMEText(parts.text, "plain", charset))
+    body.attach(MIMEText(parts.html, "html", charset))
+    if parts.attachments:
+        msg = MIMEMultipart("mixed", boundary=_boundary())
+        msg.attach(body)
+        for filename, content_type, content in parts.attachments:
+            msg.attach(_attachment_part(filename, content_type, content))
+    else:
+        msg = body
+    msg["Subject"] = header_text(parts.subject)
+    msg["From"] = address_header([(parts.from_name, sender)], "From")
+    msg["To"] = address_header([(parts.to_name, row.to)], "To")
+    if parts.reply_to:
+        msg["Reply-To"] = _address_header(parts.reply_to, "Reply-To")
+    for name, value in parts.headers.items():
+        # (A URL longer than the line goes on a folded line of its own: legal FWS.)
+        msg[name] = one_line(value)
     msg["Date"] = formatdate(localtime=True)
     msg["Message-ID"] = row.message_id
     msg["X-SMTPHub-Log-ID"] = str(row.id)

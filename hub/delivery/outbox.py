@@ -27,6 +27,9 @@ from .lease import WorkerStopping, new_claim_token
 
 log = logging.getLogger(__name__)
 
+# How often a drain whose batch holds campaign rows looks for transactional mail queued behind.
+PRIORITY_POLL_SECONDS = 0.05
+
 
 def claim(log_ids: list[int]) -> list[SendLog]:
     """Atomically take those of these rows that are still waiting; rows another worker has,
@@ -52,8 +55,9 @@ def claim_waiting(limit: int) -> list[SendLog]:
         return _claimed(token, ids) if ids else []
 
 def _claimed(token: str, ids: list[int]) -> list[SendLog]:
-    """Those of these rows this claim won (by primary key: claim_token has no index)."""
-    return list(SendLog.objects.filter(pk__in=ids, claim_token=token).order_by("id"))
+    """Those of these rows this claim won (by primary key: claim_token has no index), in the
+    order the crew starts them: transactional (priority 0) before campaign rows."""
+    return list(SendLog.objects.filter(pk__in=ids, claim_token=token).order_by("priority", "id"))
 
 def deliver_batch(log_ids: list[int]) -> None:
     """Deliver the given SendLog rows that are still waiting, over pooled connections (the
@@ -91,7 +95,7 @@ def drain() -> int:
                 # Claim the next batch once every row of this one has started (the last ones
                 # still on the wire), so the threads never run dry between batches and a
                 # drain holds at most one batch of claimed rows that have not started.
-                crew.wait_backlog_below(1)
+                _wait_for_room(crew)
         crew.finish()
     except WorkerStopping:
         crew.stop()
@@ -108,6 +112,15 @@ def drain() -> int:
     if time.monotonic() >= deadline or crew.handed_back:
         wake_workers()  # out of time, or rows went back to the queue: a fresh task takes over
     return claimed
+
+def _wait_for_room(crew: Crew) -> None:
+    """crew.wait_backlog_below(1), looking every PRIORITY_POLL_SECONDS for transactional mail
+    queued behind the batch: then its campaign rows not started yet go back to the queue and
+    the drain claims at once (claims take priority 0 first), so such a message waits for the
+    rows on the wire, not for a batch of campaign mail."""
+    while not crew.wait_backlog_below(1, timeout=PRIORITY_POLL_SECONDS):
+        if queries.transactional_waiting() and crew.hand_back_campaign_rows():
+            return
 
 def _crew(deadline: float) -> Crew:
     # deliver_row looked up here at each call, so a test can stand in for it on this module.

@@ -36,6 +36,8 @@ class SendLog(models.Model):
         RETRYING = "retrying", _("Retrying")
         SENT = "sent", _("Sent")
         FAILED = "failed", _("Failed")
+        # A campaign row whose campaign is paused: never claimed; resume makes it waiting again.
+        HELD = "held", _("Held (campaign paused)")
 
     CLAIMABLE = (Status.QUEUED, Status.RETRYING)
     FINAL = (Status.SENT, Status.FAILED)
@@ -44,6 +46,7 @@ class SendLog(models.Model):
         API = "api", _("HTTP API")
         SMTP = "smtp", _("SMTP submission")
         ADMIN = "admin", _("Admin")
+        CAMPAIGN = "campaign", _("Campaign")
 
     # No index of its own for app, smtp_server and claim_token: each index costs every insert
     # and every outcome write; (app, id) and (smtp_server, sent_at) below serve these
@@ -95,13 +98,22 @@ class SendLog(models.Model):
     claim_token = models.CharField(max_length=32, blank=True, editable=False)
     sent_at = models.DateTimeField(_("sent"), null=True, blank=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
+    # Campaign rows (EDM): the campaign and contact this row is for. Plain integers, not
+    # foreign keys: the core never depends on the campaigns app (import-linter). Such a row
+    # stores no body: hub.delivery.render builds it at delivery from template and contact.
+    campaign_id = models.BigIntegerField(_("campaign"), null=True, blank=True, editable=False)
+    contact_id = models.BigIntegerField(_("contact"), null=True, blank=True, editable=False)
+    # Claims take priority 0 (transactional mail) before 1 (campaigns): a message accepted
+    # while a campaign drains does not wait behind it (hub.queries.claim_waiting).
+    priority = models.PositiveSmallIntegerField(_("priority"), default=0, editable=False)
 
     class Meta:
         verbose_name = _("send log")
         verbose_name_plural = _("send logs")
         ordering = ["-id"]
         indexes = [
-            models.Index(fields=["status", "id"], name="sendlog_status"),
+            # Claims read queued rows in (priority, id) order straight off this index.
+            models.Index(fields=["status", "priority", "id"], name="sendlog_status_priority"),
             models.Index(fields=["app", "id"], name="sendlog_app"),
             models.Index(fields=["status", "next_attempt_at"], name="sendlog_due"),
             # Covering indexes for the admin's aggregates (hub/admin/dashboard.py, the SMTP servers'
@@ -109,6 +121,13 @@ class SendLog(models.Model):
             models.Index(fields=["created_at", "app", "status"], name="sendlog_created_app"),
             models.Index(fields=["created_at", "smtp_server", "status"], name="sendlog_created_server"),
             models.Index(fields=["smtp_server", "sent_at"], name="sendlog_server_sent"),
+            # A campaign's progress (count by status), pause/resume/cancel (its waiting rows).
+            models.Index(fields=["campaign_id", "status"], name="sendlog_campaign_status"),
+        ]
+        constraints = [
+            # One row per (campaign, contact), whatever dispatchers race: the last guard of
+            # "no recipient twice" (NULLs are distinct: transactional rows never collide).
+            models.UniqueConstraint(fields=["campaign_id", "contact_id"], name="sendlog_campaign_contact"),
         ]
 
     def __str__(self) -> str:

@@ -1,0 +1,94 @@
+"""The campaign rows' content at delivery (registered with hub.delivery.render in
+CampaignsConfig.ready): template + contact -> subject, bodies and headers.
+
+Per process, a campaign's settings are cached for CACHE_SECONDS (an edit of the sender name
+or reply-to reaches every worker within that time), a template's attachments per revision;
+the compiled template is hub.mailtemplates.personalize's own cache. Per row: one read of
+the contact by primary key."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from hub.contacts import links as contact_links
+from hub.contacts.models import Contact
+from hub.delivery.render import NotRenderable, Parts
+from hub.mailtemplates.links import links_for
+from hub.mailtemplates.models import Template
+from hub.mailtemplates.personalize import contact_values, render
+
+from .dispatch import MARKER
+from .models import Campaign
+
+CACHE_SECONDS = 5.0
+
+
+@dataclass
+class _Cached:
+    at: float
+    campaign: Campaign
+
+
+_campaigns: dict[int, _Cached] = {}
+_templates: dict[tuple, tuple[Template, tuple]] = {}
+
+
+def clear_caches() -> None:
+    _campaigns.clear()
+    _templates.clear()
+
+
+def _campaign(pk: int) -> Campaign:
+    found = _campaigns.get(pk)
+    if found is not None and time.monotonic() - found.at < CACHE_SECONDS:
+        return found.campaign
+    campaign = Campaign.objects.filter(pk=pk).first()
+    if campaign is None:
+        _campaigns.pop(pk, None)
+        raise NotRenderable(f"campaign {pk} no longer exists")
+    if len(_campaigns) > 256:
+        _campaigns.clear()
+    _campaigns[pk] = _Cached(time.monotonic(), campaign)
+    return campaign
+
+
+def _template(pk: int) -> tuple[Template, tuple]:
+    """The template and its attachments, re-read when its revision changed (one cheap query
+    for the revision per CACHE_SECONDS would do too; the revision read is by primary key)."""
+    head = Template.objects.filter(pk=pk).values_list("revision", "updated_at").first()
+    if head is None:
+        raise NotRenderable(f"template {pk} no longer exists")
+    key = (pk, *head)
+    found = _templates.get(key)
+    if found is None:
+        template = Template.objects.get(pk=pk)
+        files = tuple((a.filename, a.content_type, bytes(a.content)) for a in template.attachments.all())
+        if len(_templates) > 32:
+            _templates.clear()
+        found = _templates[key] = (template, files)
+    return found
+
+
+def render_row(row) -> Parts:
+    match = MARKER.match(row.subject or "")
+    if match is None or int(match.group(1)) != row.campaign_id:
+        raise NotRenderable(f"row {row.pk} has no campaign marker")
+    template_id, subject_index = int(match.group(2)), int(match.group(3)) - 1
+    campaign = _campaign(row.campaign_id)
+    template, files = _template(template_id)
+    contact = Contact.objects.filter(pk=row.contact_id).first()
+    if contact is None:
+        raise NotRenderable(f"contact {row.contact_id} no longer exists")
+    rendered = render(template, contact_values(contact), links_for(template, contact), subject_index=subject_index)
+    headers: dict[str, str] = {}
+    if campaign.subs_link:
+        headers.update(contact_links.list_unsubscribe_headers(contact))
+    if campaign.is_need_receipt:
+        receipt_to = campaign.send_replyto or (campaign.send_account if "@" in campaign.send_account else "")
+        if receipt_to:
+            headers["Disposition-Notification-To"] = f"<{receipt_to}>"
+    headers["X-SMTPHub-Campaign"] = campaign.sn or str(campaign.pk)
+    return Parts(subject=rendered.subject, html=rendered.html, text=rendered.text, from_name=campaign.send_fullname,
+                 to_name=contact.fullname, reply_to=campaign.send_replyto, headers=headers,
+                 encoding=template.encoding, attachments=files)

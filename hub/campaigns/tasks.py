@@ -1,0 +1,13 @@
+"""django-q2 entry points of the campaigns app (names the queue stores)."""
+
+from __future__ import annotations
+
+from . import dispatch as _dispatch
+
+
+def dispatch(campaign_id: int, token: str) -> str:
+    return _dispatch.run(campaign_id, token)
+
+
+def sweep() -> dict[str, int]:
+    return _dispatch.sweep()

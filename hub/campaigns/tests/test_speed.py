@@ -1,0 +1,85 @@
+"""hour_speed: the token bucket's arithmetic and a simulated 25 minutes on a fake clock (no
+wall-clock rates): rows are made no faster than hour_speed, never more than two seconds'
+worth waiting, and an idle stretch saves up no burst. The busiest 10-minute window of the
+rows' due times stays within hour_speed/6 + 1%."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.utils import timezone
+
+from hub.campaigns import dispatch, services
+from hub.campaigns.models import State
+from hub.contacts.models import Contact, MailList
+from hub.models import SendLog
+
+T0 = timezone.now().replace(microsecond=0)
+
+
+def test_bucket_take():
+    rate = 2.0  # rows per second
+    n, nxt = dispatch.bucket_take(None, T0, rate, 100)
+    assert n == 1 and nxt == T0 + timedelta(seconds=0.5)  # a new bucket starts empty: the current token
+    assert dispatch.bucket_take(nxt, T0, rate, 100) == (0, nxt)  # nothing until the next is due
+    n, nxt2 = dispatch.bucket_take(nxt, T0 + timedelta(seconds=1.5), rate, 100)
+    assert n == 3 and nxt2 == nxt + timedelta(seconds=1.5)
+    # A long idle stretch: at most one second of tokens (plus the current one).
+    n, _ = dispatch.bucket_take(nxt2, T0 + timedelta(hours=5), rate, 100)
+    assert n == 3
+    assert dispatch.bucket_take(None, T0, rate, 0)[0] == 0  # the backlog is full
+
+
+def test_room_caps_the_backlog():
+    campaign = type("C", (), {"hour_speed": 7200, "bucket_at": None})()
+    late = T0 + timedelta(seconds=5)
+    bucket = {"hour_speed": 7200, "bucket_at": T0}
+    assert dispatch.room(type("C", (), bucket)(), waiting=0, at=late)[0] == 3  # one second of catch-up
+    assert dispatch.room(campaign, waiting=0, at=T0)[0] == 1
+    assert dispatch.room(type("C", (), bucket)(), waiting=4, at=late)[0] == 1
+    assert dispatch.room(campaign, waiting=5, at=T0)[0] == 0  # the backlog: two seconds, at least 5 rows
+
+
+def test_simulated_half_hour_holds_the_hourly_limit(world, monkeypatch):
+    big = MailList.objects.create(account=world.account, name="big")
+    Contact.objects.bulk_create([Contact(account=world.account, mail_list=big, email=f"u{i:05d}@z.example")
+                                 for i in range(3200)])
+    hour_speed = 6000  # 100 a minute, 1000 per 10 minutes
+    campaign = services.create_campaign(world.account, world.fields(list_ids=[big.pk], hour_speed=hour_speed),
+                                        State.SENDING)
+    ctx = dispatch.context_for(campaign)
+    clock = [T0]
+    monkeypatch.setattr(dispatch, "now", lambda: clock[0])
+    for i in range(1500):  # 25 minutes in one-second steps
+        clock[0] = T0 + timedelta(seconds=i)
+        stalled = 300 <= i < 600  # the workers stall for five minutes: nothing is taken
+        campaign.refresh_from_db()
+        dispatch.step(campaign, campaign.run_token, ctx)
+        if not stalled:
+            SendLog.objects.filter(campaign_id=campaign.pk, status=SendLog.Status.QUEUED).update(
+                status=SendLog.Status.SENT)
+    times = sorted(SendLog.objects.filter(campaign_id=campaign.pk).values_list("created_at", flat=True))
+    assert len(times) > 1500
+    window, busiest, j = timedelta(minutes=10), 0, 0
+    for i, t in enumerate(times):
+        while times[j] <= t - window:
+            j += 1
+        busiest = max(busiest, i - j + 1)
+    assert busiest <= hour_speed / 6 * 1.01
+    # During the stall at most the backlog (two seconds' worth, at least 5 rows) was made,
+    # and after it no burst: the first minute after the stall makes at most a minute's worth.
+    during = [t for t in times if T0 + timedelta(seconds=300) <= t < T0 + timedelta(seconds=600)]
+    assert len(during) <= 5
+    after = [t for t in times if T0 + timedelta(seconds=600) <= t < T0 + timedelta(seconds=660)]
+    assert len(after) <= 100 + 2
+
+
+def test_current_rate_from_the_dispatchers_notes():
+    marks = dispatch.rate_marks([], 1000.0, 0)
+    assert dispatch.rate_marks(marks, 1030.0, 50) == marks  # once a minute
+    marks = dispatch.rate_marks(marks, 1060.0, 100)
+    marks = dispatch.rate_marks(dispatch.rate_marks(marks, 1120.0, 200), 1180.0, 300)
+    assert [m[0] for m in marks] == [1060.0, 1120.0, 1180.0]  # the last three
+    campaign = type("C", (), {"rate_marks": marks, "queued": 360})()
+    assert dispatch.current_rate(campaign, 1240.0) == (360 - 100) / 180 * 3600
+    assert dispatch.current_rate(type("C", (), {"rate_marks": [], "queued": 5})(), 1240.0) is None
