@@ -33,12 +33,7 @@ def _valid(serializer_class, data, **kwargs):
 def _strict(records: list[dict]) -> None:
     """Refuse the whole batch when any record is invalid (nothing written), with every
     reason, so a client fixes its data and sends again."""
-    errors = []
-    for position, record in enumerate(records, 1):
-        try:
-            services.record_values(record)
-        except services.Invalid as exc:
-            errors.append(f"line {record.get('line', position)}: {exc}")
+    errors = services.invalid_records(records)
     if errors:
         raise ApiError("invalid_records", "; ".join(errors[:50]), 400)
 

@@ -76,24 +76,6 @@ def _refuse_malformed(errors: list[str]) -> None:
         raise V28Error("format_error", "; ".join(errors[:50]), 400)
 
 
-def _check_records(records: list[dict]) -> None:
-    errors = []
-    for position, record in enumerate(records, 1):
-        try:
-            services.record_values(record)
-        except services.Invalid as exc:
-            errors.append(f"line {record.get('line', position)}: {exc}")
-    _refuse_malformed(errors)
-
-
-def _check_addresses(addresses: list[str]) -> None:
-    errors = []
-    for position, address in enumerate(addresses, 1):
-        try:
-            services.normalize_email(address)
-        except services.Invalid as exc:
-            errors.append(f"line {position}: {exc}")
-    _refuse_malformed(errors)
 
 
 def _require_list(call: Call, list_id: int) -> None:
@@ -210,7 +192,7 @@ def _add_batch(call: Call, list_id: int) -> HttpResponse:
     if not records:
         raise param_error(_("ml_addr holds no address"))
     _batch_limit(len(records), "ml_addr")
-    _check_records(records)
+    _refuse_malformed(services.invalid_records(records))
     try:
         outcome = services.add_contacts(call.account, list_id, records)
     except services.ContactError as exc:
@@ -281,7 +263,7 @@ def ml_sub(call: Call) -> HttpResponse:
     if not entries:
         raise param_error(_("maillist holds no address"))
     _batch_limit(len(entries), "maillist")
-    _check_addresses([email for email, _name in entries])
+    _refuse_malformed(services.invalid_addresses([email for email, _name in entries]))
     try:
         outcome = services.subscribe(call.account, list_id, entries)
     except services.ContactError as exc:
@@ -301,7 +283,7 @@ def ml_unsub(call: Call) -> HttpResponse:
     if not emails:
         raise param_error(_("address holds no address"))
     _batch_limit(len(emails), "address")
-    _check_addresses(emails)
+    _refuse_malformed(services.invalid_addresses(emails))
     try:
         outcome = services.unsubscribe(call.account, list_id, emails)
     except services.ContactError as exc:

@@ -145,6 +145,29 @@ def add_contact(account: Account, list_id: int | str, email: str, **fields) -> C
     return Contact.objects.get(mail_list=mail_list, email=normalized)
 
 
+def invalid_records(records: list[dict]) -> list[str]:
+    """"line N: reason" for every record add_contacts would count invalid: the APIs refuse a
+    batch whole when any is (nothing written), listing the reasons so a client can fix them."""
+    errors = []
+    for position, record in enumerate(records, 1):
+        try:
+            record_values(record)
+        except Invalid as exc:
+            errors.append(f"line {record.get('line', position)}: {exc}")
+    return errors
+
+
+def invalid_addresses(addresses: list[str]) -> list[str]:
+    """The same for plain addresses (subscribe, unsubscribe)."""
+    errors = []
+    for position, address in enumerate(addresses, 1):
+        try:
+            normalize_email(address)
+        except Invalid as exc:
+            errors.append(f"line {position}: {exc}")
+    return errors
+
+
 def add_contacts(account: Account, list_id: int | str, records: list[dict]) -> BatchResult:
     """Batch add (V28 4.8.2): at most HUB_CONTACTS_BATCH_MAX records (parse_batch output or
     dicts of add_contact's fields). Invalid records are skipped and reported by line;
