@@ -221,11 +221,10 @@ def search_contacts(account: Account, list_id: int | str | None, *, keyword: str
     if keyword and not email and list_id is not None:
         # One list on MariaDB/MySQL: scan the narrow search index (store.keyword_ids).
         list_pk = get_list(account, list_id).pk
-        ids = store.keyword_ids(list_pk, keyword, int(after_id or 0), offset, limit)
-        if ids is not None:
-            page = list(Contact.objects.filter(pk__in=ids).order_by("id")) if ids else []
-            first_full = not after_id and not offset and len(page) < limit
-            return (len(page) if first_full else store.keyword_count(list_pk, keyword)), page
+        found = store.keyword_page(list_pk, keyword, int(after_id or 0), offset, limit)
+        if found is not None:
+            total, ids = found
+            return total, list(Contact.objects.filter(pk__in=ids).order_by("id")) if ids else []
     if keyword:
         # Addresses are stored lower-case; names match case-insensitively.
         qs = qs.filter(Q(email__contains=keyword.lower()) | Q(fullname__icontains=keyword))

@@ -114,21 +114,23 @@ def _keyword_where() -> str:
             "AND (email LIKE BINARY %s OR fullname LIKE %s)")
 
 
-def keyword_ids(mail_list_id: int, keyword: str, after_id: int, offset: int, limit: int) -> list[int] | None:
-    """Ids of one page of a list's contacts matching `keyword` (address: exact case, it is
-    stored lower-case; name: the column's case-insensitive collation), or None where the
-    ORM query is as good (not MySQL/MariaDB)."""
+def keyword_page(mail_list_id: int, keyword: str, after_id: int, offset: int,
+                 limit: int) -> tuple[int, list[int]] | None:
+    """(matches in all, ids of one page) of a list's contacts matching `keyword` (address:
+    exact case, it is stored lower-case; name: the column's case-insensitive collation), or
+    None where the ORM query is as good (not MySQL/MariaDB). One pass over the index gives
+    both: a window COUNT over every match, the cursor and offset applied after it (a page
+    query and a COUNT were two passes: 1.25 s at 1M for a name one contact in five has)."""
     if connection.vendor != "mysql":
         return None
+    params = [mail_list_id, _like(keyword.lower()), _like(keyword)]
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT id {_keyword_where()} AND id > %s ORDER BY id LIMIT %s OFFSET %s",
-                       [mail_list_id, _like(keyword.lower()), _like(keyword), after_id, limit, offset])
-        return [row[0] for row in cursor.fetchall()]
-
-
-def keyword_count(mail_list_id: int, keyword: str) -> int | None:
-    if connection.vendor != "mysql":
-        return None
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT COUNT(*) {_keyword_where()}", [mail_list_id, _like(keyword.lower()), _like(keyword)])
-        return cursor.fetchone()[0]
+        cursor.execute(f"SELECT id, total FROM (SELECT id, COUNT(*) OVER () AS total {_keyword_where()}) AS matches "
+                       "WHERE id > %s ORDER BY id LIMIT %s OFFSET %s", [*params, after_id, limit, offset])
+        rows = cursor.fetchall()
+        if rows:
+            return rows[0][1], [row[0] for row in rows]
+        if not after_id and not offset:
+            return 0, []
+        cursor.execute(f"SELECT COUNT(*) {_keyword_where()}", params)  # past the last page
+        return cursor.fetchone()[0], []

@@ -58,7 +58,11 @@ def test_keyword_total_counted_only_when_the_page_is_full(account, mail_list, fi
     with CaptureQueriesContext(connection) as ctx:
         total, page = services.search_contacts(account, mail_list.pk, keyword="user7@", limit=5)
     assert (total, [c.email for c in page]) == (1, ["user7@example.com"])
-    assert not [sql for sql in selects(ctx.captured_queries) if "COUNT(" in sql.upper()]
+    if connection.vendor == "mysql":
+        # MariaDB: one pass over the search index gives the page and the total together.
+        assert len([sql for sql in selects(ctx.captured_queries) if "contacts_contact_search" in sql]) == 1
+    else:
+        assert not [sql for sql in selects(ctx.captured_queries) if "COUNT(" in sql.upper()]
 
     with CaptureQueriesContext(connection) as ctx:
         total, page = services.search_contacts(account, mail_list.pk, keyword="王芳", limit=4)
