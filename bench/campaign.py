@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import importlib.util
 import json
 import os
 import shutil
@@ -48,18 +47,13 @@ REPO = BENCH.parent
 sys.path.insert(0, str(REPO))
 sys.path.append(str(BENCH))
 
+import common  # bench/common.py, found through the path above
+
 HTML = ('<html><body><h1>你好 {{fullname|朋友}}</h1><p>' + "本月新品上架，欢迎选购。" * 60 +
         '</p><p><a href="https://shop.example.com/?u={{var1}}">商店</a> · <a href="{{webview_url}}">在浏览器中查看</a>'
         ' · <a href="{{unsubscribe_url}}">退订</a></p></body></html>')
 CHUNK = 20_000
 
-
-def _bench_module(name: str):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def log(msg: str) -> None:
@@ -103,22 +97,9 @@ def fill(account, n: int, unsubscribed_every: int = 200, overlap: bool = False):
     return [a, b]
 
 
-def db_bytes() -> int:
-    from django.db import connection
 
-    with connection.cursor() as cursor:
-        if connection.vendor == "sqlite":
-            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            values = []
-            for pragma in ("page_count", "freelist_count", "page_size"):
-                cursor.execute(f"PRAGMA {pragma}")
-                values.append(cursor.fetchone()[0])
-            return (values[0] - values[1]) * values[2]
-        cursor.execute("ANALYZE TABLE hub_sendlog")
-        cursor.fetchall()
-        cursor.execute("SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables "
-                       "WHERE table_schema = DATABASE()")
-        return int(cursor.fetchone()[0])
+def db_bytes() -> int:
+    return common.db_bytes("hub_sendlog")
 
 
 def table_bytes() -> dict[str, int]:
@@ -227,7 +208,7 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
 
-    hub_mod, sink_mod, procstat = _bench_module("hub"), _bench_module("sink"), _bench_module("procstat")
+    hub_mod, sink_mod, procstat = common.bench_module("hub"), common.bench_module("sink"), common.bench_module("procstat")
     work = Path(tempfile.mkdtemp(prefix="bench-campaign-"))
     extra = {"HUB_CAMPAIGN_HOUR_SECONDS": str(args.hour_seconds)}
     if args.kill_at:

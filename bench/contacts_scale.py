@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import base64
 import http.client
-import importlib.util
 import json
 import multiprocessing
 import os
@@ -50,14 +49,7 @@ REPO = BENCH.parent
 sys.path.insert(0, str(REPO))  # Django's `hub` package ...
 sys.path.append(str(BENCH))  # ... wins over bench/hub.py, loaded below under its own name
 
-
-def _bench_module(name: str):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
+import common  # bench/common.py, found through the path above
 
 PAGE = 50
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈"
@@ -134,24 +126,9 @@ def fill(mail_list, count: int) -> float:
     return count / (time.perf_counter() - t0)
 
 
-def db_bytes() -> int:
-    """The database's size in use: SQLite pages (WAL checkpointed first, free pages not
-    counted), MariaDB data + index length of the schema (after ANALYZE of the contacts)."""
-    from django.db import connection
 
-    with connection.cursor() as cursor:
-        if connection.vendor == "sqlite":
-            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            values = []
-            for pragma in ("page_count", "freelist_count", "page_size"):
-                cursor.execute(f"PRAGMA {pragma}")
-                values.append(cursor.fetchone()[0])
-            return (values[0] - values[1]) * values[2]
-        cursor.execute("ANALYZE TABLE contacts_contact")
-        cursor.fetchall()
-        cursor.execute("SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables "
-                       "WHERE table_schema = DATABASE()")
-        return int(cursor.fetchone()[0])
+def db_bytes() -> int:
+    return common.db_bytes("contacts_contact")
 
 
 # --- HTTP ---------------------------------------------------------------------------------------
@@ -337,7 +314,7 @@ def main() -> int:
     if args.contacts < 20 * PAGE:
         ap.error(f"--contacts must be at least {20 * PAGE}")
 
-    hub_mod, sink_mod = _bench_module("hub"), _bench_module("sink")
+    hub_mod, sink_mod = common.bench_module("hub"), common.bench_module("sink")
     work = Path(tempfile.mkdtemp(prefix="bench-contacts-"))
     hub = hub_mod.Hub(work, db=args.db, web_workers=args.web_workers)
     deadline = time.monotonic() + args.budget_minutes * 60
