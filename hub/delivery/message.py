@@ -193,30 +193,44 @@ def build_message(row: SendLog, sender: str) -> Message:
     return msg
 
 
+def rendered_message(*, subject: str, html: str, text: str, encoding: str, sender: str, from_name: str, to: str,
+                     to_name: str = "", reply_to: str = "", headers: dict[str, str] | None = None,
+                     attachments: list[tuple[str, str, bytes]] = ()) -> Message:
+    """A rendered template's mail: text and HTML alternatives in `encoding` ("base64" or
+    "quoted-printable"), attachments as (file name, content type, bytes), Subject, From, To,
+    Reply-To and extra headers (each on one line). The caller adds Date and Message-ID.
+    A campaign row's message (campaign_message) and a template's check and test message
+    (hub.mailtemplates.mime) are built by this one function, so they are the same mail."""
+    charset = Charset("utf-8")
+    charset.body_encoding = QP if encoding == "quoted-printable" else BASE64
+    body = MIMEMultipart("alternative", boundary=_boundary())
+    body.attach(MIMEText(text, "plain", charset))
+    body.attach(MIMEText(html, "html", charset))
+    if attachments:
+        msg = MIMEMultipart("mixed", boundary=_boundary())
+        msg.attach(body)
+        for filename, content_type, content in attachments:
+            msg.attach(_attachment_part(filename, content_type, content))
+    else:
+        msg = body
+    msg["Subject"] = header_text(subject)
+    msg["From"] = address_header([(from_name, sender)], "From")
+    msg["To"] = address_header([(to_name, to)], "To")
+    if reply_to:
+        msg["Reply-To"] = _address_header(reply_to, "Reply-To")
+    for name, value in (headers or {}).items():
+        # (A URL longer than the line goes on a folded line of its own: legal FWS.)
+        msg[name] = one_line(value)
+    return msg
+
+
 def campaign_message(row: SendLog, sender: str) -> Message:
     """A campaign row: its content comes from the registered renderer (hub.delivery.render),
     in the template's transfer encoding; headers as every message of the hub."""
     parts = render.render(row)
-    charset = Charset("utf-8")
-    charset.body_encoding = QP if parts.encoding == "quoted-printable" else BASE64
-    body = MIMEMultipart("alternative", boundary=_boundary())
-    body.attach(MIMEText(parts.text, "plain", charset))
-    body.attach(MIMEText(parts.html, "html", charset))
-    if parts.attachments:
-        msg = MIMEMultipart("mixed", boundary=_boundary())
-        msg.attach(body)
-        for filename, content_type, content in parts.attachments:
-            msg.attach(_attachment_part(filename, content_type, content))
-    else:
-        msg = body
-    msg["Subject"] = header_text(parts.subject)
-    msg["From"] = address_header([(parts.from_name, sender)], "From")
-    msg["To"] = address_header([(parts.to_name, row.to)], "To")
-    if parts.reply_to:
-        msg["Reply-To"] = _address_header(parts.reply_to, "Reply-To")
-    for name, value in parts.headers.items():
-        # (A URL longer than the line goes on a folded line of its own: legal FWS.)
-        msg[name] = one_line(value)
+    msg = rendered_message(subject=parts.subject, html=parts.html, text=parts.text, encoding=parts.encoding,
+                           sender=sender, from_name=parts.from_name, to=row.to, to_name=parts.to_name,
+                           reply_to=parts.reply_to, headers=parts.headers, attachments=parts.attachments)
     msg["Date"] = formatdate(localtime=True)
     msg["Message-ID"] = row.message_id
     msg["X-SMTPHub-Log-ID"] = str(row.id)
