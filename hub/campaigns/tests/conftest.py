@@ -16,7 +16,6 @@ from hub.mailtemplates import services as templates
 from hub.mailtemplates.check import run_check
 from hub.mailtemplates.models import Template
 from hub.models import Account, Suppression
-from hub.tests.test_admin_support import su, superuser  # noqa: F401  (admin client fixtures)
 
 HTML = ('<html><body><h1>你好 {{fullname|朋友}}</h1><p>' + "本月新品上架，欢迎选购。" * 40 +
         '</p><p><a href="https://shop.example.com/">商店</a> · <a href="{{webview_url}}">在浏览器中查看</a> · '
@@ -59,14 +58,6 @@ def add(account, mail_list, emails, **fields) -> list[Contact]:
     return [contacts.add_contact(account, mail_list.pk, e, **fields) for e in emails]
 
 
-@pytest.fixture
-def account(db) -> Account:
-    return Account.objects.create(name="acme")
-
-
-@pytest.fixture
-def other(db) -> Account:
-    return Account.objects.create(name="intruder")
 
 
 @pytest.fixture

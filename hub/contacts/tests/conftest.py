@@ -7,8 +7,6 @@ import pytest
 
 from hub.contacts import services
 from hub.contacts.models import Contact, MailList
-from hub.models import Account
-from hub.tests.test_admin_support import su, superuser  # noqa: F401  (admin client fixtures)
 
 
 @pytest.fixture(autouse=True)
@@ -17,14 +15,6 @@ def import_dir(settings, tmp_path):
     return settings.HUB_IMPORT_DIR
 
 
-@pytest.fixture
-def account(db) -> Account:
-    return Account.objects.create(name="acme")
-
-
-@pytest.fixture
-def other(db) -> Account:
-    return Account.objects.create(name="intruder")
 
 
 @pytest.fixture

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from hub.tests.test_admin_support import su, superuser  # noqa: F401  (admin client fixtures)
-
 SPF_HOST = "spf.hub.test"
 MX_HOST = "mx.hub.test"
 

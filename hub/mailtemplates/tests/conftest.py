@@ -8,22 +8,12 @@ import pytest
 from hub.mailtemplates import services
 from hub.mailtemplates.check import run_check
 from hub.mailtemplates.models import Template
-from hub.models import Account
-from hub.tests.test_admin_support import su, superuser  # noqa: F401  (admin client fixtures)
 
 GOOD_HTML = ('<html><body><h1>你好 {{fullname|朋友}}</h1><p>' + "本月新品上架，欢迎选购。" * 40 +
              '</p><p><a href="https://shop.example.com/">商店</a> · <a href="{{webview_url}}">在浏览器中查看</a> · '
              '<a href="{{unsubscribe_url}}">退订</a></p></body></html>')
 
 
-@pytest.fixture
-def account(db) -> Account:
-    return Account.objects.create(name="acme")
-
-
-@pytest.fixture
-def other(db) -> Account:
-    return Account.objects.create(name="intruder")
 
 
 @pytest.fixture
