@@ -13,7 +13,7 @@ from datetime import timedelta
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from .. import queries, quota
+from .. import events, queries, quota
 from ..models import DeliveryAttempt, SendLog, SmtpServer, Suppression
 from . import bounces, signing, throttle
 from .message import SMTP_POLICY, ascii_address, build_message, envelope_recipients
@@ -166,6 +166,29 @@ def _finish(row: SendLog, outcome: Outcome | None, server: SmtpServer | None, tr
             # happens once, and so does the refund of what the message took (hub.quota).
             quota.refund_message(row.app_id, row.quota_charged, row.created_at)
         _suppress_hard_bounces(row, outcome)
+        if row.status in (SendLog.Status.SENT, SendLog.Status.FAILED):
+            _emit_outcome(row, row.status, now)
+
+def _emit_outcome(row: SendLog, status: str, at) -> None:
+    """The final state, told to hub.events' receivers (inside the recording transaction):
+    one event per envelope recipient; a recipient the server refused while it took the
+    others is `failed` with its own reply."""
+    if not events.happened.has_listeners():
+        return
+    refused = {addr.lower(): reply for addr, reply in (row.refused_recipients or {}).items()}
+    for email in envelope_recipients(row):
+        email = email.lower()
+        if status == SendLog.Status.SENT and email not in refused:
+            kind, data = events.Kind.SENT, {"smtp_code": row.smtp_code}
+        elif email in refused:
+            code, text = refused[email]
+            kind, data = events.Kind.FAILED, {"failure_type": bounces.failure_type(code, text),
+                                              "smtp_code": code, "reason": text[:500]}
+        else:
+            kind, data = events.Kind.FAILED, {"failure_type": row.failure_type, "smtp_code": row.smtp_code,
+                                              "reason": (row.smtp_reply or row.error)[:500]}
+        events.emit(events.Event(kind=kind, email=email, at=at, app_id=row.app_id, log_id=row.id,
+                                 campaign_id=row.campaign_id, contact_id=row.contact_id, data=data))
 
 def _suppress_hard_bounces(row: SendLog, outcome: Outcome) -> None:
     for addr, (code, text) in outcome.refused.items():
@@ -225,6 +248,8 @@ def _record_sent(row: SendLog, result: tuple) -> None:
                 status=SendLog.Status.SENT, sent_at=timezone.now(), smtp_server=server,
                 smtp_code=outcome.smtp_code, smtp_reply=outcome.smtp_reply[:4000],
                 attempts=row.attempts + 1, error="", next_attempt_at=None)
+            row.smtp_code = outcome.smtp_code
+            _emit_outcome(row, SendLog.Status.SENT, timezone.now())
             return
         except Exception:
             log.exception("recording SendLog %s as sent failed; trying again", row.id)
@@ -259,3 +284,5 @@ def _abandon_one(row: SendLog, error: str, retry_now: bool) -> None:
                                                                                 **changes)
         if taken_back and changes["status"] == SendLog.Status.FAILED:
             quota.refund_message(row.app_id, row.quota_charged, row.created_at)  # once: as in _finish
+            row.error = changes["error"]
+            _emit_outcome(row, SendLog.Status.FAILED, now)
