@@ -442,7 +442,8 @@ HUB_V28_MAX_PARAM_CHARS = env.int("HUB_V28_MAX_PARAM_CHARS", default=2000)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "SMTP Hub API",
-    "DESCRIPTION": "Native JSON API for contact lists, contacts, imports and subscriptions. "
+    "DESCRIPTION": "Native JSON API of the EDM platform: contact lists and contacts, imports, templates, "
+                   "campaigns, sending domains and mailboxes, statistics. "
                    "Authenticate with HTTP Basic: AppID as the user name, AppSecret as the password.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,

@@ -149,13 +149,13 @@ class DomainView(DomainsBase):
 
 
 class DomainCheckView(DomainsBase):
-    @extend_schema(summary="Check the domain's DNS now", request=None, responses={200: DomainDetailOut, **ERRORS})
+    @extend_schema(operation_id="domain_check", summary="Check the domain's DNS now", request=None, responses={200: DomainDetailOut, **ERRORS})
     def post(self, request, domain_id: int):
         return Response(DomainDetailOut(services.run_check(services.get_domain_by_id(self.account, domain_id))).data)
 
 
 class DomainsCheckView(DomainsBase):
-    @extend_schema(summary="Check several names (V28 7.3)", request=CheckIn, responses={200: CheckRowOut(many=True),
+    @extend_schema(operation_id="domains_check_names", summary="Check several names (V28 7.3)", request=CheckIn, responses={200: CheckRowOut(many=True),
                                                                                        **ERRORS})
     def post(self, request):
         data = _valid(CheckIn, request.data)

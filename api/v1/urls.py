@@ -3,7 +3,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from . import account, campaigns, contacts, domains, imports, templates
+from . import account, campaigns, contacts, domains, imports, schema, templates  # noqa: F401 (schema: its auth extension)
 
 urlpatterns = [
     path("account", account.AccountView.as_view(), name="v1-account"),

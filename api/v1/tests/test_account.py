@@ -78,3 +78,15 @@ def test_schema_and_docs_are_served(client):
     assert docs.status_code == 200
     # Served offline: the Swagger UI comes from our static files (sidecar), not a CDN.
     assert b"drf_spectacular_sidecar" in docs.content and b"cdn.jsdelivr" not in docs.content
+
+
+def test_schema_says_how_to_authenticate(client):
+    """Swagger UI's "Authorize" works: every operation asks for HTTP Basic (AppID, AppSecret)."""
+    schema = client.get("/api/v1/schema/?format=json").json()
+    assert schema["components"]["securitySchemes"]["appBasic"] == {
+        "type": "http", "scheme": "basic",
+        "description": schema["components"]["securitySchemes"]["appBasic"]["description"]}
+    assert "AppSecret" in schema["components"]["securitySchemes"]["appBasic"]["description"]
+    operations = [op for item in schema["paths"].values() for op in item.values()]
+    assert operations and all({"appBasic": []} in op["security"] for op in operations)
+    assert not any(p.startswith("/api/v1/send") for p in schema["paths"])

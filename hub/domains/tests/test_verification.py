@@ -152,10 +152,21 @@ def test_resolver_setting(text, expected):
 
 
 def test_bad_resolver_setting_is_a_system_check_error(settings):
-    from hub.domains.checks import check_domain_settings
+    from hub.domains.checks import check_domain_hosts, check_domain_settings
 
     settings.HUB_DNS_RESOLVER = "host:port"
     assert [p.id for p in check_domain_settings(None)] == ["domains.E001"]
     settings.HUB_DNS_RESOLVER, settings.DEBUG = "", False
+    assert check_domain_settings(None) == []
     settings.HUB_SPF_INCLUDE = "spf.smtphub.invalid"
-    assert [p.id for p in check_domain_settings(None)] == ["domains.W001"]
+    assert [p.id for p in check_domain_hosts(None)] == ["domains.W001"]
+    settings.HUB_SPF_INCLUDE, settings.HUB_MX_HOST = "spf.example.net", "mx.example.net"
+    assert check_domain_hosts(None) == []
+
+
+def test_placeholder_hosts_are_reported_by_the_deploy_check_only(settings):
+    from django.core import checks
+
+    settings.DEBUG, settings.HUB_SPF_INCLUDE = False, "spf.smtphub.invalid"
+    assert "domains.W001" not in [p.id for p in checks.run_checks()]
+    assert "domains.W001" in [p.id for p in checks.run_checks(include_deployment_checks=True)]
