@@ -23,7 +23,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field, replace
-from email.utils import getaddresses, make_msgid
+from email.utils import make_msgid
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -34,7 +34,7 @@ from . import queries, quota
 from .delivery.outbox import wake_workers
 from .models import App, IdempotencyKey, SendLog
 from .refusals import Refusal
-from .sending import IDEMPOTENCY_TTL, SendRequest, primary_sender, recipient_count, validate
+from .sending import IDEMPOTENCY_TTL, SendRequest, envelope_addresses, primary_sender, recipient_count, validate
 
 _VARIABLE = re.compile(r"\{\{\s*([A-Za-z0-9_]{1,64})\s*\}\}")
 
@@ -90,10 +90,8 @@ def _check_suppressed(app: App, all_fields: list[dict]) -> list[tuple[int, Refus
     """The messages with a suppressed recipient: one query per 500 addresses."""
     by_address: dict[str, list[int]] = {}
     for index, fields in enumerate(all_fields):
-        for text in (fields["to"], fields["cc"], fields["bcc"]):
-            for _name, addr in getaddresses([text]) if text else ():
-                if addr:
-                    by_address.setdefault(addr.lower(), []).append(index)
+        for addr in envelope_addresses(fields):
+            by_address.setdefault(addr.lower(), []).append(index)
     addresses = sorted(by_address)
     hits: dict[int, list[str]] = {}
     for start in range(0, len(addresses), 500):
@@ -102,6 +100,24 @@ def _check_suppressed(app: App, all_fields: list[dict]) -> list[tuple[int, Refus
                 hits.setdefault(index, []).append(addr)
     return [(i, Refusal("recipient_suppressed", f"suppressed after a hard bounce: {', '.join(sorted(set(a)))}"))
             for i, a in sorted(hits.items())]
+
+
+def _new_rows(common: dict, all_fields: list[dict], default_from: str) -> list[SendLog]:
+    """The batch's SendLog instances, built from positional values: Model(**kwargs) resolves
+    each of ~40 fields' default per row, a quarter of a 500-message batch's accept time."""
+    concrete = SendLog._meta.concrete_fields
+    template = {f.attname: f.get_default() for f in concrete}
+    fresh = [f.attname for f in concrete if isinstance(template[f.attname], (dict, list))]  # never shared
+    template.update(common)
+    rows = []
+    for fields in all_fields:
+        fields.pop("attachments")
+        fields["from_name"] = fields["from_name"] or default_from
+        values = {**template, **fields, "message_id": make_msgid(domain=settings.HUB_DOMAIN)}
+        for name in fresh:
+            values[name] = type(values[name])()
+        rows.append(SendLog(*[values[f.attname] for f in concrete]))
+    return rows
 
 
 def accept_batch(app: App, reqs: list[SendRequest], idempotency_key: str = "",
@@ -134,13 +150,10 @@ def accept_batch(app: App, reqs: list[SendRequest], idempotency_key: str = "",
         raise BatchRefused(refused)
     terms = quota.terms_of(app)
     default_from = app.from_name or app.name
-    rows = []
-    for fields in all_fields:
-        fields.pop("attachments")
-        fields["from_name"] = fields["from_name"] or default_from
-        fields["attachment_count"] = 0
-        rows.append(SendLog(app=app, from_email=sender, message_id=make_msgid(domain=settings.HUB_DOMAIN),
-                            client_ip=client_ip, idempotency_key=key, **fields))
+    now = timezone.now()  # one instant for the batch (and one database value to prepare)
+    common = {"app_id": app.pk, "from_email": sender, "client_ip": client_ip, "idempotency_key": key,
+              "created_at": now, "attachment_count": 0}
+    rows = _new_rows(common, all_fields, default_from)
     charged_on = quota.day_of(rows[0].created_at)
     quota.check_terms(terms, charged_on)
     if terms.metered:

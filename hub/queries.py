@@ -14,6 +14,7 @@ from functools import cache
 
 from django.db import connection
 from django.db.models import Model
+from django.utils import timezone
 
 from .models import Account, App, AppServer, DeliveryWakeup, SendLog, SmtpServer, Suppression
 
@@ -131,7 +132,8 @@ def insert_many(objs: list[Model]) -> None:
     """INSERT several new instances of one model, as Insert(obj).run() each (their primary
     keys set), with each field's database value computed once per distinct value: a batch's
     rows share most of theirs (app, sender, status, defaults), and get_db_prep_save is a pure
-    function of the value. Call inside a transaction."""
+    function of the value. Call inside a transaction. The models it is used for have no
+    field whose pre_save does more than stamp auto_now (done here once for all rows)."""
     if not objs:
         return
     model = type(objs[0])
@@ -141,26 +143,80 @@ def insert_many(objs: list[Model]) -> None:
         return
     fields, sql = _insert_statement(model)
     caches: list[dict] = [{} for _ in fields]
+    # auto_now / auto_now_add: one instant for the whole statement (and one value to prepare).
+    now = timezone.now()
+    stamped = [f for f in fields if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)]
     rows = []
     for obj in objs:
+        for f in stamped:
+            setattr(obj, f.attname, now)
         params = []
         for f, seen in zip(fields, caches, strict=True):
-            value = f.pre_save(obj, True)
+            value = getattr(obj, f.attname)
             try:
                 prepared = seen[value]
             except KeyError:
                 prepared = seen[value] = f.get_db_prep_save(value, connection)
-            except TypeError:  # unhashable (a JSON object): no caching
-                prepared = f.get_db_prep_save(value, connection)
+            except TypeError:  # unhashable (a JSON object): cached only when empty, the usual case
+                key = (type(value), "empty") if not value else None
+                if key is None:
+                    prepared = f.get_db_prep_save(value, connection)
+                elif key in seen:
+                    prepared = seen[key]
+                else:
+                    prepared = seen[key] = f.get_db_prep_save(value, connection)
             params.append(prepared)
         rows.append(params)
     table, pk = model._meta.db_table, model._meta.pk.column
     with connection.cursor() as cursor:
+        if connection.features.can_return_rows_from_bulk_insert:  # SQLite >= 3.35, MariaDB >= 10.5
+            for start, end in _chunks(rows, fields):
+                cursor.execute(_multi_insert(model, end - start), [p for params in rows[start:end] for p in params])
+                # The ids of one statement's rows are allocated in row order (SQLite holds the
+                # write lock; an auto-increment counts up within one statement), while the
+                # order RETURNING lists them in is not specified: sorted, they are the rows'.
+                ids = sorted(row[0] for row in cursor.fetchall())
+                for obj, new_id in zip(objs[start:end], ids, strict=True):
+                    obj.pk = new_id
+                    obj._state.adding = False
+                    obj._state.db = connection.alias
+            return
         for obj, params in zip(objs, rows, strict=True):
             cursor.execute(sql, params)
             obj.pk = connection.ops.last_insert_id(cursor, table, pk)
             obj._state.adding = False
             obj._state.db = connection.alias
+
+
+# One multi-row INSERT stays under SQLite's 32,766 bound parameters and well under MariaDB's
+# max_allowed_packet (16 MiB by default): messages of a batch carry their bodies.
+_MAX_PARAMS = 30_000
+_MAX_CHUNK_BYTES = 4 * 1024 * 1024
+
+
+def _chunks(rows: list[list], fields: list) -> list[tuple[int, int]]:
+    """[start, end) ranges of rows for one statement each."""
+    width = len(fields)
+    # Only the unbounded columns count toward the bytes: the others are small.
+    large = [i for i, f in enumerate(fields) if f.get_internal_type() in ("TextField", "BinaryField", "JSONField")]
+    ranges, start, size = [], 0, 0
+    for index, params in enumerate(rows):
+        row_bytes = sum(len(params[i]) for i in large if isinstance(params[i], (str, bytes)))
+        if index > start and ((index - start + 1) * width > _MAX_PARAMS or size + row_bytes > _MAX_CHUNK_BYTES):
+            ranges.append((start, index))
+            start, size = index, 0
+        size += row_bytes
+    ranges.append((start, len(rows)))
+    return ranges
+
+
+@cache
+def _multi_insert(model: type[Model], count: int) -> str:
+    fields, _sql = _insert_statement(model)
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    one = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    pk = connection.ops.quote_name(model._meta.pk.column)
+    return f"INSERT INTO {_table(model)} ({columns}) VALUES {', '.join([one] * count)} RETURNING {pk}"
 
 
 @cache

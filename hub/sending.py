@@ -14,6 +14,7 @@ from email.headerregistry import Address
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import getaddresses, make_msgid
+from functools import lru_cache
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -76,7 +77,7 @@ def parse_address_list(field: str, value: str, default_name: str = "") -> list[A
             ascii_address(addr)  # the form delivery sends; UnicodeError (a ValueError) when the domain has none
             if len(name) > settings.HUB_MAX_NAME_CHARS:
                 raise ValueError("display name too long")
-            address = Address(display_name=name or default_name, addr_spec=addr)
+            address = _address(name or default_name, addr)
         except (ValidationError, ValueError, IndexError) as exc:
             shown = addr or name
             raise Refusal("invalid_address", f"{field}: {shown!r} is not a valid email address") from exc
@@ -86,6 +87,18 @@ def parse_address_list(field: str, value: str, default_name: str = "") -> list[A
     if not result and value.strip():
         raise Refusal("invalid_address", f"{field}: {value[:100]!r} is not a valid email address")
     return result
+
+
+# A dot-atom local part (RFC 5322) needs no quoting: the Address is built from its parts, which
+# skips the email package's addr-spec parser (the larger part of a batch message's accept cost).
+_DOT_ATOM_LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
+
+
+def _address(name: str, addr: str) -> Address:
+    local, _, domain = addr.rpartition("@")
+    if _DOT_ATOM_LOCAL.match(local):
+        return Address(display_name=name, username=local, domain=domain)
+    return Address(display_name=name, addr_spec=addr)
 
 
 def format_address_list(addresses: list[Address]) -> str:
@@ -184,15 +197,26 @@ def validate(req: SendRequest) -> dict:
     }
 
 
+@lru_cache(maxsize=2048)
+def _addresses_of(text: str) -> tuple[str, ...]:
+    """The addresses of a validated (formatted) address list. Cached: the quota count and the
+    suppression check of one message (or of a batch's 500) read the same fields back to back."""
+    return tuple(addr for _name, addr in getaddresses([text]) if addr) if text else ()
+
+
+def envelope_addresses(fields: dict) -> list[str]:
+    """The validated fields' envelope recipients (to + cc + bcc), as delivery sends them."""
+    return [addr for name in ("to", "cc", "bcc") for addr in _addresses_of(fields[name])]
+
+
 def recipient_count(fields: dict) -> int:
     """The quota a message takes: one unit per envelope recipient (to + cc + bcc, as delivery
     sends them: an address repeated inside one field was removed by validation)."""
-    return sum(1 for text in (fields["to"], fields["cc"], fields["bcc"]) for _name, addr in getaddresses([text]) if addr)
+    return len(envelope_addresses(fields))
 
 
 def check_suppressed(app: App, fields: dict) -> None:
-    addresses = {addr.lower() for text in (fields["to"], fields["cc"], fields["bcc"])
-                 for _name, addr in getaddresses([text]) if addr}
+    addresses = {addr.lower() for addr in envelope_addresses(fields)}
     hit = queries.suppressed(app.pk, addresses)
     if hit:
         raise Refusal("recipient_suppressed", f"suppressed after a hard bounce: {', '.join(hit)}")

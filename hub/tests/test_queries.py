@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from django.utils import timezone
 
 from hub import queries
@@ -95,3 +96,21 @@ def test_insert_of_a_delivery_attempt(make_server, make_app):
     assert (stored.log_id, stored.server_id, stored.result, stored.smtp_code, stored.started_at,
             stored.duration_ms) == (row.pk, server.pk, DeliveryAttempt.Result.SENT, 250, started, 12)
 
+
+
+@pytest.mark.parametrize("max_params", [30_000, 100])
+def test_insert_many_gives_each_object_its_own_row(make_server, make_app, monkeypatch, max_params):
+    """Multi-row INSERTs (several statements when the parameters run over the bound): each
+    object gets the id of the row holding its values, and stores what save() would."""
+    monkeypatch.setattr(queries, "_MAX_PARAMS", max_params)
+    app = make_app(make_server()).app
+    objs = [SendLog(app=app, to=f"user{i}@example.com", subject=f"主题 {i}", html_body="<p>x</p>",
+                    refused_recipients={"a@example.com": [550, "no"]} if i == 3 else {}) for i in range(7)]
+    queries.insert_many(objs)
+    assert len({o.pk for o in objs}) == 7 and all(not o._state.adding for o in objs)
+    stored = SendLog.objects.in_bulk([o.pk for o in objs])
+    for i, obj in enumerate(objs):
+        row = stored[obj.pk]
+        assert (row.to, row.subject, row.status) == (f"user{i}@example.com", f"主题 {i}", SendLog.Status.QUEUED)
+        assert row.refused_recipients == ({"a@example.com": [550, "no"]} if i == 3 else {})
+        assert row.updated_at is not None
