@@ -119,3 +119,14 @@ def test_chinese_catalog_really_is_chinese():
 def test_theme_strings_are_in_the_catalog():
     entries = {e["msgid"] for e in po_entries(LOCALE / "zh_Hans" / "LC_MESSAGES" / "django.po")}
     assert set(THEME_STRINGS) <= entries
+
+
+def test_queue_pages_label_their_fields_in_chinese(logged_in):
+    """django-q2's own zh_Hans catalogue leaves its field labels in English; ours fills them."""
+    from django_q.models import Schedule
+
+    schedule = Schedule.objects.create(func="hub.tasks.sweep", name="x")
+    text = body(logged_in.get(f"/admin/django_q/schedule/{schedule.pk}/change/", HTTP_ACCEPT_LANGUAGE="zh-CN"))
+    for phrase in ("函数", "名称", "例如 module.tasks.function"):
+        assert phrase in text, phrase
+    assert "e.g. module.tasks.function" not in text
