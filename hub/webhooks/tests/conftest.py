@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from conftest import free_port
+from hub.tests.test_admin_support import staff_factory  # noqa: F401  (admin client fixture)
 from hub.webhooks import subscriptions
 from hub.webhooks.models import Endpoint
 
