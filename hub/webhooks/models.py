@@ -91,9 +91,15 @@ class Event(models.Model):
         DELIVERED = "delivered", _("Delivered")
         FAILED = "failed", _("Failed")
 
+    # No database constraint on these two: the row is written inside the delivery engine's
+    # transaction from a snapshot up to HUB_WEBHOOK_CACHE_SECONDS old; an endpoint deleted
+    # meanwhile by another process must not make that transaction fail at COMMIT (SQLite
+    # checks foreign keys there) and so hold up the mail. Such an orphan is never delivered
+    # (the drain joins the endpoint), expires and is purged (outbox.sweep).
     endpoint = models.ForeignKey(Endpoint, on_delete=models.CASCADE, related_name="events",
-                                 verbose_name=_("endpoint"))
-    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+", verbose_name=_("account"))
+                                 verbose_name=_("endpoint"), db_constraint=False)
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+", verbose_name=_("account"),
+                                db_constraint=False)
     kind = models.CharField(_("event"), max_length=20, choices=KIND_CHOICES)
     email = models.CharField(_("recipient"), max_length=320)
     occurred_at = models.DateTimeField(_("occurred"))

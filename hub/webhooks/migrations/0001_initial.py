@@ -99,8 +99,8 @@ class Migration(migrations.Migration):
                 ('claimed_at', models.DateTimeField(blank=True, editable=False, null=True)),
                 ('delivered_at', models.DateTimeField(blank=True, null=True, verbose_name='delivered')),
                 ('created_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='created')),
-                ('account', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='hub.account', verbose_name='account')),
-                ('endpoint', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='events', to='webhooks.endpoint', verbose_name='endpoint')),
+                ('account', models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='hub.account', verbose_name='account')),
+                ('endpoint', models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.CASCADE, related_name='events', to='webhooks.endpoint', verbose_name='endpoint')),
                 ('last_attempt', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='events', to='webhooks.attempt', verbose_name='last attempt')),
             ],
             options={

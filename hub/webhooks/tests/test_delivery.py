@@ -243,3 +243,28 @@ def test_the_sweep_releases_stuck_claims_expires_and_wakes(settings, receiver, m
     assert Event.objects.get(email="stuck@example.com").status == "pending"
     assert Event.objects.get(email="old@example.com").status == "failed"
     assert OrmQ.objects.count() == 1  # a drain was queued
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_endpoint_deleted_by_another_process_does_not_break_the_commit(receiver, make_endpoint):
+    """This process's snapshot still names an endpoint another process deleted: the outbox
+    row is written, the emitter's transaction still commits (mail is never held up), and
+    the orphan is never delivered."""
+    from django.db import connection
+
+    from hub.models import Account
+    from hub.webhooks import subscriptions
+
+    account = Account.objects.create(name="committed")
+    endpoint = make_endpoint(account, receiver.url, kinds="sent")
+    assert subscriptions.targets(events.Event(kind=events.Kind.SENT, email="x@example.com", at=timezone.now(),
+                                              account_id=account.pk)) == [(endpoint.pk, account.pk)]
+    with connection.cursor() as cursor:  # as another process would: no signal reaches this one
+        cursor.execute(f"DELETE FROM {Event._meta.get_field('endpoint').related_model._meta.db_table} "
+                       f"WHERE id = %s", [endpoint.pk])
+    with transaction.atomic():
+        SendLog.objects.count()
+        events.emit(events.Event(kind=events.Kind.SENT, email="a@example.com", at=timezone.now(),
+                                 account_id=account.pk))
+    assert Event.objects.filter(endpoint_id=endpoint.pk).count() == 1  # committed
+    assert outbox.deliver_due() == 0 and receiver.requests == []
