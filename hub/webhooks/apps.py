@@ -16,7 +16,7 @@ class WebhooksConfig(AppConfig):
         from hub import events
         from hub.models import App
 
-        from . import subscriptions
+        from . import checks, subscriptions  # noqa: F401  (checks registers itself)
         from .models import Endpoint
 
         events.happened.connect(subscriptions.on_event, dispatch_uid="hub.webhooks")

@@ -85,3 +85,12 @@ def test_signature_verification_rules():
     assert not signing.verify("t" * 20, headers["X-Hub-Timestamp"], headers["X-Hub-Signature"], body, now=1_000_000)
     assert not signing.verify("s" * 20, "1000001", headers["X-Hub-Signature"], body, now=1_000_000)  # other time
     assert not signing.verify("s" * 20, "x", headers["X-Hub-Signature"], body, now=1_000_000)
+
+
+def test_system_check_refuses_a_bad_network(settings):
+    from hub.webhooks.checks import webhook_settings
+
+    assert webhook_settings(None) == []
+    settings.HUB_WEBHOOK_ALLOW_NETWORKS = ["10.0.0.0/8", "not-a-network"]
+    settings.HUB_WEBHOOK_BATCH = 0
+    assert [e.id for e in webhook_settings(None)] == ["webhooks.E001", "webhooks.E002"]
