@@ -68,3 +68,15 @@ def test_resend_needs_the_change_permission(staff_factory, account, make_endpoin
     viewer.post("/admin/webhooks/event/", {"action": "resend", "_selected_action": [event.pk]})
     event.refresh_from_db()
     assert event.status == "failed"
+
+
+def test_pages_in_chinese(superuser, account, make_endpoint):
+    from django.test import Client
+
+    make_endpoint(account, "https://hooks.example.com/", kinds="sent")
+    zh = Client(HTTP_ACCEPT_LANGUAGE="zh-hans")
+    zh.force_login(superuser)
+    page = zh.get("/admin/webhooks/endpoint/").content.decode()
+    assert "Webhook 端点" in page and "Webhook 事件" in page and "Webhook 推送记录" in page
+    form = zh.get("/admin/webhooks/endpoint/add/").content.decode()
+    assert "留空则保留原密钥" in form
