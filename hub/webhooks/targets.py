@@ -15,7 +15,7 @@ refused too."""
 from __future__ import annotations
 
 import ipaddress
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from django.conf import settings
 from django.utils.translation import gettext as _
@@ -75,11 +75,26 @@ def validate_url(url: str) -> str:
         literal = ipaddress.ip_address(host)
     except ValueError:
         literal = None
+    if not url.isascii():
+        url = _ascii(parts)
     if (literal is not None and not address_allowed(str(literal))) or (
             literal is None and (host == "localhost" or host.endswith(".localhost"))
             and not address_allowed("127.0.0.1")):
         raise TargetError("url_forbidden", _("the URL points to a private or local address"))
     return url
+
+
+def _ascii(parts) -> str:
+    """An internationalized URL as the request line needs it: the host in IDNA (punycode),
+    path and query percent-encoded as UTF-8."""
+    try:
+        host = parts.hostname.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise TargetError("url_error", _("the URL's host name is not valid")) from None
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    path = quote(parts.path, safe="/%:@!$&'()*+,;=-._~")
+    query = quote(parts.query, safe="/?%:@!$&'()*+,;=-._~")
+    return urlunsplit((parts.scheme.lower(), netloc, path, query, ""))
 
 
 def parse_kinds(value: str | list[str] | tuple[str, ...]) -> str:

@@ -94,3 +94,11 @@ def test_system_check_refuses_a_bad_network(settings):
     settings.HUB_WEBHOOK_ALLOW_NETWORKS = ["10.0.0.0/8", "not-a-network"]
     settings.HUB_WEBHOOK_BATCH = 0
     assert [e.id for e in webhook_settings(None)] == ["webhooks.E001", "webhooks.E002"]
+
+
+def test_internationalized_urls_are_sent_in_ascii(settings):
+    settings.HUB_WEBHOOK_ALLOW_NETWORKS = []
+    assert validate_url("https://例子.测试/回调?客户=老王") == (
+        "https://xn--fsqu00a.xn--0zwm56d/%E5%9B%9E%E8%B0%83?%E5%AE%A2%E6%88%B7=%E8%80%81%E7%8E%8B")
+    with pytest.raises(TargetError):
+        validate_url("https://" + "é" * 70 + ".com/")  # a label over 63 characters
