@@ -5,12 +5,12 @@ signed, to a real HTTP receiver that verifies signature and timestamp."""
 from __future__ import annotations
 
 from datetime import timedelta
+from urllib.parse import urlencode
 
 import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from api.tests.test_send_api import good_fields, post
 from hub import events
 from hub.models import FailureType, SendLog
 from hub.webhooks import outbox
@@ -30,7 +30,9 @@ def test_sent_and_failed_reach_the_receiver_signed(client, sending, run_queue, r
                                                    django_capture_on_commit_callbacks):
     sink, p = sending
     endpoint = make_endpoint(p.app.account, receiver.url, kinds="sent,failed")
-    r = post(client, "/api.php", good_fields(p.creds, to=f"bob@example.com,{GHOST}"))
+    r = client.post("/api.php", urlencode({"action": "send", **p.creds, "to": f"bob@example.com,{GHOST}",
+                                           "subject": "测试", "message": "<p>你好</p>"}),
+                    content_type="application/x-www-form-urlencoded")
     assert r.status_code == 200, r.content
     # The delivery drain; the outbox rows commit with the outcome, and the commit wakes
     # the webhook drain (the test's own transaction never commits: its callbacks run here).
