@@ -183,7 +183,9 @@ def record(batch: Batch, now: datetime | None = None) -> Attempt:
             started_at=now - timedelta(milliseconds=result.duration_ms), duration_ms=result.duration_ms,
             event_count=len(ids), ok=result.ok, status_code=result.status_code,
             response=result.response[:sender.RESPONSE_KEEP], error=result.error[:sender.RESPONSE_KEEP])
-        mine = Event.objects.filter(pk__in=ids, status=Status.SENDING)
+        # Only while this claim still holds them: if the sweep released them (this drain ran
+        # past its time) and another drain took them, that drain's outcome stands.
+        mine = Event.objects.filter(pk__in=ids, status=Status.SENDING, claim_token=batch.events[0].claim_token)
         if result.ok:
             mine.update(status=Status.DELIVERED, delivered_at=now, last_attempt=attempt, claim_token="",
                         next_attempt_at=None, attempts=F("attempts") + 1)

@@ -270,3 +270,18 @@ def test_an_endpoint_deleted_by_another_process_does_not_break_the_commit(receiv
                                  account_id=account.pk))
     assert Event.objects.filter(endpoint_id=endpoint.pk).count() == 1  # committed
     assert outbox.deliver_due() == 0 and receiver.requests == []
+
+
+def test_an_outcome_does_not_overwrite_a_claim_taken_over(receiver, make_endpoint, account):
+    """The sweep released a drain's claim (it ran too long) and another drain took the
+    events: the first drain's late result is logged as an attempt but changes no event."""
+    endpoint = make_endpoint(account, receiver.url)
+    events.emit(events.Event(kind=events.Kind.SENT, email="a@example.com", at=timezone.now(), account_id=account.pk))
+    claimed = outbox.claim(endpoint, timezone.now())
+    batch = outbox._prepare(endpoint, claimed)
+    Event.objects.update(claim_token="someone-else")
+    outbox._send(batch)
+    outbox.record(batch)
+    event = Event.objects.get()
+    assert (event.status, event.attempts, event.claim_token) == ("sending", 0, "someone-else")
+    assert Attempt.objects.get().ok and len(receiver.accepted) == 1
