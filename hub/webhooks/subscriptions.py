@@ -4,14 +4,16 @@ It runs for every recipient of every message, inside the transaction that record
 outcome (hub.delivery.attempt), so what it costs every message pays. Hence a snapshot, per
 process, of who subscribes to what: the enabled endpoints by account, and the apps of those
 accounts only (two queries, at most once per HUB_WEBHOOK_CACHE_SECONDS). An event of an
-account without an endpoint for its kind costs two dict lookups; with one, one INSERT per
-endpoint (plus, once per transaction, the wake-up after the commit).
+account without an endpoint for its kind costs two dict lookups; with one, one INSERT
+(a row per endpoint) and, once per transaction, the wake-up after the commit.
 
 Changes made in this process (admin, API) clear the snapshot at once (post_save/
-post_delete on Endpoint and App); other processes see them within the cache time. So a new
-endpoint receives every event committed after that moment, everywhere; and a disabled one
-receives none after it, except that other processes may still write its rows for those
-seconds (they are delivered when it is enabled again, or expire, see outbox.sweep)."""
+post_delete on Endpoint and App; App rows are not saved on the send path, so this does not
+reload per message); other processes see them within the cache time. So a new endpoint
+receives the events committed in this process from then on, and everywhere from at most
+HUB_WEBHOOK_CACHE_SECONDS later; a disabled one gets no new rows from this process, and from
+others for up to those seconds (delivered when it is enabled again, or expired by
+outbox.sweep). Changes made by a bulk UPDATE (admin action) call invalidate() themselves."""
 
 from __future__ import annotations
 
