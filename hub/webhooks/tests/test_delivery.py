@@ -285,3 +285,25 @@ def test_an_outcome_does_not_overwrite_a_claim_taken_over(receiver, make_endpoin
     event = Event.objects.get()
     assert (event.status, event.attempts, event.claim_token) == ("sending", 0, "someone-else")
     assert Attempt.objects.get().ok and len(receiver.accepted) == 1
+
+
+def test_a_row_whose_delivery_crashes_still_ends_failed_and_is_told(smtp_sink, make_server, make_app, settings,
+                                                                    make_endpoint):
+    """An address without an ASCII form crashes the delivery; with a receiver listening, the
+    abandon still records `failed` (the event names the address as written)."""
+    from hub.delivery.outbox import deliver_batch
+
+    settings.HUB_RETRY_SCHEDULE = [0, 0]
+    app = make_app(make_server(smtp_sink)).app
+    make_endpoint(app.account, "https://hooks.example.com/", kinds="failed")
+    row = SendLog.objects.create(app=app, to="alice@example.com\ufffd", subject="poison", html_body="<p>x</p>")
+    for _ in range(10):
+        row.refresh_from_db()
+        if row.is_final:
+            break
+        assert row.status in (SendLog.Status.QUEUED, SendLog.Status.RETRYING)
+        SendLog.objects.filter(pk=row.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+        deliver_batch([row.id])
+    row.refresh_from_db()
+    assert row.status == SendLog.Status.FAILED
+    assert list(Event.objects.values_list("kind", "email", "log_id")) == [("failed", "alice@example.com\ufffd", row.pk)]
