@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "hub.mailtemplates",
     "hub.campaigns",
     "hub.domains",
+    "hub.webhooks",
     "api",
 ]
 
@@ -355,6 +356,31 @@ HUB_DOMAIN_RECHECK_MINUTES = env.int("HUB_DOMAIN_RECHECK_MINUTES", default=360)
 HUB_DOMAIN_RECHECK_BATCH = env.int("HUB_DOMAIN_RECHECK_BATCH", default=200)
 HUB_DOMAIN_CHECK_MAX = env.int("HUB_DOMAIN_CHECK_MAX", default=20)
 HUB_MAILBOX_PASSWORD_MIN = env.int("HUB_MAILBOX_PASSWORD_MIN", default=8)
+
+# Event webhooks (hub.webhooks, docs/webhooks.md).
+# Targets: http/https only; a host resolving to a private, loopback, link-local or otherwise
+# non-global address is refused (SSRF), unless it lies in one of these networks (CIDRs,
+# e.g. "10.0.0.0/8" for an internal receiver; tests allow 127.0.0.0/8).
+HUB_WEBHOOK_ALLOW_NETWORKS = env.list("HUB_WEBHOOK_ALLOW_NETWORKS", default=[])
+HUB_WEBHOOK_MAX_ENDPOINTS = env.int("HUB_WEBHOOK_MAX_ENDPOINTS", default=10)
+# One POST: connect + send + answer within this many seconds; at most this many events.
+HUB_WEBHOOK_TIMEOUT_SECONDS = env.float("HUB_WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+HUB_WEBHOOK_BATCH = env.int("HUB_WEBHOOK_BATCH", default=100)
+# Retries: attempt n waits min(BASE * 2**(n-1), MAX) seconds times a random 0.5..1.0
+# (jitter); after HUB_WEBHOOK_MAX_ATTEMPTS attempts the event is failed.
+HUB_WEBHOOK_RETRY_BASE_SECONDS = env.int("HUB_WEBHOOK_RETRY_BASE_SECONDS", default=30)
+HUB_WEBHOOK_RETRY_MAX_SECONDS = env.int("HUB_WEBHOOK_RETRY_MAX_SECONDS", default=3600)
+HUB_WEBHOOK_MAX_ATTEMPTS = env.int("HUB_WEBHOOK_MAX_ATTEMPTS", default=10)
+# Endpoints posted to at once by one drain task (each POST in a thread of its own).
+HUB_WEBHOOK_THREADS = env.int("HUB_WEBHOOK_THREADS", default=4)
+HUB_WEBHOOK_DRAIN_SECONDS = env.int("HUB_WEBHOOK_DRAIN_SECONDS", default=max(10, Q_TIMEOUT // 3))
+# Each process keeps which accounts subscribe to what for this long (changes made in the same
+# process apply at once; in other processes within this many seconds).
+HUB_WEBHOOK_CACHE_SECONDS = env.float("HUB_WEBHOOK_CACHE_SECONDS", default=10.0)
+# Delivered and failed events and the attempt log are deleted after this many days; an event
+# still waiting after HUB_WEBHOOK_MAX_AGE_HOURS (e.g. its endpoint is disabled) is failed.
+HUB_WEBHOOK_KEEP_DAYS = env.int("HUB_WEBHOOK_KEEP_DAYS", default=30)
+HUB_WEBHOOK_MAX_AGE_HOURS = env.int("HUB_WEBHOOK_MAX_AGE_HOURS", default=72)
 
 # Django refuses larger form bodies itself; keep its limit above ours so our 413 answers.
 DATA_UPLOAD_MAX_MEMORY_SIZE = HUB_MAX_REQUEST_BYTES + 1024

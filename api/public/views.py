@@ -45,8 +45,9 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     if contact is None:
         raise Http404
     if request.method == "POST":
-        services.unsubscribe_contact(contact)
-        if request.POST.get("List-Unsubscribe") == "One-Click":  # RFC 8058: a machine, not a person
+        one_click = request.POST.get("List-Unsubscribe") == "One-Click"  # RFC 8058: a machine, not a person
+        services.unsubscribe_contact(contact, how="one-click" if one_click else "link")
+        if one_click:
             return _private(HttpResponse("unsubscribed\n", content_type="text/plain; charset=utf-8"))
         return _page(request, "public/unsubscribe.html", {"contact": contact, "state": "done"})
     state = "ask" if contact.subscribed or contact.pending else "already"

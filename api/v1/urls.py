@@ -3,7 +3,16 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from . import account, campaigns, contacts, domains, imports, schema, templates  # noqa: F401 (schema: its auth extension)
+from . import (
+    account,
+    campaigns,
+    contacts,
+    domains,
+    imports,
+    schema,  # noqa: F401 (its OpenAPI auth extension registers itself)
+    templates,
+    webhooks,
+)
 
 urlpatterns = [
     path("account", account.AccountView.as_view(), name="v1-account"),
@@ -39,6 +48,12 @@ urlpatterns = [
     path("domains/<int:domain_id>/check", domains.DomainCheckView.as_view(), name="v1-domain-check"),
     path("domains/<int:domain_id>/mailboxes", domains.DomainMailboxesView.as_view(), name="v1-domain-mailboxes"),
     path("mailboxes/<int:mailbox_id>", domains.MailboxView.as_view(), name="v1-mailbox"),
+    path("webhooks", webhooks.WebhooksView.as_view(), name="v1-webhooks"),
+    path("webhooks/<int:webhook_id>", webhooks.WebhookView.as_view(), name="v1-webhook"),
+    path("webhooks/<int:webhook_id>/secret", webhooks.SecretView.as_view(), name="v1-webhook-secret"),
+    path("webhooks/<int:webhook_id>/events", webhooks.EventsView.as_view(), name="v1-webhook-events"),
+    path("webhooks/<int:webhook_id>/attempts", webhooks.AttemptsView.as_view(), name="v1-webhook-attempts"),
+    path("webhooks/<int:webhook_id>/resend", webhooks.ResendView.as_view(), name="v1-webhook-resend"),
     path("schema/", SpectacularAPIView.as_view(), name="v1-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="v1-schema"), name="v1-docs"),
 ]

@@ -58,6 +58,9 @@ def navigation(request: HttpRequest) -> list[dict]:
     domains = [_item(title, icon, "domains", model) for title, icon, model in (
         (_("Sending domains"), "domain_verification", "domain"), (_("DKIM keys"), "key", "dkimkey"),
         (_("Mailboxes"), "alternate_email", "mailbox")) if _registered("domains", model)]
+    webhooks = [_item(title, icon, "webhooks", model) for title, icon, model in (
+        (_("Webhooks"), "webhook", "endpoint"), (_("Webhook events"), "outbox", "event"),
+        (_("Webhook attempts"), "history", "attempt")) if _registered("webhooks", model)]
     queue = []
     if _registered("django_q", "ormq"):
         queue.append(_item(_("Queued tasks"), "pending_actions", "django_q", "ormq"))
@@ -73,6 +76,7 @@ def navigation(request: HttpRequest) -> list[dict]:
         *([{"title": _("Templates"), "separator": True, "collapsible": False, "items": templates}] if templates else []),
         *([{"title": _("Campaigns"), "separator": True, "collapsible": False, "items": campaigns}] if campaigns else []),
         *([{"title": _("Domains"), "separator": True, "collapsible": False, "items": domains}] if domains else []),
+        *([{"title": _("Webhooks"), "separator": True, "collapsible": False, "items": webhooks}] if webhooks else []),
         {"title": _("Task queue"), "separator": True, "collapsible": True, "items": queue},
         {
             "title": _("Settings"),

@@ -217,7 +217,11 @@ class ContactAdmin(WindowPaginationMixin, HubModelAdmin):
         if "subscribed" in form.changed_data:
             obj.unsubscribed_at = None if obj.subscribed else timezone.now()
         if change:
-            obj.save()
+            with transaction.atomic():
+                obj.save()
+                if "subscribed" in form.changed_data and not obj.subscribed:
+                    services.tell_unsubscribed(obj.account_id, obj.mail_list_id, [(obj.pk, obj.email)],
+                                               obj.unsubscribed_at, "admin")
             return
         obj.account_id = obj.mail_list.account_id
         with transaction.atomic():

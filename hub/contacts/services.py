@@ -17,6 +17,7 @@ from django.db import transaction
 from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
+from hub import events
 from hub.models import Account
 
 from . import optin, store
@@ -367,16 +368,35 @@ def unsubscribe(account: Account, list_id: int | str, emails: list[str]) -> Batc
         changed = Contact.objects.filter(pk__in=leaving).update(subscribed=False, pending=False, unsubscribed_at=now)
         inserted = store.insert(mail_list, new_rows, now=now, subscribed=False, unsubscribed_at=now)
         store.bump(mail_list.pk, inserted)
+        # Told for the contacts that were subscribed (or awaiting confirmation) only: an
+        # address added here as unsubscribed never was on the list.
+        tell_unsubscribed(account.pk, mail_list.pk, [(pk, address) for address, (pk, subscribed, pending)
+                                                     in existing.items() if subscribed or pending], now, "api")
     result.added = changed + inserted
     result.duplicate += len(new_rows) - inserted
     return result
 
 
-def unsubscribe_contact(contact: Contact) -> bool:
-    """The signed public link (no account: the token is the authority). True when this call
-    changed something."""
-    return bool(Contact.objects.filter(pk=contact.pk).filter(Q(subscribed=True) | Q(pending=True)).update(
-        subscribed=False, pending=False, unsubscribed_at=timezone.now()))
+def unsubscribe_contact(contact: Contact, how: str = "link") -> bool:
+    """The signed public link (no account: the token is the authority); `how` is "link"
+    or "one-click" (RFC 8058). True when this call changed something."""
+    now = timezone.now()
+    with transaction.atomic():
+        changed = bool(Contact.objects.filter(pk=contact.pk).filter(Q(subscribed=True) | Q(pending=True)).update(
+            subscribed=False, pending=False, unsubscribed_at=now))
+        if changed:
+            tell_unsubscribed(contact.account_id, contact.mail_list_id, [(contact.pk, contact.email)], now, how)
+    return changed
+
+
+def tell_unsubscribed(account_id: int, list_id: int, contacts: list[tuple[int, str]], at: datetime.datetime,
+                      how: str) -> None:
+    """hub.events `unsubscribed` for each (contact id, address), inside the caller's
+    transaction (webhooks write their outbox rows with the change). `how`: link,
+    one-click, api or admin."""
+    for contact_id, email in contacts:
+        events.emit(events.Event(kind=events.Kind.UNSUBSCRIBED, email=email, at=at, account_id=account_id,
+                                 contact_id=contact_id, data={"list_id": list_id, "how": how}))
 
 
 def confirm_contact(contact: Contact) -> bool:

@@ -9,6 +9,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from email.utils import getaddresses
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -176,7 +177,7 @@ def _emit_outcome(row: SendLog, status: str, at) -> None:
     if not events.happened.has_listeners():
         return
     refused = {addr.lower(): reply for addr, reply in (row.refused_recipients or {}).items()}
-    for email in envelope_recipients(row):
+    for email in _event_recipients(row):
         email = email.lower()
         if status == SendLog.Status.SENT and email not in refused:
             kind, data = events.Kind.SENT, {"smtp_code": row.smtp_code}
@@ -189,6 +190,16 @@ def _emit_outcome(row: SendLog, status: str, at) -> None:
                                               "reason": (row.smtp_reply or row.error)[:500]}
         events.emit(events.Event(kind=kind, email=email, at=at, app_id=row.app_id, log_id=row.id,
                                  campaign_id=row.campaign_id, contact_id=row.contact_id, data=data))
+
+def _event_recipients(row: SendLog) -> list[str]:
+    """The envelope recipients as sent, or, for an address that has no ASCII form (a row
+    whose delivery crashed on it), as written: this runs inside the transaction that records
+    the outcome, and raising here would roll the outcome back and leave the row `sending`."""
+    try:
+        return envelope_recipients(row)
+    except UnicodeError:
+        texts = (row.rcpt_to,) if row.rcpt_to else (row.to, row.cc, row.bcc)
+        return [addr for text in texts if text for _name, addr in getaddresses([text])]
 
 def _suppress_hard_bounces(row: SendLog, outcome: Outcome) -> None:
     for addr, (code, text) in outcome.refused.items():
