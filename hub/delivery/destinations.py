@@ -34,6 +34,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from ..models import Destination, DestinationDeferral
+from .presets import PRESETS
 
 MATCH_CACHE_SECONDS = 30.0
 
@@ -208,3 +209,18 @@ def delivered(dest: Destination) -> None:
             faster = row.adaptive_rate + max(1.0, ceiling / 10)
             changes["adaptive_rate"] = None if faster >= ceiling else faster
         Destination.objects.filter(pk=row.pk).update(**changes)
+
+
+def load_presets(names: list[str] | None = None, reset: bool = False) -> list[Destination]:
+    """Create the built-in presets' destinations that are missing (hub.delivery.presets);
+    with `reset`, put the preset values back on existing ones (the adaptive state stays)."""
+    done = []
+    for name in names or list(PRESETS):
+        values = {"preset": name, **PRESETS[name]}
+        dest, created = Destination.objects.get_or_create(name=name, defaults=values)
+        if reset and not created:
+            Destination.objects.filter(pk=dest.pk).update(**values)
+            dest.refresh_from_db()
+        done.append(dest)
+    clear_cache()
+    return done
