@@ -76,17 +76,20 @@ class World:
         return [SendLog.objects.get(pk=row.id) for row in rows]
 
 
-@pytest.fixture
-def world(settings, dns_server, smtp_sink_factory, make_server, make_app) -> World:
-    port = free_port()
-    settings.HUB_DIRECT_PORT = port
+def build_world(settings, dns_server, smtp_sink_factory, make_server, make_app, **app_fields) -> World:
+    settings.HUB_DIRECT_PORT = port = free_port()
     settings.HUB_DIRECT_HELO_NAME = "hub.sender.test"
     settings.HUB_DIRECT_SLOT_WAIT_SECONDS = 0.5
     mx.clear_cache()
     destinations.clear_cache()
     server = make_server(name="direct", kind="direct", host="", port=25, from_email=SENDER, timeout=5)
-    app = make_app(server, name="direct").app
-    yield World(dns_server, smtp_sink_factory, port, server, app)
+    app = make_app(server, name="direct", **app_fields).app
+    return World(dns_server, smtp_sink_factory, port, server, app)
+
+
+@pytest.fixture
+def world(settings, dns_server, smtp_sink_factory, make_server, make_app) -> World:
+    yield build_world(settings, dns_server, smtp_sink_factory, make_server, make_app)
     mx.clear_cache()
     destinations.clear_cache()
 
