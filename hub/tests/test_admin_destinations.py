@@ -106,3 +106,16 @@ def test_viewers_see_but_cannot_change_or_load(staff_factory):
     assert dest.name == "busy.test"
     nobody = staff_factory()
     assert nobody.get("/admin/hub/destination/").status_code == 403
+
+
+def test_the_pages_speak_chinese(superuser):
+    from django.test import Client
+
+    client = Client(HTTP_ACCEPT_LANGUAGE="zh-hans")
+    client.force_login(superuser)
+    dest = Destination.objects.create(name="busy.test")
+    destinations.deferred(dest.pk, "mx.busy.test", 421, "too many")
+    page = body(client.get(f"/admin/hub/destination/{dest.pk}/change/"))
+    assert "当前（自适应退避）" in page and "暂停至" in page and "最近的延迟" in page
+    form = body(client.get("/admin/hub/smtpserver/add/"))
+    assert "直发（投递到各收件域的 MX 主机）" in form and "HELO 名称" in form
