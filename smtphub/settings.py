@@ -364,6 +364,9 @@ HUB_DIRECT_SOURCE_ADDRESS = env.str("HUB_DIRECT_SOURCE_ADDRESS", default="")
 HUB_DIRECT_PORT = env.int("HUB_DIRECT_PORT", default=25)
 HUB_DIRECT_IPV6 = env.bool("HUB_DIRECT_IPV6", default=True)
 HUB_DIRECT_MAX_MX_HOSTS = env.int("HUB_DIRECT_MAX_MX_HOSTS", default=5)
+# MX hosts at private, loopback or otherwise non-public addresses are refused unless this is
+# on (a hub delivering inside its own network; the tests' sinks on 127.0.0.x).
+HUB_DIRECT_ALLOW_PRIVATE = env.bool("HUB_DIRECT_ALLOW_PRIVATE", default=False)
 # MX answers are cached for their TTL, at most this long; "no such domain" this long.
 HUB_DIRECT_MX_CACHE_MAX_SECONDS = env.int("HUB_DIRECT_MX_CACHE_MAX_SECONDS", default=3600)
 HUB_DIRECT_MX_NEGATIVE_SECONDS = env.int("HUB_DIRECT_MX_NEGATIVE_SECONDS", default=300)

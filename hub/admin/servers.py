@@ -182,6 +182,9 @@ def render_live(server: SmtpServer, open_now: int, counts: dict[str, int] | None
     """Connections open now (across every worker) against max_connections, and the rate over
     the last minute."""
     sent_last_minute = (counts or {}).get("minute", 0)
+    if server.is_direct:  # its connections are counted per destination (see Destinations)
+        return format_html_join("", "<span>{}</span>", [
+            (_("%(rate)s msgs/s (last minute)") % {"rate": f"{sent_last_minute / 60:.1f}"},)])
     css = "hub-warn" if open_now >= server.max_connections else ""
     return format_html_join(" · ", '<span class="{}">{}</span>', [
         (css, _("%(open)d/%(max)d connections") % {"open": open_now, "max": server.max_connections}),

@@ -56,6 +56,8 @@ def _try_servers(row: SendLog, servers: list[SmtpServer]) -> tuple[Outcome | Non
             # message, so no server after it is tried.
             outcome, host_tries, wait = direct.deliver(row, server)
             tries += [Try(server, t.result, t.outcome, t.started_at, t.duration_ms) for t in host_tries]
+            if outcome.status == SendLog.Status.SENT:
+                mark_server(server)  # its health: delivering (a destination's trouble is not the server's)
             return outcome, server, tries, wait
         started, t0 = timezone.now(), time.monotonic()
         session = None

@@ -24,6 +24,7 @@ This module never imports attempt.py (attempt imports it): it returns an Outcome
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from dataclasses import dataclass, field
 
@@ -123,6 +124,12 @@ def _deliver_domain(server: SmtpServer, domain: str, rcpts: list[str], message: 
     except mx.DnsTemporary as exc:
         return _no_route(domain, rcpts, DEFERRED, Outcome(SendLog.Status.FAILED, None, "", exc.reason, transient=True),
                          started, t0, tries)
+    hosts = [h for h in (_public_only(h) for h in hosts) if h.addresses]
+    if not hosts:
+        # An MX (or A record) pointing inside: the hub must not be made to talk SMTP to the
+        # hosts of its own network for whoever registers a domain.
+        text = f"5.4.4 no public address for any MX host of {domain} (HUB_DIRECT_ALLOW_PRIVATE is off)"
+        return _no_route(domain, rcpts, REFUSED, Outcome(SendLog.Status.FAILED, 550, text, text), started, t0, tries)
     dest, wait = destinations.admit(destinations.find(domain, hosts[0].name))
     if wait:
         why = "paused after a deferral" if dest.paused_until and dest.paused_until > timezone.now() else "paced"
@@ -156,6 +163,15 @@ def _deliver_domain(server: SmtpServer, domain: str, rcpts: list[str], message: 
     error = f"no MX host of {domain} could be reached" + (f"; last: {last.error}" if last else "")
     return DomainResult(domain, rcpts, DEFERRED, Outcome(SendLog.Status.FAILED, last.smtp_code if last else None,
                                                          last.smtp_reply if last else "", error, transient=True))
+
+
+def _public_only(host: mx.MxHost) -> mx.MxHost:
+    """The host with only the addresses direct delivery may connect to: public ones, unless
+    HUB_DIRECT_ALLOW_PRIVATE (tests; a hub that delivers inside its own network)."""
+    if settings.HUB_DIRECT_ALLOW_PRIVATE:
+        return host
+    public = tuple(a for a in host.addresses if ipaddress.ip_address(a).is_global)
+    return host if public == host.addresses else mx.MxHost(host.name, host.preference, public)
 
 
 def _no_route(domain: str, rcpts: list[str], state: str, outcome: Outcome, started, t0: float,

@@ -80,6 +80,7 @@ def build_world(settings, dns_server, smtp_sink_factory, make_server, make_app, 
     settings.HUB_DIRECT_PORT = port = free_port()
     settings.HUB_DIRECT_HELO_NAME = "hub.sender.test"
     settings.HUB_DIRECT_SLOT_WAIT_SECONDS = 0.5
+    settings.HUB_DIRECT_ALLOW_PRIVATE = True  # the sinks are on 127.0.0.x
     mx.clear_cache()
     destinations.clear_cache()
     server = make_server(name="direct", kind="direct", host="", port=25, from_email=SENDER, timeout=5)

@@ -169,3 +169,11 @@ def test_address_literals_are_not_delivered_directly(world, literal):
     [row] = world.deliver(row)
     assert row.status == S.FAILED and "address literals" in row.smtp_reply
     assert sink.messages == []
+
+
+def test_mx_hosts_at_private_addresses_are_refused_unless_allowed(world, settings):
+    settings.HUB_DIRECT_ALLOW_PRIVATE = False
+    sink = world.domain("inside.test", "127.0.0.2")
+    [row] = world.deliver(world.send("x@inside.test"))
+    assert row.status == S.FAILED and "no public address" in row.smtp_reply
+    assert sink.messages == []
