@@ -177,3 +177,36 @@ def test_mx_hosts_at_private_addresses_are_refused_unless_allowed(world, setting
     [row] = world.deliver(world.send("x@inside.test"))
     assert row.status == S.FAILED and "no public address" in row.smtp_reply
     assert sink.messages == []
+
+
+def test_a_recipient_refused_for_now_inside_an_accepted_transaction_waits_alone(world, direct_events):
+    sink = world.domain("beta.test", "127.0.0.3", refuse={"carl@beta.test": "450 4.2.0 Greylisted, try again"})
+    [row] = world.deliver(world.send("bob@beta.test, carl@beta.test"))
+    assert row.status == S.RETRYING and row.rcpt_to == "carl@beta.test" and row.attempts == 1
+    assert [m.rcpt_tos for m in sink.messages] == [["bob@beta.test"]]
+    sink.handler.refuse.clear()
+    due(row)
+    [row] = world.deliver(row)
+    assert row.status == S.SENT and row.refused_recipients == {}
+    assert [m.rcpt_tos for m in sink.messages] == [["bob@beta.test"], ["carl@beta.test"]]
+    assert sorted(e.email for e in direct_events if e.kind == "sent") == ["bob@beta.test", "carl@beta.test"]
+
+
+def test_a_failed_tls_handshake_is_tried_again_in_plain_text(world, monkeypatch):
+    from hub.delivery import transport
+
+    sink = world.domain("oldtls.test", "127.0.0.2", mode="plain")
+    calls = []
+
+    def broken_starttls(self, *args, **kwargs):
+        calls.append(self._host)
+        raise transport.ssl.SSLError("handshake failure (test)")
+
+    # The sink offers no STARTTLS; make the session believe it does and fail the handshake.
+    monkeypatch.setattr(transport.smtplib.SMTP, "has_extn", lambda self, name: name.lower() == "starttls"
+                        or name.lower() in self.esmtp_features)
+    monkeypatch.setattr(transport.smtplib.SMTP, "starttls", broken_starttls)
+    [row] = world.deliver(world.send("x@oldtls.test"))
+    assert row.status == S.SENT, row.error
+    assert calls == ["mx.oldtls.test"]  # SNI: the MX host's name; once, then plain text
+    assert len(sink.messages) == 1
