@@ -135,6 +135,14 @@ def _own_destination(domain: str) -> int:
 def admit(destination_id: int) -> tuple[Destination, float]:
     """May a transaction go to this destination now? (row, 0) when it may (a pacing step
     taken), else (row, seconds to wait): paused after a deferral, or over its rate."""
+    # Read first without a lock: most destinations have no rate, and on SQLite a locking
+    # transaction takes the database's one write lock.
+    dest = Destination.objects.get(pk=destination_id)
+    now = timezone.now()
+    if dest.paused_until and dest.paused_until > now:
+        return dest, (dest.paused_until - now).total_seconds()
+    if not dest.rate_limit:
+        return dest, 0.0
     with transaction.atomic():
         dest = Destination.objects.select_for_update().get(pk=destination_id)
         now = timezone.now()
