@@ -210,3 +210,20 @@ def test_a_failed_tls_handshake_is_tried_again_in_plain_text(world, monkeypatch)
     assert row.status == S.SENT, row.error
     assert calls == ["mx.oldtls.test"]  # SNI: the MX host's name; once, then plain text
     assert len(sink.messages) == 1
+
+
+def test_quota_is_taken_at_acceptance_and_given_back_when_the_message_fails(world):
+    from hub.models import Account
+
+    account = Account.objects.create(name="直发客户", quota_type=Account.QuotaType.TOTAL, quota_total=10,
+                                     quota_available=10)
+    world.app.account = account
+    world.app.save(update_fields=["account"])
+    world.domain("alpha.test", "127.0.0.2")
+    world.mx("nomail.test", "0 .")
+    sent = world.send("a@alpha.test")
+    failed = world.send("b@nomail.test, c@nomail.test")
+    assert Account.objects.get(pk=account.pk).quota_available == 7
+    sent, failed = world.deliver(sent, failed)
+    assert (sent.status, failed.status) == (S.SENT, S.FAILED)
+    assert Account.objects.get(pk=account.pk).quota_available == 9  # the failed message's two came back
