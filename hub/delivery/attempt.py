@@ -149,7 +149,7 @@ def _finish(row: SendLog, outcome: Outcome | None, server: SmtpServer | None, tr
             if outcome.partly_sent:
                 # Direct delivery: other recipients have the message, so it was sent; the
                 # ones given up on are refused recipients with the last reply.
-                row.status = SendLog.Status.SENT
+                row.status, row.sent_at = SendLog.Status.SENT, now
                 for rcpt in outcome.pending or ():
                     row.refused_recipients[rcpt] = [outcome.smtp_code or 451, (outcome.smtp_reply or row.error)[:500]]
         else:
@@ -161,11 +161,12 @@ def _finish(row: SendLog, outcome: Outcome | None, server: SmtpServer | None, tr
               "refused_recipients", "next_attempt_at", "failure_type", "sent_at"]
     # Direct delivery, part of the recipients done: the others' outcomes are told now, and the
     # row keeps only the recipients still to deliver (its envelope for the next attempt).
-    settled = outcome.pending is not None and row.status == SendLog.Status.RETRYING
-    if settled:
+    told_now: list[str] = []
+    if outcome.pending is not None and row.status == SendLog.Status.RETRYING:
         told_now = [r for r in envelope_recipients(row) if r not in set(outcome.pending)]
-        row.rcpt_to = ", ".join(outcome.pending)
-        fields.append("rcpt_to")
+        if told_now:  # (nothing settled: the envelope stays as it is)
+            row.rcpt_to = ", ".join(outcome.pending)
+            fields.append("rcpt_to")
     values = {f: getattr(row, f) for f in fields}
     values.update(smtp_server=row.smtp_server_id, updated_at=now)
     # Only while this worker still holds the row: if the sweeper gave it to another worker
@@ -191,7 +192,7 @@ def _finish(row: SendLog, outcome: Outcome | None, server: SmtpServer | None, tr
         _suppress_hard_bounces(row, outcome)
         if row.status in (SendLog.Status.SENT, SendLog.Status.FAILED):
             _emit_outcome(row, row.status, now)
-        elif settled:
+        elif told_now:
             _emit_outcome(row, SendLog.Status.SENT, now, told_now)
 
 def _emit_outcome(row: SendLog, status: str, at, recipients: list[str] | None = None) -> None:
