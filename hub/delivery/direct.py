@@ -135,6 +135,7 @@ def _deliver_domain(server: SmtpServer, domain: str, rcpts: list[str], message: 
         why = "paused after a deferral" if dest.paused_until and dest.paused_until > timezone.now() else "paced"
         return _waiting(domain, rcpts, f"destination {dest.name} {why}", wait)
     last: ConnectionFailed | None = None
+    refused_everywhere = True  # every host refused the session with a 5xx (not merely unreachable)
     for host in hosts:
         for address in host.addresses:
             target = DirectTarget(host.name, address, settings.HUB_DIRECT_PORT, dest.pk, helo_name(server),
@@ -154,9 +155,10 @@ def _deliver_domain(server: SmtpServer, domain: str, rcpts: list[str], message: 
                     wait = destinations.deferred(dest.pk, host.name, exc.smtp_code, exc.smtp_reply)
                     return _waiting(domain, rcpts, f"{where}: {exc.error}", wait, exc.smtp_code, exc.smtp_reply)
                 last = exc
+                refused_everywhere = refused_everywhere and not exc.transient
                 continue  # the next address or MX host
             return _answered(domain, rcpts, dest, host.name, where, outcome, started, t0, tries)
-    if last is not None and not last.transient:  # a 5xx greeting from every host: refused
+    if last is not None and refused_everywhere:  # a 5xx greeting from every host: refused
         text = last.smtp_reply or last.error
         return DomainResult(domain, rcpts, REFUSED, Outcome(SendLog.Status.FAILED, last.smtp_code, text,
                                                             f"{domain}: {last.error}"))

@@ -227,3 +227,58 @@ def test_quota_is_taken_at_acceptance_and_given_back_when_the_message_fails(worl
     sent, failed = world.deliver(sent, failed)
     assert (sent.status, failed.status) == (S.SENT, S.FAILED)
     assert Account.objects.get(pk=account.pk).quota_available == 9  # the failed message's two came back
+
+
+class RefusingGreeting:
+    """A TCP server on one loopback address that greets with `reply` and hangs up."""
+
+    def __init__(self, address: str, port: int, reply: bytes) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.create_server((address, port))
+        self.sock.settimeout(5)
+        self.reply, self.sessions = reply, 0
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _addr = self.sock.accept()
+            except OSError:
+                return
+            self.sessions += 1
+            with conn:
+                conn.sendall(self.reply)
+                conn.recv(1024)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_a_5xx_greeting_from_every_mx_refuses_the_domain(world):
+    world.mx("blocked.test", "10 mx.blocked.test")
+    world.host("mx.blocked.test", "127.0.0.2")
+    server = RefusingGreeting("127.0.0.2", world.port, b"554 5.7.1 Service unavailable; client host blocked\r\n")
+    try:
+        [row] = world.deliver(world.send("x@blocked.test"))
+    finally:
+        server.close()
+    assert row.status == S.FAILED and row.smtp_code == 554 and "blocked" in row.smtp_reply
+    assert server.sessions == 1
+
+
+def test_a_421_greeting_slows_the_destination_down_without_failing(world):
+    from hub.models import Destination
+
+    world.mx("full.test", "10 mx.full.test")
+    world.host("mx.full.test", "127.0.0.2")
+    server = RefusingGreeting("127.0.0.2", world.port, b"421 4.7.0 Too many concurrent connections\r\n")
+    try:
+        [row] = world.deliver(world.send("x@full.test"))
+    finally:
+        server.close()
+    assert row.status == S.RETRYING and row.attempts == 0 and row.smtp_code == 421
+    dest = Destination.objects.get(name="full.test")
+    assert dest.backoff_level == 1 and dest.deferrals_total == 1
