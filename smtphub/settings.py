@@ -367,6 +367,13 @@ HUB_DIRECT_MAX_MX_HOSTS = env.int("HUB_DIRECT_MAX_MX_HOSTS", default=5)
 # MX hosts at private, loopback or otherwise non-public addresses are refused unless this is
 # on (a hub delivering inside its own network; the tests' sinks on 127.0.0.x).
 HUB_DIRECT_ALLOW_PRIVATE = env.bool("HUB_DIRECT_ALLOW_PRIVATE", default=False)
+# MTA-STS (RFC 8461): a domain's `enforce` policy makes TLS with a valid certificate for a
+# listed MX host mandatory. The policy host's HTTPS port (443), the longest a policy is cached,
+# and a CA bundle used instead of the system's for these verifications (empty = the system's).
+HUB_DIRECT_MTA_STS = env.bool("HUB_DIRECT_MTA_STS", default=True)
+HUB_DIRECT_MTA_STS_PORT = env.int("HUB_DIRECT_MTA_STS_PORT", default=443)
+HUB_DIRECT_MTA_STS_CACHE_SECONDS = env.int("HUB_DIRECT_MTA_STS_CACHE_SECONDS", default=86400)
+HUB_DIRECT_TLS_CA_FILE = env.str("HUB_DIRECT_TLS_CA_FILE", default="")
 # MX answers are cached for their TTL, at most this long; "no such domain" this long.
 HUB_DIRECT_MX_CACHE_MAX_SECONDS = env.int("HUB_DIRECT_MX_CACHE_MAX_SECONDS", default=3600)
 HUB_DIRECT_MX_NEGATIVE_SECONDS = env.int("HUB_DIRECT_MX_NEGATIVE_SECONDS", default=300)

@@ -32,7 +32,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from ..models import DeliveryAttempt, SendLog, SmtpServer
-from . import destinations, mx, signing, throttle
+from . import destinations, mta_sts, mx, signing, throttle
 from .destinations import throttled
 from .message import SMTP_POLICY, ascii_address, build_message, envelope_recipients
 from .transport import ConnectionFailed, DirectTarget, NoConnectionSlot, Outcome, TlsFailed, pool
@@ -130,6 +130,13 @@ def _deliver_domain(server: SmtpServer, domain: str, rcpts: list[str], message: 
         # hosts of its own network for whoever registers a domain.
         text = f"5.4.4 no public address for any MX host of {domain} (HUB_DIRECT_ALLOW_PRIVATE is off)"
         return _no_route(domain, rcpts, REFUSED, Outcome(SendLog.Status.FAILED, 550, text, text), started, t0, tries)
+    sts = mta_sts.policy(domain)
+    if sts is not None and sts.enforced:
+        hosts = [h for h in hosts if sts.matches(h.name)]
+        if not hosts:  # RFC 8461 5.1: temporary, the MX records or the policy may be fixed
+            return _no_route(domain, rcpts, DEFERRED, Outcome(
+                SendLog.Status.FAILED, None, "", "no MX host matches the domain's MTA-STS policy", transient=True),
+                started, t0, tries)
     dest, wait = destinations.admit(destinations.find(domain, hosts[0].name))
     if wait:
         why = "paused after a deferral" if dest.paused_until and dest.paused_until > timezone.now() else "paced"
@@ -139,7 +146,8 @@ def _deliver_domain(server: SmtpServer, domain: str, rcpts: list[str], message: 
     for host in hosts:
         for address in host.addresses:
             target = DirectTarget(host.name, address, settings.HUB_DIRECT_PORT, dest.pk, helo_name(server),
-                                  source_address(server), dest.connection_limit)
+                                  source_address(server), dest.connection_limit,
+                                  verify_tls=sts is not None and sts.enforced)
             started, t0 = timezone.now(), time.monotonic()
             where = f"{domain} via {host.name} [{address}]"
             try:
@@ -194,7 +202,7 @@ def _send(server: SmtpServer, target: DirectTarget, rcpts: list[str], message: _
         session = pool.get(server, wait=wait, target=target)
     except TlsFailed:
         target = DirectTarget(target.mx_host, target.address, target.port, target.destination_id, target.helo,
-                              target.source_address, target.connection_limit, tls=False)
+                              target.source_address, target.connection_limit, tls=False)  # (never when verified)
         session = pool.get(server, wait=wait, target=target)
     try:
         sender = ascii_address(server.sender)

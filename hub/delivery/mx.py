@@ -112,6 +112,20 @@ def _query(res: dns.resolver.Resolver, name: str, rdtype: str) -> tuple[list, in
     return list(answer.rrset), answer.rrset.ttl
 
 
+def txt(name: str) -> list[str]:
+    """The TXT records at `name` (strings joined), [] when none; raises DnsTemporary."""
+    try:
+        records, _ttl = _query(_resolver(), name, "TXT")
+    except dns.resolver.NXDOMAIN:
+        return []
+    return [b"".join(r.strings).decode("utf-8", "replace") for r in records]
+
+
+def addresses(host: str) -> tuple[str, ...]:
+    """A host's addresses (IPv4 first), () when it has none; raises DnsTemporary."""
+    return _addresses(_resolver(), host)[0]
+
+
 def _addresses(res: dns.resolver.Resolver, host: str) -> tuple[tuple[str, ...], int | None]:
     found: list[str] = []
     ttls: list[int] = []

@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from ..crypto import DecryptionError
 from ..models import SendLog, SmtpServer
-from . import slots
+from . import mta_sts, slots
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,8 @@ class DirectTarget:
     # The destination's connections allowed now (adaptive); not part of the session's identity.
     connection_limit: int = field(default=1, compare=False)
     tls: bool = True  # False: plain text after a failed TLS handshake (opportunistic)
+    # MTA-STS enforce (hub.delivery.mta_sts): STARTTLS required, certificate valid for mx_host.
+    verify_tls: bool = False
 
 
 def opportunistic_tls_context() -> ssl.SSLContext:
@@ -211,7 +213,14 @@ class SmtpSession:
                 code, resp = conn.helo()
                 if code != 250:
                     raise smtplib.SMTPHeloError(code, resp)
-            if target.tls and conn.has_extn("starttls"):
+            if target.verify_tls:
+                if not conn.has_extn("starttls"):
+                    raise ConnectionFailed(f"{where}: no STARTTLS offered, and the domain's MTA-STS policy "
+                                           "requires TLS")
+                conn.starttls(context=mta_sts.verified_tls_context())
+                conn.ehlo()
+                self.tls_used = True
+            elif target.tls and conn.has_extn("starttls"):
                 conn.starttls(context=opportunistic_tls_context())
                 conn.ehlo()
                 self.tls_used = True
@@ -222,8 +231,13 @@ class SmtpSession:
             raise ConnectionFailed(f"{where} refused the session: {exc.smtp_code} {_reply_text(exc.smtp_error)}",
                                    exc.smtp_code, _reply_text(exc.smtp_error),
                                    transient=not 500 <= exc.smtp_code < 600) from exc
+        except ConnectionFailed:
+            self.close()
+            raise
         except ssl.SSLError as exc:
             self.close()
+            if target.verify_tls:  # MTA-STS: no fallback to plain text
+                raise ConnectionFailed(f"{where}: TLS required by the domain's MTA-STS policy failed: {exc}") from exc
             raise TlsFailed(f"{where}: TLS handshake failed: {exc}") from exc
         except (smtplib.SMTPException, OSError, UnicodeError, ValueError) as exc:
             self.close()

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import SinkHandler, SmtpSink, free_port
 from hub import events
-from hub.delivery import destinations, mx
+from hub.delivery import destinations, mta_sts, mx
 from hub.delivery.outbox import deliver_batch
 from hub.models import SendLog
 from hub.sending import SendRequest, accept
@@ -82,6 +82,7 @@ def build_world(settings, dns_server, smtp_sink_factory, make_server, make_app, 
     settings.HUB_DIRECT_SLOT_WAIT_SECONDS = 0.5
     settings.HUB_DIRECT_ALLOW_PRIVATE = True  # the sinks are on 127.0.0.x
     mx.clear_cache()
+    mta_sts.clear_cache()
     destinations.clear_cache()
     server = make_server(name="direct", kind="direct", host="", port=25, from_email=SENDER, timeout=5)
     app = make_app(server, name="direct", **app_fields).app
@@ -92,6 +93,7 @@ def build_world(settings, dns_server, smtp_sink_factory, make_server, make_app, 
 def world(settings, dns_server, smtp_sink_factory, make_server, make_app) -> World:
     yield build_world(settings, dns_server, smtp_sink_factory, make_server, make_app)
     mx.clear_cache()
+    mta_sts.clear_cache()
     destinations.clear_cache()
 
 
