@@ -214,12 +214,15 @@ def _server_ssl_context(tls_files) -> ssl.SSLContext:
 @pytest.fixture
 def smtp_sink_factory(tls_files):
     """Start aiosmtpd servers: mode 'plain', 'starttls' or 'ssl'; with `username` set the
-    server requires AUTH (PLAIN/LOGIN) with that username/password."""
+    server requires AUTH (PLAIN/LOGIN) with that username/password. `host` / `port` bind it
+    elsewhere on loopback (direct delivery's MX hosts: 127.0.0.2, 127.0.0.3, ... on one
+    port); `handler` replaces the recording SinkHandler (a subclass of it, usually)."""
     started: list[Controller] = []
 
-    def start(mode: str = "plain", username: str = "", password: str = "", refuse: dict | None = None) -> SmtpSink:
-        handler = SinkHandler(refuse=refuse or {})
-        port = free_port()
+    def start(mode: str = "plain", username: str = "", password: str = "", refuse: dict | None = None,
+              host: str = "127.0.0.1", port: int | None = None, handler: SinkHandler | None = None) -> SmtpSink:
+        handler = handler or SinkHandler(refuse=refuse or {})
+        port = port or free_port()
         kwargs: dict = {}
         if username:
             def authenticator(server, session, envelope, mechanism, auth_data):
@@ -232,10 +235,10 @@ def smtp_sink_factory(tls_files):
             kwargs.update(tls_context=_server_ssl_context(tls_files), require_starttls=True)
         elif mode == "ssl":
             kwargs.update(ssl_context=_server_ssl_context(tls_files))
-        controller = Controller(handler, hostname="127.0.0.1", port=port, **kwargs)
+        controller = Controller(handler, hostname=host, port=port, **kwargs)
         controller.start()
         started.append(controller)
-        return SmtpSink("127.0.0.1", port, handler, controller, username, password)
+        return SmtpSink(host, port, handler, controller, username, password)
 
     yield start
     for controller in started:

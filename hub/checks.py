@@ -78,3 +78,36 @@ def check_deploy(app_configs, **kwargs):
             Warning("Q_CLUSTER retry must be longer than timeout, or tasks may run twice.", id="hub.W002")
         )
     return warnings
+
+
+@register()
+def check_direct_delivery(app_configs, **kwargs):
+    """Direct delivery's settings (docs/direct-delivery.md): errors that would fail every
+    direct connection, and (deploy) a HELO name receivers would refuse."""
+    import ipaddress
+    import os
+
+    problems = []
+    source = settings.HUB_DIRECT_SOURCE_ADDRESS
+    if source:
+        try:
+            ipaddress.ip_address(source)
+        except ValueError:
+            problems.append(Error(f"HUB_DIRECT_SOURCE_ADDRESS is not an IP address: {source!r}.", id="hub.E005"))
+    ca_file = settings.HUB_DIRECT_TLS_CA_FILE
+    if ca_file and not os.path.isfile(ca_file):
+        problems.append(Error(f"HUB_DIRECT_TLS_CA_FILE does not name a file: {ca_file!r}.", id="hub.E006"))
+    return problems
+
+
+@register(deploy=True)
+def check_direct_helo(app_configs, **kwargs):
+    helo = settings.HUB_DIRECT_HELO_NAME
+    if "." not in helo or helo.endswith((".localdomain", ".local", ".invalid", ".localhost")):
+        return [Warning(
+            f"HUB_DIRECT_HELO_NAME is {helo!r}: receiving servers refuse or distrust an EHLO name that is not a "
+            "public host name.",
+            hint="Only matters for SMTP servers of kind direct: set it (or HUB_DOMAIN, or each direct server's "
+                 "HELO name) to a name whose A record and reverse DNS match the sending address.",
+            id="hub.W005")]
+    return []

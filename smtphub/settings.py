@@ -356,6 +356,43 @@ HUB_DOMAIN_RECHECK_MINUTES = env.int("HUB_DOMAIN_RECHECK_MINUTES", default=360)
 HUB_DOMAIN_RECHECK_BATCH = env.int("HUB_DOMAIN_RECHECK_BATCH", default=200)
 HUB_DOMAIN_CHECK_MAX = env.int("HUB_DOMAIN_CHECK_MAX", default=20)
 HUB_MAILBOX_PASSWORD_MIN = env.int("HUB_MAILBOX_PASSWORD_MIN", default=8)
+# Direct delivery (a server of kind "direct", hub.delivery.direct, docs/direct-delivery.md):
+# MX lookups ask HUB_DNS_RESOLVER. The EHLO name and source address (each server may override
+# both), the port of every MX host (25; tests point it at their sinks), IPv6 addresses
+# (tried after IPv4 ones), and the MX hosts tried per domain and attempt.
+HUB_DIRECT_HELO_NAME = env.str("HUB_DIRECT_HELO_NAME", default="") or HUB_DOMAIN
+HUB_DIRECT_SOURCE_ADDRESS = env.str("HUB_DIRECT_SOURCE_ADDRESS", default="")
+HUB_DIRECT_PORT = env.int("HUB_DIRECT_PORT", default=25)
+HUB_DIRECT_IPV6 = env.bool("HUB_DIRECT_IPV6", default=True)
+HUB_DIRECT_MAX_MX_HOSTS = env.int("HUB_DIRECT_MAX_MX_HOSTS", default=5)
+# MX hosts at private, loopback or otherwise non-public addresses are refused unless this is
+# on (a hub delivering inside its own network; the tests' sinks on 127.0.0.x).
+HUB_DIRECT_ALLOW_PRIVATE = env.bool("HUB_DIRECT_ALLOW_PRIVATE", default=False)
+# MTA-STS (RFC 8461): a domain's `enforce` policy makes TLS with a valid certificate for a
+# listed MX host mandatory. The policy host's HTTPS port (443), the longest a policy is cached,
+# and a CA bundle used instead of the system's for these verifications (empty = the system's).
+HUB_DIRECT_MTA_STS = env.bool("HUB_DIRECT_MTA_STS", default=True)
+HUB_DIRECT_MTA_STS_PORT = env.int("HUB_DIRECT_MTA_STS_PORT", default=443)
+HUB_DIRECT_MTA_STS_CACHE_SECONDS = env.int("HUB_DIRECT_MTA_STS_CACHE_SECONDS", default=86400)
+HUB_DIRECT_TLS_CA_FILE = env.str("HUB_DIRECT_TLS_CA_FILE", default="")
+# MX answers are cached for their TTL, at most this long; "no such domain" this long.
+HUB_DIRECT_MX_CACHE_MAX_SECONDS = env.int("HUB_DIRECT_MX_CACHE_MAX_SECONDS", default=3600)
+HUB_DIRECT_MX_NEGATIVE_SECONDS = env.int("HUB_DIRECT_MX_NEGATIVE_SECONDS", default=300)
+# Limits of a destination without a preset (one recipient domain), created at first use.
+HUB_DIRECT_DEFAULT_CONNECTIONS = env.int("HUB_DIRECT_DEFAULT_CONNECTIONS", default=5)
+HUB_DIRECT_DEFAULT_RATE = env.int("HUB_DIRECT_DEFAULT_RATE", default=0)
+# Waiting for one of a destination's connections; then the domain waits this long (no attempt counted).
+HUB_DIRECT_SLOT_WAIT_SECONDS = env.float("HUB_DIRECT_SLOT_WAIT_SECONDS", default=2.0)
+HUB_DIRECT_BUSY_RETRY_SECONDS = env.float("HUB_DIRECT_BUSY_RETRY_SECONDS", default=5.0)
+# Adaptive backoff: a "too many" reply halves the destination's connections and rate and
+# pauses it BACKOFF_SECONDS x 2^(level-1) (at most BACKOFF_MAX_SECONDS); an unlimited rate is
+# first cut to BACKOFF_START_RATE per minute. Every RECOVERY_EVERY deliveries without a
+# deferral add one connection and a tenth of the limit back (additive increase).
+HUB_DIRECT_BACKOFF_SECONDS = env.float("HUB_DIRECT_BACKOFF_SECONDS", default=60.0)
+HUB_DIRECT_BACKOFF_MAX_SECONDS = env.float("HUB_DIRECT_BACKOFF_MAX_SECONDS", default=900.0)
+HUB_DIRECT_BACKOFF_START_RATE = env.int("HUB_DIRECT_BACKOFF_START_RATE", default=60)
+HUB_DIRECT_RECOVERY_EVERY = env.int("HUB_DIRECT_RECOVERY_EVERY", default=10)
+HUB_DIRECT_DEFERRALS_KEPT = env.int("HUB_DIRECT_DEFERRALS_KEPT", default=50)
 
 # Event webhooks (hub.webhooks, docs/webhooks.md).
 # Targets: http/https only; a host resolving to a private, loopback, link-local or otherwise

@@ -2,6 +2,7 @@
 module; importing them registers the pages:
 
 - servers.py     SMTP servers: write-only password, test connection, test email, usage
+- destinations.py  direct delivery's destinations: limits, adaptive state, deferrals, presets
 - accounts.py    accounts (tenants): service period, quota top-up with its audit trail, apps
 - apps.py        apps: secret shown once, rotation, ordered servers, integration snippet
 - logs.py        send logs: read-only, filters, search, safe preview, resend, CSV export
@@ -15,7 +16,7 @@ module; importing them registers the pages:
 from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 
-from . import accounts, apps, logs, servers, site  # noqa: F401
+from . import accounts, apps, destinations, logs, servers, site  # noqa: F401
 
 # The index page is the dashboard.
 admin.site.index_title = _("Dashboard")

@@ -3,6 +3,8 @@ small forms behind the custom admin actions (test email, secret rotation)."""
 
 from __future__ import annotations
 
+import re
+
 from django import forms
 from django.utils.translation import gettext_lazy as _
 from unfold.widgets import (
@@ -16,6 +18,10 @@ from unfold.widgets import (
 
 from ..models import SmtpServer
 from ..sending import Refusal, parse_address_list
+
+# A direct server's EHLO name.
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 
 
 class SmtpServerAdminForm(forms.ModelForm):
@@ -36,9 +42,9 @@ class SmtpServerAdminForm(forms.ModelForm):
     class Meta:
         model = SmtpServer
         fields = [
-            "name", "host", "port", "security", "verify_tls", "username", "password", "clear_password",
+            "name", "kind", "host", "port", "security", "verify_tls", "username", "password", "clear_password",
             "from_email", "enabled", "timeout", "limit_per_minute", "limit_per_hour", "limit_per_day",
-            "max_connections",
+            "max_connections", "helo_name", "source_address",
         ]
 
     def __init__(self, *args, **kwargs) -> None:
@@ -54,6 +60,22 @@ class SmtpServerAdminForm(forms.ModelForm):
             self.fields.pop("clear_password", None)
         if "max_connections" in self.fields:  # absent from a view-only form
             self.fields["max_connections"].required = False
+        for name in ("kind", "port"):  # a form posted by a script written before direct servers
+            if name in self.fields:
+                self.fields[name].required = False
+
+    def clean_kind(self) -> str:
+        return self.cleaned_data.get("kind") or SmtpServer.Kind.RELAY
+
+    def clean_port(self) -> int:
+        value = self.cleaned_data.get("port")
+        return value if value is not None else SmtpServer._meta.get_field("port").default
+
+    def clean_helo_name(self) -> str:
+        value = (self.cleaned_data.get("helo_name") or "").strip().rstrip(".")
+        if value and not _HOSTNAME.match(value):
+            raise forms.ValidationError(_("Enter a host name (letters, digits, hyphens and dots)."))
+        return value
 
     def clean_max_connections(self) -> int:
         # Left empty (a form posted by a script written before the field existed): the default.
@@ -62,6 +84,12 @@ class SmtpServerAdminForm(forms.ModelForm):
 
     def clean(self) -> dict:
         data = super().clean()
+        # What each kind needs (the model's clean() says it too; here it lands on the field).
+        if data.get("kind") == SmtpServer.Kind.DIRECT:
+            if not data.get("from_email") and "from_email" not in self.errors:
+                self.add_error("from_email", _("A direct server needs a sender address."))
+        elif not data.get("host") and "host" not in self.errors:
+            self.add_error("host", _("A relay server needs a host."))
         if data.get("password") and data.get("clear_password"):
             self.add_error("clear_password", _("Either type a new password or remove it, not both."))
         if any(ch in (data.get("password") or "") for ch in "\r\n\x00"):

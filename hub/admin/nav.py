@@ -41,6 +41,7 @@ def navigation(request: HttpRequest) -> list[dict]:
         _item(_("Accounts"), "business", "hub", "account"),
         _item(_("Apps"), "apps", "hub", "app"),
         _item(_("SMTP servers"), "dns", "hub", "smtpserver"),
+        _item(_("Destinations"), "alt_route", "hub", "destination"),
     ]
     if _registered("hub", "suppression"):  # EXTENSION POINT (reliability)
         mail.append(_item(_("Suppression list"), "block", "hub", "suppression"))

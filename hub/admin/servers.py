@@ -20,6 +20,8 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.db.models import Count, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.urls import reverse
 from django.utils import formats, timezone
 from django.utils.html import format_html_join
 from django.utils.translation import gettext as _
@@ -180,6 +182,9 @@ def render_live(server: SmtpServer, open_now: int, counts: dict[str, int] | None
     """Connections open now (across every worker) against max_connections, and the rate over
     the last minute."""
     sent_last_minute = (counts or {}).get("minute", 0)
+    if server.is_direct:  # its connections are counted per destination (see Destinations)
+        return format_html_join("", "<span>{}</span>", [
+            (_("%(rate)s msgs/s (last minute)") % {"rate": f"{sent_last_minute / 60:.1f}"},)])
     css = "hub-warn" if open_now >= server.max_connections else ""
     return format_html_join(" · ", '<span class="{}">{}</span>', [
         (css, _("%(open)d/%(max)d connections") % {"open": open_now, "max": server.max_connections}),
@@ -207,9 +212,9 @@ class UsageChangeList(ChangeList):
 @admin.register(SmtpServer)
 class SmtpServerAdmin(HubModelAdmin):
     form = SmtpServerAdminForm
-    list_display = ("name", "address", "security", "enabled", "usage", "live")
+    list_display = ("name", "kind", "address", "security", "enabled", "usage", "live")
     list_display_links = ("name",)
-    list_filter = ("enabled", "security")
+    list_filter = ("enabled", "kind", "security")
     search_fields = ("name", "host", "username", "from_email")
     ordering = ("id",)
     actions = ("enable_selected", "disable_selected")
@@ -230,14 +235,30 @@ class SmtpServerAdmin(HubModelAdmin):
             login.remove("clear_password")  # nothing stored to remove
         health = present_fields(SmtpServer, "failing_since", "last_error_at", "last_success_at")
         status = ["enabled", *([health] if health else []), *present_fields(SmtpServer, "last_error")]
-        fieldsets = [
-            (None, {"fields": ["name", ("host", "port"), ("security", "verify_tls"), "timeout"]}),
-            (gettext_lazy("Login and sender"), {"fields": login}),
+        direct = obj is not None and obj.is_direct
+        # A direct server has no host or login (hub.delivery.direct): its page shows its EHLO
+        # name, source address and sender instead; the add page shows both kinds' fields.
+        fieldsets = [(None, {"fields": ["name", "kind", "timeout"]})]
+        if not direct:
+            fieldsets += [
+                (gettext_lazy("Upstream server (relay)"), {"fields": [("host", "port"), ("security", "verify_tls")]}),
+                (gettext_lazy("Login and sender"), {"fields": login}),
+            ]
+        if obj is None or direct:
+            fieldsets.append((gettext_lazy("Direct delivery"), {
+                "fields": (["from_email"] if direct else []) + ["helo_name", "source_address"],
+                "description": gettext_lazy(
+                    "Kind “direct” only: mail goes to each recipient domain's MX hosts, with the connection "
+                    "and rate limits of its destination (see Destinations)."),
+            }))
+        fieldsets += [
             (gettext_lazy("Send limits"), {"fields": [("limit_per_minute", "limit_per_hour", "limit_per_day")]
                                            + (["usage_detail"] if obj else [])}),
-            (gettext_lazy("Connections"), {"fields": ["max_connections"] + (["live_detail"] if obj else [])}),
-            (gettext_lazy("Status"), {"fields": status}),
         ]
+        if not direct:
+            fieldsets.append((gettext_lazy("Connections"), {"fields": ["max_connections"]
+                                                            + (["live_detail"] if obj else [])}))
+        fieldsets.append((gettext_lazy("Status"), {"fields": status}))
         if obj is not None:
             fieldsets.append((gettext_lazy("Audit"), {"fields": [("created_at", "updated_at"), "audit_trail"]}))
         return fieldsets
@@ -249,6 +270,8 @@ class SmtpServerAdmin(HubModelAdmin):
 
     @display(description=gettext_lazy("address"), ordering="host")
     def address(self, obj: SmtpServer) -> str:
+        if obj.is_direct:
+            return _("each recipient domain's MX hosts")
         return f"{obj.host}:{obj.port}"
 
     @display(description=gettext_lazy("health"), label={"ok": "success", "failing": "danger", "unknown": "info"})
@@ -314,10 +337,20 @@ class SmtpServerAdmin(HubModelAdmin):
             raise Http404(_("No such SMTP server."))
         return server
 
+    def _not_for_direct(self, request: HttpRequest, server: SmtpServer) -> HttpResponse | None:
+        """The connection tests talk to one host; a direct server has none."""
+        if not server.is_direct:
+            return None
+        messages.info(request, _("A direct server delivers to each recipient domain's MX hosts: there is no single "
+                                 "host to test. Send a message through an app that uses it, and see Destinations."))
+        return redirect(reverse("admin:hub_smtpserver_change", args=[server.pk]))
+
     @action(description=gettext_lazy("Test connection"), url_path="test-connection", permissions=["change"],
             icon="lan", variant=ActionVariant.PRIMARY)
     def test_connection(self, request: HttpRequest, object_id: str) -> HttpResponse:
         server = self._server(request, object_id)
+        if (elsewhere := self._not_for_direct(request, server)) is not None:
+            return elsewhere
         timeout = timeout_note(server.timeout)  # the server's own setting, before the admin's cap
         for_admin_request(server)
         result = None
@@ -343,6 +376,8 @@ class SmtpServerAdmin(HubModelAdmin):
     @action(description=gettext_lazy("Send test email"), url_path="send-test", permissions=["change"], icon="send")
     def send_test_email(self, request: HttpRequest, object_id: str) -> HttpResponse:
         server = self._server(request, object_id)
+        if (elsewhere := self._not_for_direct(request, server)) is not None:
+            return elsewhere
         timeout = timeout_note(server.timeout)  # the server's own setting, before the admin's cap
         for_admin_request(server)
         form = TestEmailForm(request.POST or None)

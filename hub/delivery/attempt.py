@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from .. import events, queries, quota
 from ..models import DeliveryAttempt, SendLog, SmtpServer, Suppression
-from . import bounces, signing, throttle
+from . import bounces, direct, signing, throttle
 from .message import SMTP_POLICY, ascii_address, build_message, envelope_recipients
 from .policy import by_health, mark_server, retry_delay, too_old
 from .render import NotRenderable
@@ -52,6 +52,14 @@ def _try_servers(row: SendLog, servers: list[SmtpServer]) -> tuple[Outcome | Non
     throttle_wait = 0.0
     busy = 0
     for server in servers:
+        if server.is_direct:
+            # Straight to the recipients' MX hosts (hub.delivery.direct): it answers for the
+            # message, so no server after it is tried.
+            outcome, host_tries, wait = direct.deliver(row, server)
+            tries += [Try(server, t.result, t.outcome, t.started_at, t.duration_ms) for t in host_tries]
+            if outcome.status == SendLog.Status.SENT:
+                mark_server(server)  # its health: delivering (a destination's trouble is not the server's)
+            return outcome, server, tries, wait
         started, t0 = timezone.now(), time.monotonic()
         session = None
         try:
@@ -109,13 +117,15 @@ def _try_servers(row: SendLog, servers: list[SmtpServer]) -> tuple[Outcome | Non
 def _finish(row: SendLog, outcome: Outcome | None, server: SmtpServer | None, tries: list[Try],
             throttle_wait: float) -> None:
     now = timezone.now()
-    if tries:
-        row.attempts += 1
     if outcome is None:
         # No server answered about the message: all unreachable, or all over their limits.
         last = tries[-1].outcome if tries else None
         outcome = last or Outcome(SendLog.Status.FAILED, error="waiting for the SMTP servers' send limits")
         outcome.transient = True
+    # A direct delivery that only waited for its destinations ("too many", paused) counts no attempt.
+    counted = bool(tries) and outcome.counts_attempt
+    if counted:
+        row.attempts += 1
     row.status = outcome.status
     row.smtp_code, row.smtp_reply = outcome.smtp_code, outcome.smtp_reply[:4000]
     row.error = outcome.error[:4000]
@@ -127,7 +137,7 @@ def _finish(row: SendLog, outcome: Outcome | None, server: SmtpServer | None, tr
     if outcome.status == SendLog.Status.SENT:
         row.sent_at = now
     elif outcome.transient:
-        if tries:
+        if counted:
             delay = retry_delay(row, row.attempts, now)
             if throttle_wait and delay is not None:
                 delay = min(delay, throttle_wait)
@@ -137,6 +147,12 @@ def _finish(row: SendLog, outcome: Outcome | None, server: SmtpServer | None, tr
             row.status = SendLog.Status.FAILED
             why = "too old" if too_old(row, now) else f"{row.attempts} attempts"
             row.error = f"gave up after {why}: {outcome.error}"[:4000]
+            if outcome.partly_sent:
+                # Direct delivery: other recipients have the message, so it was sent; the
+                # ones given up on are refused recipients with the last reply.
+                row.status, row.sent_at = SendLog.Status.SENT, now
+                for rcpt in outcome.pending or ():
+                    row.refused_recipients[rcpt] = [outcome.smtp_code or 451, (outcome.smtp_reply or row.error)[:500]]
         else:
             row.status = SendLog.Status.RETRYING
             row.next_attempt_at = now + timedelta(seconds=delay)
@@ -144,6 +160,14 @@ def _finish(row: SendLog, outcome: Outcome | None, server: SmtpServer | None, tr
         row.failure_type = bounces.failure_type(outcome.smtp_code, outcome.smtp_reply or outcome.error)
     fields = ["status", "attempts", "from_email", "smtp_code", "smtp_reply", "error",
               "refused_recipients", "next_attempt_at", "failure_type", "sent_at"]
+    # Direct delivery, part of the recipients done: the others' outcomes are told now, and the
+    # row keeps only the recipients still to deliver (its envelope for the next attempt).
+    told_now: list[str] = []
+    if outcome.pending is not None and row.status == SendLog.Status.RETRYING:
+        told_now = [r for r in envelope_recipients(row) if r not in set(outcome.pending)]
+        if told_now:  # (nothing settled: the envelope stays as it is)
+            row.rcpt_to = ", ".join(outcome.pending)
+            fields.append("rcpt_to")
     values = {f: getattr(row, f) for f in fields}
     values.update(smtp_server=row.smtp_server_id, updated_at=now)
     # Only while this worker still holds the row: if the sweeper gave it to another worker
@@ -169,15 +193,18 @@ def _finish(row: SendLog, outcome: Outcome | None, server: SmtpServer | None, tr
         _suppress_hard_bounces(row, outcome)
         if row.status in (SendLog.Status.SENT, SendLog.Status.FAILED):
             _emit_outcome(row, row.status, now)
+        elif told_now:
+            _emit_outcome(row, SendLog.Status.SENT, now, told_now)
 
-def _emit_outcome(row: SendLog, status: str, at) -> None:
+def _emit_outcome(row: SendLog, status: str, at, recipients: list[str] | None = None) -> None:
     """The final state, told to hub.events' receivers (inside the recording transaction):
-    one event per envelope recipient; a recipient the server refused while it took the
+    one event per envelope recipient (or per one of `recipients`: those a direct delivery
+    settled while others wait); a recipient the server refused while it took the
     others is `failed` with its own reply."""
     if not events.happened.has_listeners():
         return
     refused = {addr.lower(): reply for addr, reply in (row.refused_recipients or {}).items()}
-    for email in _event_recipients(row):
+    for email in _event_recipients(row) if recipients is None else recipients:
         email = email.lower()
         if status == SendLog.Status.SENT and email not in refused:
             kind, data = events.Kind.SENT, {"smtp_code": row.smtp_code}

@@ -25,7 +25,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from ..models import ConnectionSlot, SendLog, WorkerCluster
+from ..models import ConnectionSlot, DestinationSlot, SendLog, WorkerCluster
 from .attempt import abandon_rows
 from .transport import pool
 
@@ -129,4 +129,5 @@ def _rescue(cluster_id: str, error: str) -> int:
         abandon_rows(rows, error, retry_now=True)
         # Its SMTP connections are gone too: their slots count no more (hub.delivery.slots).
         ConnectionSlot.objects.filter(holder__startswith=f"{cluster_id}-").update(holder="", expires_at=timezone.now())
+        DestinationSlot.objects.filter(holder__startswith=f"{cluster_id}-").update(holder="", expires_at=timezone.now())
     return len(rows)

@@ -14,7 +14,11 @@ hub.delivery.lease.new_claim_token, which lease.py hands it: lease imports this 
 attempt module, so nothing here may import lease). Taking a slot is one short
 write transaction that locks the server row first (on SQLite the IMMEDIATE transaction locks
 the file), so two workers never take the same number. It costs one transaction per new
-connection, not per message."""
+connection, not per message.
+
+Direct delivery's destinations (hub.models.Destination) have slots of their own
+(DestinationSlot, same columns, `acquire_destination`): a connection to any MX host of a
+destination holds one; renew and release serve both kinds (the Slot knows its table)."""
 
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from ..models import ConnectionSlot, SmtpServer
+from ..models import ConnectionSlot, Destination, DestinationSlot, SmtpServer
 
 
 @dataclass
@@ -34,10 +38,11 @@ class Slot:
     """A slot this process holds."""
 
     id: int
-    server_id: int
+    server_id: int  # the owner: a server's id, or a destination's (model DestinationSlot)
     number: int
     holder: str
     expires_at: object  # datetime
+    model: type = ConnectionSlot
 
 
 def _lease() -> timedelta:
@@ -47,25 +52,34 @@ def _lease() -> timedelta:
 def acquire(server: SmtpServer, holder: str) -> Slot | None:
     """Take a free connection slot on `server` for `holder` (a fresh token), or None when all
     `max_connections` are held."""
-    limit = max(1, server.max_connections)
+    return _acquire(SmtpServer, ConnectionSlot, "server_id", server.pk, max(1, server.max_connections), holder)
+
+
+def acquire_destination(destination_id: int, limit: int, holder: str) -> Slot | None:
+    """The same for a direct-delivery destination, with its current (adaptive) limit."""
+    return _acquire(Destination, DestinationSlot, "destination_id", destination_id, max(1, limit), holder)
+
+
+def _acquire(owner_model: type, slot_model: type, owner_field: str, owner_id: int, limit: int,
+             holder: str) -> Slot | None:
     with transaction.atomic():
-        list(SmtpServer.objects.select_for_update().filter(pk=server.pk).values_list("pk"))
+        list(owner_model.objects.select_for_update().filter(pk=owner_id).values_list("pk"))
         now = timezone.now()
         rows = {number: (pk, held, expires) for pk, number, held, expires in
-                ConnectionSlot.objects.filter(server_id=server.pk, number__lt=limit)
+                slot_model.objects.filter(**{owner_field: owner_id}, number__lt=limit)
                 .values_list("pk", "number", "holder", "expires_at")}
         for number in range(limit):
             entry = rows.get(number)
             expires = now + _lease()
             if entry is None:
-                pk = ConnectionSlot.objects.create(server_id=server.pk, number=number, holder=holder,
-                                                   expires_at=expires).pk
-                return Slot(pk, server.pk, number, holder, expires)
+                pk = slot_model.objects.create(**{owner_field: owner_id}, number=number, holder=holder,
+                                               expires_at=expires).pk
+                return Slot(pk, owner_id, number, holder, expires, slot_model)
             pk, held, until = entry
             # Free, or its holder died without giving it back: take it over.
             free = not held or until <= now
-            if free and ConnectionSlot.objects.filter(pk=pk, holder=held).update(holder=holder, expires_at=expires):
-                return Slot(pk, server.pk, number, holder, expires)
+            if free and slot_model.objects.filter(pk=pk, holder=held).update(holder=holder, expires_at=expires):
+                return Slot(pk, owner_id, number, holder, expires, slot_model)
     return None
 
 
@@ -73,7 +87,7 @@ def renew(slot: Slot) -> bool:
     """Extend the lease; False when the slot was taken over meanwhile (the lease had expired:
     the connection must then be closed, another worker counts it now)."""
     expires = timezone.now() + _lease()
-    if ConnectionSlot.objects.filter(pk=slot.id, holder=slot.holder).update(expires_at=expires):
+    if slot.model.objects.filter(pk=slot.id, holder=slot.holder).update(expires_at=expires):
         slot.expires_at = expires
         return True
     return False
@@ -81,7 +95,7 @@ def renew(slot: Slot) -> bool:
 
 def release(slot: Slot) -> None:
     """The connection is closed: the slot is free for anyone."""
-    ConnectionSlot.objects.filter(pk=slot.id, holder=slot.holder).update(holder="", expires_at=timezone.now())
+    slot.model.objects.filter(pk=slot.id, holder=slot.holder).update(holder="", expires_at=timezone.now())
 
 
 def open_connections(server_ids: list[int] | None = None) -> dict[int, int]:
@@ -92,4 +106,15 @@ def open_connections(server_ids: list[int] | None = None) -> dict[int, int]:
     counts: dict[int, int] = {}
     for server_id in held.values_list("server_id", flat=True):
         counts[server_id] = counts.get(server_id, 0) + 1
+    return counts
+
+
+def destination_connections(destination_ids: list[int] | None = None) -> dict[int, int]:
+    """Connections open now per destination id, for the admin."""
+    held = DestinationSlot.objects.filter(~Q(holder=""), expires_at__gt=timezone.now())
+    if destination_ids is not None:
+        held = held.filter(destination_id__in=destination_ids)
+    counts: dict[int, int] = {}
+    for destination_id in held.values_list("destination_id", flat=True):
+        counts[destination_id] = counts.get(destination_id, 0) + 1
     return counts

@@ -2,7 +2,12 @@
 recipient replies, pipelined where the server offers it) and the process-wide pool that keeps
 sessions open between messages, each holding one of its server's connection slots.
 (Over 400 lines: the session and the pool that owns its slot belong together; the slot
-bookkeeping itself is in slots.py.)"""
+bookkeeping itself is in slots.py.)
+
+Direct delivery (hub.delivery.direct) uses the same sessions and pool with a DirectTarget:
+one MX host address of a destination, no login, opportunistic STARTTLS, the server's HELO
+name and source address; its sessions are pooled per (server, address) and hold one of the
+destination's connection slots instead of the server's."""
 
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ from django.utils import timezone
 
 from ..crypto import DecryptionError
 from ..models import SendLog, SmtpServer
-from . import slots
+from . import mta_sts, slots
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +46,14 @@ class Outcome:
     # The connection was lost before DATA: nothing can have been delivered, so the message
     # may go again at once on a fresh connection.
     lost_before_data: bool = False
+    # Direct delivery (hub.delivery.direct), a message some of whose recipient domains are
+    # done and others wait: the recipients still to deliver (the row keeps only them), and
+    # whether any recipient got the message (in this or an earlier attempt), which makes the
+    # message `sent` if the rest is given up. counts_attempt=False: the wait was the
+    # destination's ("too many", paused, paced, busy), not a failure: no attempt is counted.
+    pending: list[str] | None = None
+    partly_sent: bool = False
+    counts_attempt: bool = True
 
 
 class ConnectionFailed(Exception):
@@ -49,6 +62,10 @@ class ConnectionFailed(Exception):
     def __init__(self, error: str, smtp_code: int | None = None, smtp_reply: str = "", transient: bool = True):
         super().__init__(error)
         self.error, self.smtp_code, self.smtp_reply, self.transient = error, smtp_code, smtp_reply, transient
+
+
+class TlsFailed(ConnectionFailed):
+    """An opportunistic STARTTLS handshake failed (direct delivery): try again in plain text."""
 
 
 def _reply_text(resp: bytes | str) -> str:
@@ -64,6 +81,33 @@ def _all_refused(refused: dict[str, list]) -> Outcome:
     code, text = next(reversed(refused.values()))
     transient = all(400 <= c < 500 for c, _t in refused.values())
     return Outcome(SendLog.Status.FAILED, code, text, "all recipients refused", refused, transient)
+
+
+@dataclass(frozen=True)
+class DirectTarget:
+    """Where a direct-delivery session connects: one address of one MX host."""
+
+    mx_host: str
+    address: str
+    port: int
+    destination_id: int
+    helo: str
+    source_address: str = ""
+    # The destination's connections allowed now (adaptive); not part of the session's identity.
+    connection_limit: int = field(default=1, compare=False)
+    tls: bool = True  # False: plain text after a failed TLS handshake (opportunistic)
+    # MTA-STS enforce (hub.delivery.mta_sts): STARTTLS required, certificate valid for mx_host.
+    verify_tls: bool = False
+
+
+def opportunistic_tls_context() -> ssl.SSLContext:
+    """TLS as MTAs do it without MTA-STS/DANE: encrypt when offered, accept any certificate
+    (a receiver's certificate rarely matches its MX name; refusing would only send the mail
+    in plain text instead)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
 
 
 def tls_context(server: SmtpServer) -> ssl.SSLContext:
@@ -90,8 +134,9 @@ def _login(conn: smtplib.SMTP, username: str, password: str) -> None:
 class SmtpSession:
     """One open, authenticated connection to one SMTP server."""
 
-    def __init__(self, server: SmtpServer):
+    def __init__(self, server: SmtpServer, target: DirectTarget | None = None):
         self.server = server
+        self.target = target
         self.conn: smtplib.SMTP | None = None
         self.opened_at = 0.0
         self.last_used = 0.0
@@ -101,8 +146,19 @@ class SmtpSession:
         self.slot: slots.Slot | None = None
         self.fingerprint: tuple = ()
         self.slot_lost = False
+        self.tls_used = False
+
+    @property
+    def key(self) -> int | tuple:
+        """What the pool files this session under: the server, or (server, MX address)."""
+        if self.target is None:
+            return self.server.id
+        return (self.server.id, self.target.address, self.target.port)
 
     def open(self) -> None:
+        if self.target is not None:
+            self._open_direct(self.target)
+            return
         server = self.server
         try:
             password = server.get_password()
@@ -137,6 +193,55 @@ class SmtpSession:
             self.close()
             raise ConnectionFailed(f"cannot connect to {server.host}:{server.port}: "
                                    f"{type(exc).__name__}: {exc}") from exc
+
+    def _open_direct(self, target: DirectTarget) -> None:
+        """Connect to one MX address: greeting, EHLO (HELO if refused), STARTTLS when offered
+        (any certificate), EHLO again; no login."""
+        where = f"{target.mx_host} [{target.address}]:{target.port}"
+        try:
+            source = (target.source_address, 0) if target.source_address else None
+            conn = smtplib.SMTP(local_hostname=target.helo, timeout=self.server.timeout, source_address=source)
+            self.conn = conn
+            code, greeting = conn.connect(target.address, target.port)
+            if code != 220:
+                raise smtplib.SMTPConnectError(code, greeting)
+            # smtplib gives starttls() the host it connected to as the TLS server name; the
+            # MX host's name is the right one (SNI), not its address.
+            conn._host = target.mx_host
+            code, _resp = conn.ehlo()
+            if code != 250:
+                code, resp = conn.helo()
+                if code != 250:
+                    raise smtplib.SMTPHeloError(code, resp)
+            if target.verify_tls:
+                if not conn.has_extn("starttls"):
+                    raise ConnectionFailed(f"{where}: no STARTTLS offered, and the domain's MTA-STS policy "
+                                           "requires TLS")
+                conn.starttls(context=mta_sts.verified_tls_context())
+                conn.ehlo()
+                self.tls_used = True
+            elif target.tls and conn.has_extn("starttls"):
+                conn.starttls(context=opportunistic_tls_context())
+                conn.ehlo()
+                self.tls_used = True
+            self.opened_at, self.uses = time.monotonic(), 0
+            self.last_used = self.opened_at
+        except smtplib.SMTPResponseException as exc:
+            self.close()
+            raise ConnectionFailed(f"{where} refused the session: {exc.smtp_code} {_reply_text(exc.smtp_error)}",
+                                   exc.smtp_code, _reply_text(exc.smtp_error),
+                                   transient=not 500 <= exc.smtp_code < 600) from exc
+        except ConnectionFailed:
+            self.close()
+            raise
+        except ssl.SSLError as exc:
+            self.close()
+            if target.verify_tls:  # MTA-STS: no fallback to plain text
+                raise ConnectionFailed(f"{where}: TLS required by the domain's MTA-STS policy failed: {exc}") from exc
+            raise TlsFailed(f"{where}: TLS handshake failed: {exc}") from exc
+        except (smtplib.SMTPException, OSError, UnicodeError, ValueError) as exc:
+            self.close()
+            raise ConnectionFailed(f"cannot connect to {where}: {type(exc).__name__}: {exc}") from exc
 
     def send(self, envelope_from: str, rcpts: list[str], data: str | bytes) -> Outcome:
         """One SMTP transaction. Per-recipient refusals are recorded; the message counts as
@@ -280,7 +385,9 @@ class SmtpSession:
             return False
 
 
-def _fingerprint(server: SmtpServer) -> tuple:
+def _fingerprint(server: SmtpServer, target: DirectTarget | None = None) -> tuple:
+    if target is not None:
+        return (target, server.timeout)
     return (server.host, server.port, server.security, server.verify_tls, server.username,
             server.password_encrypted, server.timeout)
 
@@ -303,44 +410,53 @@ class ConnectionPool:
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._idle: dict[int, list[SmtpSession]] = {}  # server id -> sessions checked in
-        self._open: dict[int, set[SmtpSession]] = {}  # server id -> every open session
+        # Keyed by SmtpSession.key: the server id, or (server id, MX address, port) for direct.
+        self._idle: dict[int | tuple, list[SmtpSession]] = {}  # sessions checked in
+        self._open: dict[int | tuple, set[SmtpSession]] = {}  # every open session
         self._keeper: threading.Thread | None = None
         # Makes each slot's holder token; hub.delivery.lease sets it to its new_claim_token,
         # so a dead cluster's slots are found by its id.
         self.new_holder: Callable[[], str] = lambda: uuid.uuid4().hex
 
     @property
-    def sessions(self) -> dict[int, set[SmtpSession]]:
-        """Open sessions by server id (checked out or not)."""
+    def sessions(self) -> dict[int | tuple, set[SmtpSession]]:
+        """Open sessions by key (server id; (server id, address, port) for direct delivery)."""
         with self._cond:
             return {sid: set(found) for sid, found in self._open.items() if found}
 
-    def open_count(self, server_id: int) -> int:
+    def open_count(self, key: int | tuple) -> int:
         with self._cond:
-            return len(self._open.get(server_id, ()))
+            return len(self._open.get(key, ()))
 
-    def get(self, server: SmtpServer, wait: float | None = None) -> SmtpSession:
-        """A session of `server` for this thread alone; raises ConnectionFailed, or
-        NoConnectionSlot after `wait` seconds (default HUB_SMTP_SLOT_WAIT_SECONDS)."""
+    def get(self, server: SmtpServer, wait: float | None = None, target: DirectTarget | None = None) -> SmtpSession:
+        """A session of `server` (direct delivery: to `target`) for this thread alone; raises
+        ConnectionFailed, or NoConnectionSlot after `wait` seconds (default
+        HUB_SMTP_SLOT_WAIT_SECONDS)."""
         deadline = time.monotonic() + (settings.HUB_SMTP_SLOT_WAIT_SECONDS if wait is None else wait)
-        fingerprint = _fingerprint(server)
+        fingerprint = _fingerprint(server, target)
+        key = server.id if target is None else (server.id, target.address, target.port)
         while True:
-            session = self._take_idle(server.id)
+            session = self._take_idle(key)
             if session is not None:
                 if session.fingerprint == fingerprint and session.still_good():
                     return session
                 self._close(session)  # settings changed, too old or dead: frees its slot
                 continue
-            slot = slots.acquire(server, self.new_holder())
+            if target is None:
+                slot = slots.acquire(server, self.new_holder())
+            else:
+                slot = slots.acquire_destination(target.destination_id, target.connection_limit, self.new_holder())
             if slot is not None:
-                return self._open_new(server, slot, fingerprint)
+                return self._open_new(server, slot, fingerprint, target)
             with self._cond:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
+                    if target is not None:
+                        raise NoConnectionSlot(f"all {target.connection_limit} connections to the destination of "
+                                               f"{target.mx_host} are in use")
                     raise NoConnectionSlot(f"all {server.max_connections} connections to {server.host}:{server.port} "
                                            "are in use")
-                if not self._idle.get(server.id):
+                if not self._idle.get(key):
                     # A session of ours coming back wakes us; another worker's slot coming
                     # free does not, so look at the database again after a short while.
                     self._cond.wait(min(remaining, 0.2))
@@ -351,7 +467,7 @@ class ConnectionPool:
             self._close(session)
             return
         with self._cond:
-            self._idle.setdefault(session.server.id, []).append(session)
+            self._idle.setdefault(session.key, []).append(session)
             self._cond.notify_all()
 
     def discard(self, session: SmtpSession) -> None:
@@ -371,13 +487,14 @@ class ConnectionPool:
             session.close()
 
     # -- inside ---------------------------------------------------------------------------
-    def _take_idle(self, server_id: int) -> SmtpSession | None:
+    def _take_idle(self, key: int | tuple) -> SmtpSession | None:
         with self._cond:
-            idle = self._idle.get(server_id)
+            idle = self._idle.get(key)
             return idle.pop() if idle else None  # the most recently used: least likely to have timed out
 
-    def _open_new(self, server: SmtpServer, slot, fingerprint: tuple) -> SmtpSession:
-        session = SmtpSession(server)
+    def _open_new(self, server: SmtpServer, slot, fingerprint: tuple,
+                  target: DirectTarget | None = None) -> SmtpSession:
+        session = SmtpSession(server, target)
         session.slot, session.fingerprint = slot, fingerprint
         try:
             session.open()  # closes itself (and frees the slot) when it fails
@@ -385,7 +502,7 @@ class ConnectionPool:
             session.close()
             raise
         with self._cond:
-            self._open.setdefault(server.id, set()).add(session)
+            self._open.setdefault(session.key, set()).add(session)
             if self._keeper is None or not self._keeper.is_alive():
                 self._keeper = threading.Thread(target=self._keep, name="smtp-pool-keeper", daemon=True)
                 self._keeper.start()
@@ -393,8 +510,8 @@ class ConnectionPool:
 
     def _close(self, session: SmtpSession) -> None:
         with self._cond:
-            self._open.get(session.server.id, set()).discard(session)
-            idle = self._idle.get(session.server.id)
+            self._open.get(session.key, set()).discard(session)
+            idle = self._idle.get(session.key)
             if idle and session in idle:
                 idle.remove(session)
             self._cond.notify_all()  # its slot is free: a waiting thread may take it
@@ -419,7 +536,7 @@ class ConnectionPool:
             stale = [s for found in self._idle.values() for s in found
                      if now - s.last_used > idle_limit or now - s.opened_at > settings.HUB_SMTP_REUSE_SECONDS]
             for session in stale:
-                self._idle[session.server.id].remove(session)
+                self._idle[session.key].remove(session)
             every = [s for found in self._open.values() for s in found if s not in stale]
         for session in stale:
             self._close(session)
@@ -437,7 +554,7 @@ class ConnectionPool:
 
     def _take_specific(self, session: SmtpSession) -> bool:
         with self._cond:
-            idle = self._idle.get(session.server.id)
+            idle = self._idle.get(session.key)
             if idle and session in idle:
                 idle.remove(session)
                 return True

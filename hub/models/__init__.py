@@ -6,9 +6,11 @@ from here, as `from hub.models import SendLog`.
 - accounts.py  customer accounts (tenants, quota), apps (credentials), app-server links
 - sendlog.py   SendLog (audit log and outbox), attempts, attachments, suppressions, idempotency
                keys, API rate counters, the drain wake-up flag, running worker clusters
-- logins.py    failed-login counters (per IP, per AppID)"""
+- logins.py    failed-login counters (per IP, per AppID)
+- destinations.py  direct delivery's destinations (limits, adaptive state, slots, deferrals)"""
 
 from .accounts import Account, App, AppServer, QuotaChange
+from .destinations import Destination, DestinationDeferral, DestinationSlot
 from .logins import LoginFailureCounter
 from .sendlog import (
                      ApiRateCounter,
@@ -25,5 +27,6 @@ from .servers import ConnectionSlot, SmtpServer, ThrottleSlot
 from .site import Site, parse_networks, validate_networks
 
 __all__ = ["Account", "ApiRateCounter", "App", "AppServer", "Attachment", "ConnectionSlot", "DeliveryAttempt", "DeliveryWakeup",
+           "Destination", "DestinationDeferral", "DestinationSlot",
            "FailureType", "IdempotencyKey", "LoginFailureCounter", "QuotaChange", "SendLog", "Site", "SmtpServer",
            "Suppression", "ThrottleSlot", "WorkerCluster", "parse_networks", "validate_networks"]

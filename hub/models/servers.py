@@ -1,5 +1,6 @@
-"""Where mail goes out: the upstream SMTP servers, the slots that count their send limits, and
-the leases on their connections (max_connections)."""
+"""Where mail goes out: the upstream SMTP servers (or a "direct" server that delivers to the
+recipients' own MX hosts), the slots that count their send limits, and the leases on their
+connections (max_connections). The destinations of direct delivery are in destinations.py."""
 
 from __future__ import annotations
 
@@ -11,14 +12,30 @@ from .. import crypto
 
 
 class SmtpServer(models.Model):
+    class Kind(models.TextChoices):
+        RELAY = "relay", _("Relay (an upstream SMTP server)")
+        DIRECT = "direct", _("Direct (to each recipient domain's MX hosts)")
+
     class Security(models.TextChoices):
         NONE = "none", _("None (plain text)")
         STARTTLS = "starttls", _("STARTTLS")
         SSL = "ssl", _("SSL/TLS (implicit)")
 
     name = models.CharField(_("name"), max_length=100)
-    host = models.CharField(_("host"), max_length=255)
-    port = models.PositiveIntegerField(_("port"), validators=[MinValueValidator(1), MaxValueValidator(65535)])
+    # relay: host/port/security/login below; direct: no host or login, the MX hosts of each
+    # recipient domain (hub.delivery.direct), with a HELO name and an optional source address.
+    kind = models.CharField(_("kind"), max_length=10, choices=Kind.choices, default=Kind.RELAY)
+    host = models.CharField(_("host"), max_length=255, blank=True)
+    port = models.PositiveIntegerField(_("port"), default=25,
+                                       validators=[MinValueValidator(1), MaxValueValidator(65535)])
+    helo_name = models.CharField(
+        _("HELO name"), max_length=255, blank=True,
+        help_text=_("Direct delivery: the name this server gives in EHLO (it should have matching forward and "
+                    "reverse DNS). Empty = HUB_DIRECT_HELO_NAME."))
+    source_address = models.GenericIPAddressField(
+        _("source address"), null=True, blank=True,
+        help_text=_("Direct delivery: the local IP address connections leave from. Empty = "
+                    "HUB_DIRECT_SOURCE_ADDRESS (or the system's choice)."))
     security = models.CharField(_("security"), max_length=10, choices=Security.choices, default=Security.STARTTLS)
     verify_tls = models.BooleanField(
         _("verify TLS certificate"), default=True,
@@ -53,7 +70,21 @@ class SmtpServer(models.Model):
         ordering = ["id"]
 
     def __str__(self) -> str:
+        if self.is_direct:
+            return f"{self.name} (direct)"
         return f"{self.name} ({self.host}:{self.port})"
+
+    @property
+    def is_direct(self) -> bool:
+        return self.kind == self.Kind.DIRECT
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        if not self.is_direct and not self.host:
+            raise ValidationError({"host": _("A relay server needs a host.")})
+        if self.is_direct and not self.from_email:
+            raise ValidationError({"from_email": _("A direct server needs a sender address.")})
 
     def set_password(self, plaintext: str) -> None:
         self.password_encrypted = crypto.encrypt(plaintext) if plaintext else ""

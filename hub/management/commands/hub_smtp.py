@@ -16,8 +16,12 @@ class Command(BaseCommand):
         sub = parser.add_subparsers(dest="action", required=True)
         add = sub.add_parser("add", help="add a server; prints {\"id\": N}")
         add.add_argument("--name", required=True)
-        add.add_argument("--host", required=True)
-        add.add_argument("--port", required=True, type=int)
+        add.add_argument("--kind", choices=SmtpServer.Kind.values, default="relay",
+                         help="relay (an upstream server: --host, --port) or direct (to recipients' MX hosts)")
+        add.add_argument("--host", default="", help="required for a relay")
+        add.add_argument("--port", type=int, default=25)
+        add.add_argument("--helo-name", default="", help="direct: the EHLO name (default HUB_DIRECT_HELO_NAME)")
+        add.add_argument("--source-address", default=None, help="direct: the local IP to connect from")
         add.add_argument("--security", choices=SmtpServer.Security.values, default="none")
         add.add_argument("--username", default="")
         pw = add.add_mutually_exclusive_group()
@@ -43,7 +47,7 @@ class Command(BaseCommand):
         if action == "list":
             for s in SmtpServer.objects.order_by("id"):
                 self.stdout.write(dump({
-                    "id": s.id, "name": s.name, "host": s.host, "port": s.port, "security": s.security,
+                    "id": s.id, "name": s.name, "kind": s.kind, "host": s.host, "port": s.port, "security": s.security,
                     "username": s.username, "from_email": s.sender, "enabled": s.enabled,
                     "timeout": s.timeout, "limit_per_minute": s.limit_per_minute,
                     "limit_per_hour": s.limit_per_hour, "limit_per_day": s.limit_per_day,
@@ -63,7 +67,8 @@ class Command(BaseCommand):
             if opts[limit] < 0:
                 raise CommandError(f"--{limit.replace('_', '-')} must be 0 (no limit) or more")
         server = SmtpServer(
-            name=opts["name"], host=opts["host"], port=opts["port"], security=opts["security"],
+            name=opts["name"], kind=opts["kind"], host=opts["host"], port=opts["port"], security=opts["security"],
+            helo_name=opts["helo_name"], source_address=opts["source_address"] or None,
             username=opts["username"], from_email=opts["from_email"], timeout=opts["timeout"],
             verify_tls=not opts["no_verify_tls"], limit_per_minute=opts["limit_per_minute"],
             limit_per_hour=opts["limit_per_hour"], limit_per_day=opts["limit_per_day"],
