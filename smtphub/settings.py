@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "hub.mailtemplates",
     "hub.campaigns",
     "hub.domains",
+    "hub.stats",
     "api",
 ]
 

@@ -1,0 +1,85 @@
+"""The counters against an independent count of the raw SendLog rows, through the real
+delivery engine to an in-process sink: sent, refused (one recipient of several, or the
+only one), temporary refusals retried until sent, and until they fail; quota charged and
+given back; the failure rows for the exports."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.utils import timezone
+
+from hub.delivery.outbox import deliver_batch
+from hub.models import Account, SendLog
+from hub.sending import SendRequest, accept
+from hub.stats.models import Failure, Tally
+
+from .truth import counted, expected
+
+
+def send(app, to: str, **fields) -> SendLog:
+    return accept(app, SendRequest(to=to, subject=fields.pop("subject", "统计测试"), message="<p>hi</p>", **fields))
+
+
+def deliver(*rows: SendLog) -> None:
+    deliver_batch([r.id for r in rows])
+
+
+def due(*rows: SendLog) -> None:
+    SendLog.objects.filter(pk__in=[r.pk for r in rows]).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+
+
+def test_counters_equal_the_raw_rows_through_real_delivery(app, sink, settings):
+    settings.HUB_RETRY_SCHEDULE = [60, 60]
+    sink.handler.refuse.update({"nobody@x.example": "550 5.1.1 User unknown", "full@x.example": "552 5.2.2 Mailbox full",
+                                "later@x.example": "451 4.7.1 Try again later",
+                                "never@x.example": "450 4.2.0 Mailbox busy"})
+    ok = send(app, "ok@x.example")
+    nobody = send(app, "nobody@x.example")
+    partly = send(app, "a@x.example, full@x.example", cc="c@x.example")
+    later = send(app, "later@x.example")
+    never = send(app, "never@x.example")
+    deliver(ok, nobody, partly, later, never)
+    assert SendLog.objects.get(pk=later.pk).status == SendLog.Status.RETRYING
+    # Retries: `later` is accepted on its second try; `never` is refused for good after its last.
+    del sink.handler.refuse["later@x.example"]
+    due(later, never)
+    deliver(later, never)
+    sink.handler.refuse["never@x.example"] = "550 5.7.1 Rejected as spam"
+    due(never)
+    deliver(never)
+    statuses = dict(SendLog.objects.values_list("to", "status"))
+    assert statuses == {"ok@x.example": "sent", "nobody@x.example": "failed", "a@x.example, full@x.example": "sent",
+                        "later@x.example": "sent", "never@x.example": "failed"}
+    truth = expected(app.account)
+    assert counted(app.account) == truth
+    (day,) = {k[0] for k in truth}
+    c = truth[(day, 0, "")]
+    # ok, a, c, later sent; nobody (1), full (2), never (4) failed; 7 charged; 2 given back.
+    assert (c["sent"], c["failed"], c["type_1"], c["type_2"], c["type_4"]) == (4, 3, 1, 1, 1)
+    assert (c["charged"], c["rebated"]) == (7, 2)
+    assert sorted(Failure.objects.values_list("email", "failure_type")) == [
+        ("full@x.example", 2), ("never@x.example", 4), ("nobody@x.example", 1)]
+    # Retrying rows counted nothing until they ended: no counter for an unfinished row.
+    assert sum(Tally.objects.values_list("sent", flat=True)) == 4
+
+
+def test_a_day_account_gets_no_rebate_counted_for_yesterdays_charge(metered, app, sink):
+    Account.objects.filter(pk=metered.pk).update(quota_type=Account.QuotaType.DAILY, quota_day=timezone.localdate())
+    metered.refresh_from_db()
+    sink.handler.refuse["nobody@x.example"] = "550 5.1.1 User unknown"
+    today_row = send(app, "nobody@x.example")
+    old_row = send(app, "nobody@x.example", subject="yesterday")
+    SendLog.objects.filter(pk=old_row.pk).update(created_at=timezone.now() - timedelta(days=1))
+    deliver(today_row, old_row)
+    truth = expected(metered)
+    assert counted(metered) == truth
+    (c,) = truth.values()
+    assert (c["failed"], c["charged"], c["rebated"]) == (2, 2, 1)
+
+
+def test_unlimited_accounts_count_no_quota(account, sink, make_server, make_app):
+    app = make_app(make_server(sink), account=account).app
+    deliver(send(app, "ok@x.example"))
+    (t,) = Tally.objects.filter(account=account)
+    assert (t.sent, t.charged, t.rebated, t.campaign_id, t.marker) == (1, 0, 0, 0, "")
