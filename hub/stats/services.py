@@ -26,7 +26,7 @@ from .counting import COUNTS
 from .models import TYPES, Failure, Tally
 
 MARKER = re.compile(r"^\[campaign (\d+)\] template (\d+) subject (\d+)$")  # hub.campaigns.dispatch.marker
-MAX_DAYS = 366  # the longest date range a report or export takes
+MAX_DAYS = 366  # the longest date range of 2.4 (an XML document built in memory); exports stream, uncapped
 MAILLOG_LIMIT_DEFAULT, MAILLOG_LIMIT_MAX = 100, 500
 
 # V28 (a)6: the names `type` accepts, and each type's description as the reference prints it
@@ -79,13 +79,14 @@ class Counts:
                       self.rebated + other.rebated, self.bounced + other.bounced, self.complained + other.complained)
 
     @classmethod
-    def from_row(cls, row: dict, prefix: str = "") -> Counts:
+    def from_row(cls, row: dict, prefix: str = "n_") -> Counts:
         v = {c: int(row.get(prefix + c) or 0) for c in COUNTS}
         return cls(v["sent"], v["failed"], {n: v[f"type_{n}"] for n in TYPES if v[f"type_{n}"]}, v["charged"],
                    v["rebated"], v["bounced"], v["complained"])
 
 
-def _sums(prefix: str = "", where: Q | None = None) -> dict:
+def _sums(prefix: str = "n_", where: Q | None = None) -> dict:
+    # Aliases may not be the fields' own names (Django refuses Sum("sent") AS sent).
     return {prefix + c: Sum(c, filter=where) for c in COUNTS}
 
 
@@ -114,9 +115,10 @@ def parse_date(value: str, name: str) -> date:
         raise StatsError("param_error", _("%(name)s is not a valid date") % {"name": name}) from None
 
 
-def date_range(first: date | None, last: date | None, *, missing_is_today: bool) -> tuple[date, date]:
+def date_range(first: date | None, last: date | None, *, missing_is_today: bool,
+               max_days: int | None = None) -> tuple[date, date]:
     """2.3 ((e) #4): a missing bound is today, and the two are put in order; 2.4: a single
-    bound is that day alone. Both bounds included; at most MAX_DAYS days."""
+    bound is that day alone. Both bounds included; at most `max_days` days when given."""
     if first is None and last is None:
         raise ValueError("no bound")
     if missing_is_today:
@@ -125,8 +127,8 @@ def date_range(first: date | None, last: date | None, *, missing_is_today: bool)
     else:
         first, last = first or last, last or first
     first, last = min(first, last), max(first, last)
-    if (last - first).days >= MAX_DAYS:
-        raise StatsError("param_error", _("a date range may span at most %(days)s days") % {"days": MAX_DAYS})
+    if max_days is not None and (last - first).days >= max_days:
+        raise StatsError("param_error", _("a date range may span at most %(days)s days") % {"days": max_days})
     return first, last
 
 
