@@ -3,7 +3,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from . import account, campaigns, contacts, domains, imports, templates
+from . import account, campaigns, contacts, domains, imports, stats, templates
 
 urlpatterns = [
     path("account", account.AccountView.as_view(), name="v1-account"),
@@ -33,6 +33,12 @@ urlpatterns = [
     path("campaigns/<int:campaign_id>/resume", campaigns.ResumeView.as_view(), name="v1-campaign-resume"),
     path("campaigns/<int:campaign_id>/cancel", campaigns.CancelView.as_view(), name="v1-campaign-cancel"),
     path("campaigns/<int:campaign_id>/progress", campaigns.ProgressView.as_view(), name="v1-campaign-progress"),
+    path("campaigns/<int:campaign_id>/report", stats.CampaignReportView.as_view(), name="v1-campaign-report"),
+    path("stats/daily", stats.DailyView.as_view(), name="v1-stats-daily"),
+    path("stats/tasks", stats.TasksView.as_view(), name="v1-stats-tasks"),
+    path("stats/failures", stats.FailuresView.as_view(), name="v1-stats-failures"),
+    path("stats/deduction", stats.DeductionView.as_view(), name="v1-stats-deduction"),
+    path("stats/maillog", stats.MailLogView.as_view(), name="v1-stats-maillog"),
     path("domains", domains.DomainsView.as_view(), name="v1-domains"),
     path("domains/check", domains.DomainsCheckView.as_view(), name="v1-domains-check"),
     path("domains/<int:domain_id>", domains.DomainView.as_view(), name="v1-domain"),
