@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from api.v28.tests.conftest_stats import World, snapshot, world  # noqa: F401  (fixture)
+from api.conftest import StatsWorld as World
+from hub.stats.tests.world import snapshot
 
 V1 = "/api/v1/"
 

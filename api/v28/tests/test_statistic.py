@@ -10,7 +10,8 @@ import json
 
 import pytest
 
-from .conftest_stats import World, world  # noqa: F401  (fixture)
+from api.conftest import StatsWorld as World
+
 from .helpers import content, fields, parse
 
 ROOT = "/mm-ms/apinew/"

@@ -11,7 +11,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from .conftest_stats import World, snapshot, world  # noqa: F401  (fixture)
+from api.conftest import StatsWorld as World
+from hub.stats.tests.world import snapshot
+
 from .helpers import envelope
 
 ROOT = "/mm-ms/apinew/"

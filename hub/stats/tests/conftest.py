@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from hub.models import Account
+from hub.tests.test_admin_support import staff_factory  # noqa: F401  (fixture)
 
 
 @pytest.fixture
