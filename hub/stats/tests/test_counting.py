@@ -83,3 +83,22 @@ def test_unlimited_accounts_count_no_quota(account, sink, make_server, make_app)
     deliver(send(app, "ok@x.example"))
     (t,) = Tally.objects.filter(account=account)
     assert (t.sent, t.charged, t.rebated, t.campaign_id, t.marker) == (1, 0, 0, 0, "")
+
+
+def test_rebuild_from_the_send_log_gives_the_receivers_counters(app, sink, settings):
+    from django.core.management import call_command
+
+    from hub.stats.models import Tally as T
+
+    sink.handler.refuse.update({"nobody@x.example": "550 5.1.1 User unknown"})
+    deliver(send(app, "ok@x.example"), send(app, "nobody@x.example"), send(app, "a@x.example, nobody@x.example"))
+    live = sorted(T.objects.values_list("day", "hour", "campaign_id", "marker", "slot", "sent", "failed", "type_1",
+                                        "charged", "rebated"))
+    failures = sorted(Failure.objects.values_list("email", "failure_type", "log_id"))
+    T.objects.all().delete()
+    Failure.objects.all().delete()
+    call_command("stats_rebuild", "--account", str(app.account_id))
+    assert sorted(T.objects.values_list("day", "hour", "campaign_id", "marker", "slot", "sent", "failed", "type_1",
+                                        "charged", "rebated")) == live
+    assert sorted(Failure.objects.values_list("email", "failure_type", "log_id")) == failures
+    assert counted(app.account) == expected(app.account)
