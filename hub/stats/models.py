@@ -27,28 +27,28 @@ class Tally(models.Model):
                                 verbose_name=_("account"))
     day = models.DateField(_("day"))  # local day (settings.TIME_ZONE) of the outcome
     hour = models.DateTimeField(_("hour"))  # start of the local hour of the outcome
-    campaign_id = models.BigIntegerField(_("campaign"), default=0)  # 0: not a campaign's mail
+    campaign_id = models.BigIntegerField(_("campaign"), default=0, db_default=0)  # 0: not a campaign's mail
     marker = models.CharField(_("template and subject"), max_length=100, blank=True, default="")
     slot = models.PositiveSmallIntegerField(default=0)
-    sent = models.BigIntegerField(_("sent"), default=0)
-    failed = models.BigIntegerField(_("failed"), default=0)
+    sent = models.BigIntegerField(_("sent"), default=0, db_default=0)
+    failed = models.BigIntegerField(_("failed"), default=0, db_default=0)
     # Failures by V28 type (a)6: delivery failures and later bounces of that type.
-    type_1 = models.BigIntegerField(default=0)
-    type_2 = models.BigIntegerField(default=0)
-    type_3 = models.BigIntegerField(default=0)
-    type_4 = models.BigIntegerField(default=0)
-    type_5 = models.BigIntegerField(default=0)
-    type_6 = models.BigIntegerField(default=0)
-    type_7 = models.BigIntegerField(default=0)
-    type_8 = models.BigIntegerField(default=0)
-    type_9 = models.BigIntegerField(default=0)
-    type_10 = models.BigIntegerField(default=0)
+    type_1 = models.BigIntegerField(default=0, db_default=0)
+    type_2 = models.BigIntegerField(default=0, db_default=0)
+    type_3 = models.BigIntegerField(default=0, db_default=0)
+    type_4 = models.BigIntegerField(default=0, db_default=0)
+    type_5 = models.BigIntegerField(default=0, db_default=0)
+    type_6 = models.BigIntegerField(default=0, db_default=0)
+    type_7 = models.BigIntegerField(default=0, db_default=0)
+    type_8 = models.BigIntegerField(default=0, db_default=0)
+    type_9 = models.BigIntegerField(default=0, db_default=0)
+    type_10 = models.BigIntegerField(default=0, db_default=0)
     # Quota units taken for these recipients, and given back (a failed message's refund).
-    charged = models.BigIntegerField(_("quota charged"), default=0)
-    rebated = models.BigIntegerField(_("quota given back"), default=0)
+    charged = models.BigIntegerField(_("quota charged"), default=0, db_default=0)
+    rebated = models.BigIntegerField(_("quota given back"), default=0, db_default=0)
     # After the outcome: bounces (DSN, VERP) of sent mail, and spam complaints.
-    bounced = models.BigIntegerField(_("bounced"), default=0)
-    complained = models.BigIntegerField(_("complaints"), default=0)
+    bounced = models.BigIntegerField(_("bounced"), default=0, db_default=0)
+    complained = models.BigIntegerField(_("complaints"), default=0, db_default=0)
 
     class Meta:
         verbose_name = _("statistics counter")
@@ -69,7 +69,7 @@ class Failure(models.Model):
                                 verbose_name=_("account"))
     day = models.DateField(_("day"))
     at = models.DateTimeField(_("time"))
-    campaign_id = models.BigIntegerField(_("campaign"), default=0)
+    campaign_id = models.BigIntegerField(_("campaign"), default=0, db_default=0)
     email = models.CharField(_("email"), max_length=254)
     failure_type = models.PositiveSmallIntegerField(_("failure type"), null=True, blank=True)
     kind = models.CharField(_("kind"), max_length=10, choices=Kind.choices, default=Kind.FAILED)
