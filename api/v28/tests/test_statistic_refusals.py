@@ -114,3 +114,10 @@ def test_each_endpoint_with_curl_as_the_samples(live_server, world: World):
     log = json.loads(curl(base + "maillog.php?date=2012-03-02&mail_to=conn%40x.example", *a.auth))
     assert [item["to"] for item in log["lists"]] == ["conn@x.example"]
     assert curl(base + "statistic.php?date=2012-03-02", a.username, "wrong").find(b"auth_error") > 0
+
+
+def test_refusals_speak_chinese_by_default_and_english_when_asked(client, world: World):
+    query = ROOT + "failexport.php?date=2012-03-02&type=all&out_type=pdf"
+    assert envelope(client.get(query, **world.a.headers))[1] == "out_type 必须是 file、json 或 xml（不传则为文本）"
+    english = client.get(query, HTTP_ACCEPT_LANGUAGE="en", **world.a.headers)
+    assert envelope(english)[1] == "out_type must be file, json or xml (or absent for text)"
