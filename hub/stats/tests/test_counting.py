@@ -102,3 +102,25 @@ def test_rebuild_from_the_send_log_gives_the_receivers_counters(app, sink, setti
                                         "charged", "rebated")) == live
     assert sorted(Failure.objects.values_list("email", "failure_type", "log_id")) == failures
     assert counted(app.account) == expected(app.account)
+
+
+def test_bounces_and_complaints_are_counted_and_exported(app, sink):
+    from django.db import transaction
+
+    from hub import events
+    from hub.stats.services import day_stats
+
+    row = send(app, "ok@x.example")
+    deliver(row)
+    now = timezone.now()
+    with transaction.atomic():
+        events.emit(events.Event(kind=events.Kind.BOUNCED, email="ok@x.example", at=now, app_id=app.pk, log_id=row.pk,
+                                 data={"failure_type": 1, "reason": "5.1.1 user unknown (DSN)", "hard": True}))
+        events.emit(events.Event(kind=events.Kind.COMPLAINED, email="ok@x.example", at=now, app_id=app.pk,
+                                 log_id=row.pk, data={"feedback_type": "abuse"}))
+        # Not tied to a message: not counted (tracking and unsubscribes count elsewhere).
+        events.emit(events.Event(kind=events.Kind.BOUNCED, email="x@x.example", at=now, data={"failure_type": 1}))
+        events.emit(events.Event(kind=events.Kind.OPENED, email="ok@x.example", at=now, log_id=row.pk))
+    c = day_stats(app.account, timezone.localdate(now)).all
+    assert (c.sent, c.failed, c.bounced, c.complained, c.t(1), c.charged, c.rebated) == (1, 0, 1, 1, 1, 1, 0)
+    assert list(Failure.objects.values_list("email", "failure_type", "kind")) == [("ok@x.example", 1, "bounced")]
