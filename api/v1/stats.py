@@ -63,8 +63,18 @@ def counts(c: Counts) -> dict:
             "quota_net": c.net}
 
 
+def _day(value: date) -> date:
+    try:
+        return services.check_day(value)
+    except StatsError as exc:
+        raise drf.ValidationError(exc.message) from exc
+
+
 class DateIn(drf.Serializer):
     date = drf.DateField(input_formats=["%Y-%m-%d"])
+
+    def validate_date(self, value: date) -> date:
+        return _day(value)
 
 
 class DayOut(drf.Serializer):
@@ -89,6 +99,9 @@ class RangeIn(drf.Serializer):
     def validate(self, data):
         if not any(data.get(k) for k in ("date", "date_end", "campaign_id", "ident")):
             raise drf.ValidationError("one of date, date_end, campaign_id, ident is required")
+        for name in ("date", "date_end"):
+            if data.get(name):
+                data[name] = _day(data[name])
         return data
 
 

@@ -110,9 +110,20 @@ def parse_date(value: str, name: str) -> date:
     if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value or ""):
         raise StatsError("param_error", _("%(name)s must be a date like 2012-03-02") % {"name": name})
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         raise StatsError("param_error", _("%(name)s is not a valid date") % {"name": name}) from None
+    return check_day(day, name)
+
+
+FIRST_DAY, LAST_DAY = date(1970, 1, 2), date(9999, 12, 30)  # whole days in every time zone
+
+
+def check_day(day: date, name: str = "date") -> date:
+    """A day whose local midnight exists as an instant in every time zone."""
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise StatsError("param_error", _("%(name)s is not a valid date") % {"name": name})
+    return day
 
 
 def date_range(first: date | None, last: date | None, *, missing_is_today: bool,
@@ -318,7 +329,7 @@ def mail_log(account: Account, day: date, *, mail_to: str = "", page: int = 1,
     """One page of the messages the account's apps had accepted on `day` (local), oldest
     first, and whether there are more. `mail_to`: only messages to that address (To/Cc/Bcc,
     case-insensitive)."""
-    start = local_day_start(day)
+    start = local_day_start(check_day(day))
     app_ids = list(account.apps.values_list("pk", flat=True))
     # `app_id + 0`: without it SQLite's planner (no statistics) walks the (app, id) index and
     # sorts the whole day's rows (1 s at 1M); with it the (created_at, app, status) index

@@ -61,7 +61,7 @@ def test_campaign_report(client, world: World):
     "stats/tasks?date=2010-01-01&date_end=2012-03-02", "stats/failures?date=2012-03-02",
     "stats/failures?date=2012-03-02&type=11", "stats/failures?date=2012-03-02&type=all&limit=0",
     "stats/failures?type=all", "stats/deduction", "stats/maillog?date=2012-03-02&mail_to=nope",
-    "stats/maillog?date=2012-03-02&limit=501"])
+    "stats/maillog?date=2012-03-02&limit=501", "stats/maillog?date=0001-01-01", "stats/tasks?date=9999-12-31"])
 def test_bad_input_is_invalid_and_changes_nothing(client, world: World, path):
     before = snapshot()
     response = get(client, world.a, path)

@@ -39,7 +39,8 @@ BAD = [
     ("stask.php?date=2010-01-01&date_end=2012-03-02", "param_error"),  # over 366 days
     ("stask.php?id=0", "param_error"), ("stask.php?id=999999", "not_exist"), ("stask.php?ident=nope", "not_exist"),
     ("deduction.php", "param_error"), ("deduction.php?date=yesterday", "param_error"),
-    ("maillog.php", "param_error"), ("maillog.php?date=2012-03-02&mail_to=not-an-address", "param_error"),
+    ("maillog.php", "param_error"), ("maillog.php?date=0001-01-01", "param_error"),
+    ("statistic.php?date=9999-12-31", "param_error"), ("maillog.php?date=2012-03-02&mail_to=not-an-address", "param_error"),
     ("maillog.php?date=2012-03-02&mail_to=a%40b.c%0D%0ABcc%3A%20x%40y.z", "param_error"),
     ("maillog.php?date=2012-03-02&limit=501", "param_error"), ("maillog.php?date=2012-03-02&page=0", "param_error"),
     ("maillog.php?date=2012-03-02&limit=x", "param_error"),
