@@ -181,13 +181,13 @@ def check_exact(account, campaign_id: int) -> dict:
     from django.db.models import Count
 
     from hub.models import SendLog
-    from hub.stats import services
+    from hub.stats.report import campaign_report
 
     raw = dict(SendLog.objects.filter(campaign_id=campaign_id).values_list("status").annotate(n=Count("id"))
                .values_list("status", "n"))
     raw_types = dict(SendLog.objects.filter(campaign_id=campaign_id, status="failed").values_list("failure_type")
                      .annotate(n=Count("id")).values_list("failure_type", "n"))
-    report = services.campaign_report(campaign_id, account)
+    report = campaign_report(campaign_id, account)
     t = report.totals
     ok = (t.sent == raw.get("sent", 0) and t.failed == raw.get("failed", 0)
           and all(t.t(k) == v for k, v in raw_types.items()))

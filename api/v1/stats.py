@@ -10,6 +10,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers as drf
 from rest_framework.response import Response
 
+from hub.stats import report as reports
 from hub.stats import services
 from hub.stats.services import Counts, StatsError
 
@@ -228,8 +229,8 @@ class ReportOut(drf.Serializer):
     subjects = PartOut(many=True)
 
 
-def report(r: services.CampaignReport) -> dict:
-    def part(p: services.Part) -> dict:
+def report(r: reports.CampaignReport) -> dict:
+    def part(p: reports.Part) -> dict:
         return {"template_id": p.template_id, "subject_no": p.subject_no, "label": p.label, "counts": counts(p.counts)}
 
     return {"campaign_id": r.campaign_id, "totals": counts(r.totals),
@@ -242,4 +243,4 @@ class CampaignReportView(StatsBase):
                    responses={200: ReportOut, **ERRORS})
     def get(self, request, campaign_id: int):
         pk = services.campaign_by(self.account, pk=campaign_id)
-        return Response(report(services.campaign_report(pk, self.account)))
+        return Response(report(reports.campaign_report(pk, self.account)))

@@ -20,9 +20,10 @@ from hub.campaigns import admin as campaign_admin
 from hub.campaigns.models import Campaign
 from hub.models import FailureType
 
-from . import charts, exports, services
+from . import charts, exports
 from .dashboard import campaign_figures
 from .models import TYPES, Failure
+from .report import campaign_report
 
 REPORT_PERMISSION = "campaigns.view_campaign"
 
@@ -33,7 +34,7 @@ def _rate(part: int, whole: int) -> str:
 
 def results_section(campaign: Campaign) -> str:
     """On the campaign's page: sent / failed per template and per subject, and the report link."""
-    report = services.campaign_report(campaign.pk)
+    report = campaign_report(campaign.pk)
     rows = [(p.label, _("template"), f"{p.counts.sent:,}", f"{p.counts.failed:,}",
              _rate(p.counts.failed, p.counts.attempted)) for p in report.templates]
     rows += [(p.label, _("subject"), f"{p.counts.sent:,}", f"{p.counts.failed:,}",
@@ -95,7 +96,7 @@ class FailureAdmin(HubModelAdmin):
 
     def report_view(self, request: HttpRequest, campaign_id: int) -> HttpResponse:
         campaign = self._campaign(request, campaign_id)
-        report = services.campaign_report(campaign.pk)
+        report = campaign_report(campaign.pk)
         t = report.totals
         types = [(str(FailureType(n).label), t.t(n)) for n in TYPES if t.t(n)]
         untyped = t.failed + t.bounced - sum(n for _l, n in types)
@@ -123,11 +124,11 @@ class FailureAdmin(HubModelAdmin):
         campaign = self._campaign(request, campaign_id)
         name = f"campaign-{campaign.pk}"
         if fmt == "csv":
-            response = HttpResponse(exports.report_csv(services.campaign_report(campaign.pk)),
+            response = HttpResponse(exports.report_csv(campaign_report(campaign.pk)),
                                     content_type="text/csv; charset=utf-8")
         elif fmt == "xlsx":
             response = HttpResponse(
-                exports.report_xlsx(services.campaign_report(campaign.pk)),
+                exports.report_xlsx(campaign_report(campaign.pk)),
                 content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
         elif fmt == "failures.csv":
             response = StreamingHttpResponse(exports.failures_csv(campaign.pk), content_type="text/csv; charset=utf-8")

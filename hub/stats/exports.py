@@ -16,7 +16,8 @@ from openpyxl import Workbook
 from hub.models import FailureType
 
 from .models import TYPES, Failure
-from .services import CampaignReport, Counts
+from .report import CampaignReport
+from .services import Counts
 
 XLSX_FAILURE_ROWS = 1_000_000
 
