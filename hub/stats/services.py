@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from django.db.models import F, Min, Q, QuerySet, Sum
+from django.db.models import F, Q, QuerySet, Sum
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -277,23 +277,13 @@ def failed_addresses(rows: QuerySet, *, repeat: bool) -> Iterator[tuple[str, int
     if repeat:
         yield from rows.order_by("id").values_list("email", "failure_type").iterator(chunk_size=5000)
         return
-    deduped = rows.values("email").annotate(first=Min("id")).order_by("email")
-    first_ids = (r["first"] for r in deduped.iterator(chunk_size=2000))
-    # Each address's first failure's type, read by primary key in chunks.
-    chunk: list[int] = []
-    for pk in first_ids:
-        chunk.append(pk)
-        if len(chunk) == 1000:
-            yield from _by_ids(chunk)
-            chunk = []
-    if chunk:
-        yield from _by_ids(chunk)
-
-
-def _by_ids(ids: list[int]) -> list[tuple[str, int | None]]:
-    found = {pk: (e, t) for pk, e, t in Failure.objects.filter(pk__in=ids).values_list(
-        "pk", "email", "failure_type")}
-    return [found[pk] for pk in ids]
+    # Each address's first failure: the rows in (email, id) order, the first of each address
+    # kept here (one query and a sort; a GROUP BY needs a second read for the type).
+    last = None
+    for email, kind in rows.order_by("email", "id").values_list("email", "failure_type").iterator(chunk_size=5000):
+        if email != last:
+            last = email
+            yield email, kind
 
 
 def failed_with_task(rows: QuerySet, *, repeat: bool) -> Iterator[tuple[str, int | None, int]]:
