@@ -124,3 +124,24 @@ def test_bounces_and_complaints_are_counted_and_exported(app, sink):
     c = day_stats(app.account, timezone.localdate(now)).all
     assert (c.sent, c.failed, c.bounced, c.complained, c.t(1), c.charged, c.rebated) == (1, 0, 1, 1, 1, 1, 0)
     assert list(Failure.objects.values_list("email", "failure_type", "kind")) == [("ok@x.example", 1, "bounced")]
+
+
+def test_a_row_whose_address_cannot_be_encoded_still_fails_and_is_counted(app, settings):
+    """With a receiver connected, telling the outcome must not undo it: the address has no
+    ASCII form (the reason the row fails), and is counted as written."""
+    settings.HUB_RETRY_SCHEDULE = [0, 0]
+    row = SendLog.objects.create(app=app, to="alice@example.com\ufffd", subject="poison", html_body="<p>x</p>",
+                                 quota_charged=1)
+    for _ in range(10):
+        row.refresh_from_db()
+        if row.is_final:
+            break
+        due(row)
+        try:
+            deliver(row)
+        except Exception:  # noqa: BLE001, S110 - the task may crash; the row's fate is what is checked
+            pass
+    row.refresh_from_db()
+    assert row.status == SendLog.Status.FAILED
+    assert sum(Tally.objects.filter(account=app.account).values_list("failed", flat=True)) == 1
+    assert list(Failure.objects.values_list("email", flat=True)) == ["alice@example.com\ufffd"]
