@@ -56,3 +56,22 @@ def tenant_a(make_tenant) -> Tenant:
 @pytest.fixture
 def tenant_b(make_tenant) -> Tenant:
     return make_tenant("bob", company="Bob Ltd")
+
+
+@dataclass
+class StatsWorld:
+    """hub/stats/tests/world.py's outcomes for tenant A and tenant B (expected figures there)."""
+
+    a: Tenant
+    b: Tenant
+    campaign: object
+    other_campaign: object
+
+
+@pytest.fixture
+def world(tenant_a, tenant_b) -> StatsWorld:
+    """The statistics API tests' data (api/v28/tests/test_statistic*.py, api/v1/tests/test_stats.py)."""
+    from hub.stats.tests.world import build
+
+    c, other = build(tenant_a.account, tenant_a.app, tenant_b.account, tenant_b.app)
+    return StatsWorld(tenant_a, tenant_b, c, other)

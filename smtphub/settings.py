@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "hub.campaigns",
     "hub.domains",
     "hub.webhooks",
+    "hub.stats",
     "api",
 ]
 

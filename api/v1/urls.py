@@ -10,6 +10,7 @@ from . import (
     domains,
     imports,
     schema,  # noqa: F401 (its OpenAPI auth extension registers itself)
+    stats,
     templates,
     webhooks,
 )
@@ -42,6 +43,12 @@ urlpatterns = [
     path("campaigns/<int:campaign_id>/resume", campaigns.ResumeView.as_view(), name="v1-campaign-resume"),
     path("campaigns/<int:campaign_id>/cancel", campaigns.CancelView.as_view(), name="v1-campaign-cancel"),
     path("campaigns/<int:campaign_id>/progress", campaigns.ProgressView.as_view(), name="v1-campaign-progress"),
+    path("campaigns/<int:campaign_id>/report", stats.CampaignReportView.as_view(), name="v1-campaign-report"),
+    path("stats/daily", stats.DailyView.as_view(), name="v1-stats-daily"),
+    path("stats/tasks", stats.TasksView.as_view(), name="v1-stats-tasks"),
+    path("stats/failures", stats.FailuresView.as_view(), name="v1-stats-failures"),
+    path("stats/deduction", stats.DeductionView.as_view(), name="v1-stats-deduction"),
+    path("stats/maillog", stats.MailLogView.as_view(), name="v1-stats-maillog"),
     path("domains", domains.DomainsView.as_view(), name="v1-domains"),
     path("domains/check", domains.DomainsCheckView.as_view(), name="v1-domains-check"),
     path("domains/<int:domain_id>", domains.DomainView.as_view(), name="v1-domain"),

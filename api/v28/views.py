@@ -32,6 +32,7 @@ from hub.tenancy import TenancyError, acting_account
 from . import account as _account  # noqa: F401  (registers chapter 1)
 from . import bs as _bs  # noqa: F401  (registers chapter 7)
 from . import mloperate as _mloperate  # noqa: F401  (registers chapter 4)
+from . import statistic as _statistic  # noqa: F401  (registers 2.2-2.6)
 from . import task as _task  # noqa: F401  (registers chapter 6 and 2.1)
 from . import template as _template  # noqa: F401  (registers chapter 5)
 from .core import ACTIONS, Call, Params, V28Error, error_response

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -211,8 +212,21 @@ def dashboard_data(now: datetime.datetime | None = None, *, cached: bool = False
     }
 
 
+# Sections EDM apps add to the dashboard (hub.stats: campaign figures), registered from their
+# admin modules: (template, figures(request) -> dict or None for "not for this user"). The
+# dashboard imports none of them.
+SECTIONS: list[tuple[str, Callable[[HttpRequest], dict | None]]] = []
+
+
+def register_section(template: str, figures: Callable[[HttpRequest], dict | None]) -> None:
+    if (template, figures) not in SECTIONS:
+        SECTIONS.append((template, figures))
+
+
 def dashboard_callback(request: HttpRequest, context: dict) -> dict:
     """settings.UNFOLD["DASHBOARD_CALLBACK"]: the figures, for those who may see send logs."""
     if request.user.has_perm("hub.view_sendlog"):
         context["hub"] = dashboard_data(cached=True)
+    context["hub_sections"] = [{"template": t, "data": d} for t, figures in SECTIONS
+                               if (d := figures(request)) is not None]
     return context

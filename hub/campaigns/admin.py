@@ -31,6 +31,18 @@ from .models import Campaign, CampaignSettings, State
 STATE_LABELS = {State.SENDING: "info", State.DONE: "success", State.PAUSED: "warning", State.ERROR: "danger",
                 State.CANCELLED: "danger", State.ON_HOLD: "warning", State.WAITING: "info", State.SCHEDULED: "info",
                 State.STOPPED: "danger", State.INGESTING: "info"}
+# Sections other apps add to a campaign's page (hub.stats: sent/failed per template and
+# subject, the link to the report and its charts), registered by those apps' admin modules:
+# this app imports none of them.
+PAGE_SECTIONS: list = []
+
+
+def register_page_section(render) -> None:
+    """`render(campaign) -> safe HTML`, shown under "Results" on the campaign's page."""
+    if render not in PAGE_SECTIONS:
+        PAGE_SECTIONS.append(render)
+
+
 START_CHOICES = [(State.ON_HOLD, gettext_lazy("On hold (start it later)")),
                  (State.SCHEDULED, gettext_lazy("At the send time")), (State.SENDING, gettext_lazy("Now"))]
 
@@ -106,7 +118,7 @@ class CampaignAdmin(HubModelAdmin):
     raw_id_fields = ("account",)
     actions_detail = ("pause_action", "resume_action", "cancel_action", "approve_action", "reject_action")
     readonly_fields = ("state_badge", "verify_status", "reason", "sn", "progress_display", "outcome_display",
-                       "rotation_display", "audit_trail")
+                       "rotation_display", "results_display", "audit_trail")
 
     def get_fieldsets(self, request: HttpRequest, obj: Campaign | None = None):
         main = [(None, {"fields": ["account", "name", "templates_input", "lists_input"]}),
@@ -119,6 +131,7 @@ class CampaignAdmin(HubModelAdmin):
             return main
         return [(gettext_lazy("Progress"), {"fields": ["sn", "state_badge", "verify_status", "reason",
                                                        "progress_display", "outcome_display", "rotation_display"]}),
+                *([(gettext_lazy("Results"), {"fields": ["results_display"]})] if PAGE_SECTIONS else []),
                 *main, (gettext_lazy("History"), {"fields": ["audit_trail"]})]
 
     @display(description=gettext_lazy("state"), label=STATE_LABELS)
@@ -171,6 +184,10 @@ class CampaignAdmin(HubModelAdmin):
                  for k, n in (obj.per_subject or {}).items()]
         return format_html("<table>{}</table>", format_html_join(
             "", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", rows)) if rows else "-"
+
+    @display(description=gettext_lazy("sent and failed per template and subject"))
+    def results_display(self, obj: Campaign) -> str:
+        return format_html_join("", "{}", ((render(obj),) for render in PAGE_SECTIONS)) if obj.pk else "-"
 
     def save_model(self, request: HttpRequest, obj: Campaign, form: CampaignForm, change: bool) -> None:
         fields = form.fields_value()

@@ -20,7 +20,7 @@ def test_both_roots(client, tenant_a, root):
     assert response.status_code == 200
 
 
-@pytest.mark.parametrize("url", ["/apinew/account.php?do=nope", "/apinew/account.php", "/apinew/task.php?do=nope", "/apinew/statistic.php",
+@pytest.mark.parametrize("url", ["/apinew/account.php?do=nope", "/apinew/account.php", "/apinew/task.php?do=nope", "/apinew/nosuch.php",
                                  "/mm-ms/apinew/account.php?do="])
 def test_unknown_action(client, tenant_a, url):
     response = client.get(url, **tenant_a.headers)
