@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "hub.mailtemplates",
     "hub.campaigns",
     "hub.domains",
+    "hub.tracking",
     "api",
 ]
 
@@ -355,6 +356,22 @@ HUB_DOMAIN_RECHECK_MINUTES = env.int("HUB_DOMAIN_RECHECK_MINUTES", default=360)
 HUB_DOMAIN_RECHECK_BATCH = env.int("HUB_DOMAIN_RECHECK_BATCH", default=200)
 HUB_DOMAIN_CHECK_MAX = env.int("HUB_DOMAIN_CHECK_MAX", default=20)
 HUB_MAILBOX_PASSWORD_MIN = env.int("HUB_MAILBOX_PASSWORD_MIN", default=8)
+# Tracking (hub.tracking, docs/tracking.md). Host (or scheme://host) of tracking URLs when a
+# campaign has no verified tracking domain of its own (empty: HUB_PUBLIC_URL's).
+HUB_TRACK_DEFAULT_DOMAIN = env.str("HUB_TRACK_DEFAULT_DOMAIN", default="")
+HUB_TRACK_SCHEME = env.str("HUB_TRACK_SCHEME", default="https")
+# A customer's tracking domain must be a CNAME of this host (V28 3.7; ours, not the vendor's).
+HUB_TRACK_CNAME_TARGET = env.str("HUB_TRACK_CNAME_TARGET", default="track.smtphub.invalid")
+# The offline IP location database (.mmdb, city level); empty = the bundled GeoLite2-City.
+HUB_TRACK_GEOIP_DB = env.str("HUB_TRACK_GEOIP_DB", default="")
+HUB_TRACK_GEOIP_LANGUAGE = env.str("HUB_TRACK_GEOIP_LANGUAGE", default="zh-CN")
+# Machine opens: a hit this soon after delivery is a scanner's; clicks on HUB_TRACK_BURST_LINKS
+# different links within HUB_TRACK_BURST_SECONDS are a scanner's.
+HUB_TRACK_SCANNER_SECONDS = env.float("HUB_TRACK_SCANNER_SECONDS", default=10.0)
+HUB_TRACK_BURST_LINKS = env.int("HUB_TRACK_BURST_LINKS", default=3)
+HUB_TRACK_BURST_SECONDS = env.float("HUB_TRACK_BURST_SECONDS", default=2.0)
+# A web process queues the hit processor at most once per this many seconds.
+HUB_TRACK_WAKE_SECONDS = env.float("HUB_TRACK_WAKE_SECONDS", default=1.0)
 
 # Django refuses larger form bodies itself; keep its limit above ours so our 413 answers.
 DATA_UPLOAD_MAX_MEMORY_SIZE = HUB_MAX_REQUEST_BYTES + 1024
