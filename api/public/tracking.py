@@ -15,7 +15,7 @@ from hub.models import Site
 from hub.tracking import hits, tokens
 from hub.tracking.models import Hit
 
-# The smallest transparent GIF (1x1, 43 bytes).
+# A transparent 1x1 GIF (42 bytes).
 GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 
 
