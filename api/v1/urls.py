@@ -3,7 +3,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from . import account, campaigns, contacts, domains, imports, templates
+from . import account, campaigns, contacts, domains, imports, templates, tracking
 
 urlpatterns = [
     path("account", account.AccountView.as_view(), name="v1-account"),
@@ -33,6 +33,15 @@ urlpatterns = [
     path("campaigns/<int:campaign_id>/resume", campaigns.ResumeView.as_view(), name="v1-campaign-resume"),
     path("campaigns/<int:campaign_id>/cancel", campaigns.CancelView.as_view(), name="v1-campaign-cancel"),
     path("campaigns/<int:campaign_id>/progress", campaigns.ProgressView.as_view(), name="v1-campaign-progress"),
+    path("campaigns/<int:campaign_id>/tracking", tracking.OverviewView.as_view(), name="v1-campaign-tracking"),
+    path("campaigns/<int:campaign_id>/tracking/links", tracking.LinksView.as_view(), name="v1-tracking-links"),
+    path("campaigns/<int:campaign_id>/tracking/recipients", tracking.RecipientsView.as_view(),
+         name="v1-tracking-recipients"),
+    path("campaigns/<int:campaign_id>/tracking/clicks", tracking.ClicksView.as_view(), name="v1-tracking-clicks"),
+    path("campaigns/<int:campaign_id>/tracking/export", tracking.ExportView.as_view(), name="v1-tracking-export"),
+    path("tracking-domains", tracking.DomainsView.as_view(), name="v1-tracking-domains"),
+    path("tracking-domains/<int:domain_id>", tracking.DomainView.as_view(), name="v1-tracking-domain"),
+    path("tracking-domains/<int:domain_id>/check", tracking.DomainCheckView.as_view(), name="v1-tracking-domain-check"),
     path("domains", domains.DomainsView.as_view(), name="v1-domains"),
     path("domains/check", domains.DomainsCheckView.as_view(), name="v1-domains-check"),
     path("domains/<int:domain_id>", domains.DomainView.as_view(), name="v1-domain"),

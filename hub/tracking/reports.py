@@ -141,3 +141,21 @@ def link_clicks(campaign, link_id: int | None = None) -> Iterator[LinkClick]:
     if link_id is not None:
         found = found.filter(link_id=link_id)
     return _chunks(found)
+
+
+def recipient_page(campaign, after: int, limit: int, *, clicked_only: bool = False,
+                   link_id: int | None = None) -> list[Recipient]:
+    """One page of recipients after the id `after` (cursor paging for the native API)."""
+    found = Recipient.objects.filter(campaign=campaign, pk__gt=after)
+    if clicked_only:
+        found = found.filter(click_total__gt=0)
+    if link_id is not None:
+        found = found.filter(clicks__link_id=link_id, clicks__click_total__gt=0)
+    return list(found.order_by("pk")[:limit])
+
+
+def click_page(campaign, after: int, limit: int, link_id: int | None = None) -> list[LinkClick]:
+    found = LinkClick.objects.filter(campaign=campaign, pk__gt=after).select_related("link", "recipient")
+    if link_id is not None:
+        found = found.filter(link_id=link_id)
+    return list(found.order_by("pk")[:limit])
