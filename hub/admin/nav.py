@@ -58,6 +58,9 @@ def navigation(request: HttpRequest) -> list[dict]:
     domains = [_item(title, icon, "domains", model) for title, icon, model in (
         (_("Sending domains"), "domain_verification", "domain"), (_("DKIM keys"), "key", "dkimkey"),
         (_("Mailboxes"), "alternate_email", "mailbox")) if _registered("domains", model)]
+    tracking = [_item(title, icon, "tracking", model) for title, icon, model in (
+        (_("Opens and clicks"), "ads_click", "campaigntrack"), (_("Tracking domains"), "travel_explore", "trackdomain"))
+        if _registered("tracking", model)]
     queue = []
     if _registered("django_q", "ormq"):
         queue.append(_item(_("Queued tasks"), "pending_actions", "django_q", "ormq"))
@@ -73,6 +76,7 @@ def navigation(request: HttpRequest) -> list[dict]:
         *([{"title": _("Templates"), "separator": True, "collapsible": False, "items": templates}] if templates else []),
         *([{"title": _("Campaigns"), "separator": True, "collapsible": False, "items": campaigns}] if campaigns else []),
         *([{"title": _("Domains"), "separator": True, "collapsible": False, "items": domains}] if domains else []),
+        *([{"title": _("Tracking"), "separator": True, "collapsible": False, "items": tracking}] if tracking else []),
         {"title": _("Task queue"), "separator": True, "collapsible": True, "items": queue},
         {
             "title": _("Settings"),

@@ -40,7 +40,7 @@ def test_overview_links_recipients_clicks_export(client, world):  # noqa: F811
 
 
 def test_another_accounts_campaign_is_not_found(client, world, tenant_b):  # noqa: F811
-    _tenant, tracked, a, _b = world
+    _tenant, tracked, _a, _b = world
     base = f"/api/v1/campaigns/{tracked.campaign.pk}/tracking"
     for url in (base, f"{base}/links", f"{base}/recipients", f"{base}/clicks", f"{base}/export"):
         response = client.get(url, **tenant_b.headers)

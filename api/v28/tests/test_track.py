@@ -59,9 +59,9 @@ def get(client, tenant, url):
 
 
 def test_31_overview_by_id_and_by_ident(client, world):
-    tenant, tracked, a, b = world
+    tenant, tracked, _a, _b = world
     for query in (f"overview&id={tracked.campaign.pk}", "overview&ident=20180402101814-7020-53",
-                  f"overview&id=999999&ident=20180402101814-7020-53"):  # ident wins
+                  "overview&id=999999&ident=20180402101814-7020-53"):  # ident wins
         root = parse(get(client, tenant, TRACK + query))
         assert root.tag == "track"
         values = dict(fields(root))
@@ -85,7 +85,7 @@ def test_31_overview_by_id_and_by_ident(client, world):
 
 
 def test_32_open_detail(client, world):
-    tenant, tracked, a, b = world
+    tenant, _tracked, _a, _b = world
     root = parse(get(client, tenant, TRACK + "open-detail&ident=20180402101814-7020-53"))
     assert root.tag == "data"
     users = {u.findtext("email"): u for u in root.findall("user")}
@@ -118,7 +118,7 @@ def test_33_click_detail_and_35_link_stat(client, world):
 
 
 def test_34_trackexport_csv(client, world):
-    tenant, tracked, a, b = world
+    tenant, tracked, _a, b = world
     track_id = parse(get(client, tenant, TRACK + f"overview&id={tracked.campaign.pk}")).findtext("track_id")
     response = get(client, tenant, f"/mm-ms/apinew/trackexport.php?track_id={track_id}")
     assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
@@ -137,12 +137,12 @@ def test_34_trackexport_csv(client, world):
 
 
 def test_bad_parameters(client, world):
-    tenant, tracked, a, b = world
+    tenant, tracked, _a, _b = world
     for url, ident, status in [
         (TRACK + "overview", "param_error", 400),
         (TRACK + "open-detail&id=abc", "param_error", 400),
         (TRACK + "overview&id=999999", "not_exist", 404),
-        (TRACK + "link-stat&id=%d&link_id=999999" % tracked.campaign.pk, "not_exist", 404),
+        (TRACK + f"link-stat&id={tracked.campaign.pk}&link_id=999999", "not_exist", 404),
         ("/apinew/trackexport.php", "param_error", 400),
         ("/apinew/trackexport.php?track_id=1,x", "param_error", 400),
         ("/apinew/trackexport.php?track_id=999999", "not_exist", 404),
@@ -152,7 +152,7 @@ def test_bad_parameters(client, world):
 
 
 def test_another_accounts_tracking_is_not_exist_everywhere(client, world, tenant_b):
-    _tenant, tracked, a, b = world
+    _tenant, tracked, a, _b = world
     track_id = tracked.campaign.track.pk
     for url in [TRACK + f"overview&id={tracked.campaign.pk}", TRACK + "overview&ident=20180402101814-7020-53",
                 TRACK + f"open-detail&id={tracked.campaign.pk}", TRACK + f"click-detail&id={tracked.campaign.pk}",
