@@ -73,9 +73,9 @@ class _Batch:
         self.links = {link.pk: link for link in Link.objects.filter(pk__in={h.link_id for h in hits if h.link_id})}
         self.tracks = {t.campaign_id: t for t in CampaignTrack.objects.filter(campaign_id__in=self.campaigns)}
         for campaign in self.campaigns.values():
-            if campaign.pk not in self.tracks:
-                self.tracks[campaign.pk] = CampaignTrack.objects.create(campaign=campaign,
-                                                                        account_id=campaign.account_id)
+            if campaign.pk not in self.tracks:  # (a report may have made it meanwhile)
+                self.tracks[campaign.pk], _new = CampaignTrack.objects.get_or_create(
+                    campaign=campaign, defaults={"account_id": campaign.account_id})
         self.recipients = {r.log_id: r for r in Recipient.objects.filter(log_id__in=self.rows)}
         self.new_recipients: list[Recipient] = []
         self.clicks = {(c.recipient_id, c.link_id): c for c in LinkClick.objects.filter(

@@ -237,3 +237,17 @@ def test_38_refusals_delete_nothing_and_all(client, tenant_a, tenant_b, dns_serv
     assert TrackDomain.objects.count() == 2
     response = client.post(DOMAIN + "del", {"domains": "all"}, **tenant_a.headers)
     assert envelope(response)[0] == "success" and TrackDomain.objects.count() == 0
+
+
+def test_manager_reads_a_subaccounts_tracking_with_customer_id(client, make_tenant):
+    manager = make_tenant("mgr", is_manager=True)
+    sub = make_tenant("sub", parent=manager.account)
+    tracked = make_tracked(sub.account, n=1, sn="sub-1")
+    url = TRACK + f"overview&id={tracked.campaign.pk}"
+    response = get(client, manager, url)
+    assert (response.status_code, envelope(response)[0]) == (404, "not_exist")  # not its own
+    root = parse(get(client, manager, url + f"&customer_id={sub.account.pk}"))
+    assert root.findtext("send_id") == str(tracked.campaign.pk)
+    # A sub-account (not a manager) cannot act for another account (hub.tenancy's refusal).
+    response = get(client, sub, url + f"&customer_id={manager.account.pk}")
+    assert (response.status_code, envelope(response)[0]) == (403, "forbidden")
