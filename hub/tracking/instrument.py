@@ -43,6 +43,7 @@ CACHE_SECONDS = 5.0
 ANCHOR_HREF = re.compile(r"""(<a\b[^>]*?\shref\s*=\s*)(?:"([^"]*)"|'([^']*)')""", re.IGNORECASE)
 BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
 SKIP_PLACEHOLDERS = frozenset({"unsubscribe_url", "webview_url"})
+OWN_PAGES = ("/unsubscribe/", "/subscribe/confirm/", "/view/")
 
 
 @dataclass
@@ -64,12 +65,13 @@ def clear_caches() -> None:
 
 
 def is_trackable_target(target: str) -> bool:
-    """http(s) links only, and never the hub's own unsubscribe page."""
+    """http(s) links only, and never the hub's own public pages (unsubscribe, opt-in
+    confirmation, web view): a personal link that is only a placeholder must not catch them."""
     lowered = target.strip().lower()
     if not lowered.startswith(("http://", "https://")):
         return False
     public = settings.HUB_PUBLIC_URL.rstrip("/").lower()
-    return not (public and lowered.startswith(public + "/unsubscribe/"))
+    return not (public and lowered.startswith(tuple(public + page for page in OWN_PAGES)))
 
 
 def source_links(source: str) -> list[tuple[str, bool]]:

@@ -109,3 +109,18 @@ def test_cost_per_message_is_measured(account, capsys):
     assert out.count("/t/c/") == 100
     with capsys.disabled():
         print(f"\ninstrument: {per_message:.0f} µs per message ({len(html)} bytes, 100 tracked links)")
+
+
+def test_a_link_that_is_only_a_placeholder_never_catches_the_hubs_own_pages(account):
+    tracked = make_tracked(account, n=1)
+    tracked.template.html = ('<html><body><a href="{{var1}}">own</a> <a href="{{webview_url}}">view</a>'
+                             '<a href="{{unsubscribe_url}}">退订</a></body></html>')
+    tracked.template.revision += 1
+    html = render(tracked.template, {"var1": "https://partner.example/x?id=7"},
+                  {"unsubscribe_url": "https://mail.example.com/unsubscribe/tok/",
+                   "webview_url": "https://mail.example.com/view/tok/"}).html
+    out = instrument.instrument(html, tracked.rows[0], tracked.campaign, tracked.template)
+    hrefs = [html_lib.unescape(h) for h in HREF.findall(out)]
+    assert hrefs[1:] == ["https://mail.example.com/view/tok/", "https://mail.example.com/unsubscribe/tok/"]
+    assert hrefs[0].startswith("https://mail.example.com/t/c/") and hrefs[0].endswith(
+        "?u=https%3A%2F%2Fpartner.example%2Fx%3Fid%3D7")
