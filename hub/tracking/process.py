@@ -81,6 +81,7 @@ class _Batch:
         self.clicks = {(c.recipient_id, c.link_id): c for c in LinkClick.objects.filter(
             recipient__in=[r.pk for r in self.recipients.values()], link__in=list(self.links))}
         self.new_clicks: dict[tuple, LinkClick] = {}
+        self.touched_clicks: dict[int, LinkClick] = {}
         self.link_counts = dict(Link.objects.filter(campaign_id__in=self.campaigns).values_list("campaign_id")
                                 .annotate(n=Count("id"))
                                 .values_list("campaign_id", "n"))
@@ -178,7 +179,9 @@ class _Batch:
         self.touched_links.add(link.pk)
         key = (rec.pk, link.pk) if rec.pk else None
         click = self.clicks.get(key) if key else None
-        if click is None:
+        if click is not None:
+            self.touched_clicks[click.pk] = click
+        else:
             click = self.new_clicks.get((rec.log_id, link.pk))
         if click is None:
             click = LinkClick(campaign_id=hit.campaign_id, link=link, recipient=rec)
@@ -207,27 +210,29 @@ class _Batch:
             _bump(track.breakdown, "machine_click_hour", _hour(at))
 
     def save(self) -> None:
+        # Plain one-row UPDATEs by primary key: Django's bulk_update writes one CASE per
+        # field with a branch per row, which SQLite evaluates row by row (quadratic).
         Recipient.objects.bulk_create(self.new_recipients)
-        fields = ["browser", "os", "device", "ip_first", "ip_last", "addr_first", "addr_last", "open_total",
-                  "open_first", "open_last", "click_total", "click_first", "click_last", "machine_open_total",
-                  "machine_click_total", "machine_reason"]
         new_ids = {id(r) for r in self.new_recipients}
-        old = [r for r in self.recipients.values() if id(r) not in new_ids]
-        if old:
-            Recipient.objects.bulk_update(old, fields, batch_size=500)
+        _update([r for r in self.recipients.values() if id(r) not in new_ids], RECIPIENT_FIELDS)
         for click in self.new_clicks.values():
             click.recipient_id = click.recipient.pk  # set once the recipient has its id
         LinkClick.objects.bulk_create(list(self.new_clicks.values()))
-        if self.clicks:
-            LinkClick.objects.bulk_update(list(self.clicks.values()),
-                                          ["click_total", "click_first", "click_last", "machine_click_total"],
-                                          batch_size=500)
-        if self.touched_links:
-            Link.objects.bulk_update([self.links[pk] for pk in self.touched_links],
-                                     ["click_unique", "click_total", "click_first", "click_last",
-                                      "machine_click_total"])
+        _update(list(self.touched_clicks.values()), ["click_total", "click_first", "click_last", "machine_click_total"])
+        _update([self.links[pk] for pk in self.touched_links],
+                ["click_unique", "click_total", "click_first", "click_last", "machine_click_total"])
         for track in self.tracks.values():
             track.save()
+
+
+RECIPIENT_FIELDS = ["browser", "os", "device", "ip_first", "ip_last", "addr_first", "addr_last", "open_total",
+                    "open_first", "open_last", "click_total", "click_first", "click_last", "machine_open_total",
+                    "machine_click_total", "machine_reason"]
+
+
+def _update(objects: list, fields: list[str]) -> None:
+    for obj in objects:
+        type(obj).objects.filter(pk=obj.pk).update(**{name: getattr(obj, name) for name in fields})
 
 
 def process_batch(limit: int = BATCH) -> int:
