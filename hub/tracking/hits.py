@@ -9,6 +9,7 @@ import threading
 import time
 
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from .models import Hit
@@ -21,10 +22,26 @@ _wake_lock = threading.Lock()
 _woke_at = 0.0
 
 
+_INSERT: str | None = None
+
+
+def _insert_sql() -> str:
+    # The one statement every hit pays for, built once: the ORM's INSERT compiles the query
+    # again for each call (a third of the endpoint's own time).
+    global _INSERT
+    if _INSERT is None:
+        q = connection.ops.quote_name
+        names = ("kind", "campaign_id", "log_id", "link_id", "url", "at", "ip", "user_agent", "head")
+        _INSERT = (f"INSERT INTO {q(Hit._meta.db_table)} ({', '.join(q(n) for n in names)}) "
+                   f"VALUES ({', '.join(['%s'] * len(names))})")
+    return _INSERT
+
+
 def record(kind: str, signed: Signed, ip: str, user_agent: str, *, head: bool = False) -> None:
-    Hit.objects.create(kind=kind, campaign_id=signed.campaign_id, log_id=signed.log_id, link_id=signed.link_id,
-                       url=signed.target, at=timezone.now(), ip=(ip or "")[:45], user_agent=(user_agent or "")[:512],
-                       head=head)
+    at = Hit._meta.get_field("at").get_db_prep_value(timezone.now(), connection)
+    with connection.cursor() as cursor:
+        cursor.execute(_insert_sql(), [kind, signed.campaign_id, signed.log_id, signed.link_id, signed.target, at,
+                                       (ip or "")[:45], (user_agent or "")[:512], head])
     wake()
 
 
