@@ -132,13 +132,16 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=8, help="threads (connections) per client process")
     ap.add_argument("--web-workers", type=int, default=2)
     ap.add_argument("--web-threads", type=int, default=None, help="gunicorn threads per worker (default: conf)")
+    ap.add_argument("--worker-class", choices=("gthread", "sync"), default=None,
+                    help="gunicorn's worker class (default: gunicorn.conf.py's, gthread)")
     ap.add_argument("--out", help="also write the JSON to this file")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
 
     hub_mod, sink_mod = common.bench_module("hub"), common.bench_module("sink")
     work = Path(tempfile.mkdtemp(prefix="bench-tracking-"))
-    hub = hub_mod.Hub(work, db="sqlite", web_workers=args.web_workers, web_threads=args.web_threads)
+    hub = hub_mod.Hub(work, db="sqlite", web_workers=args.web_workers, web_threads=args.web_threads,
+                      extra_env={"WEB_WORKER_CLASS": args.worker_class} if args.worker_class else {})
     load_before = os.getloadavg()
     try:
         log(f"preparing a fresh SQLite database in {work}")
@@ -251,6 +254,7 @@ def main() -> int:
             **({"connections": args.connections} if args.client == "wrk" else
                {"clients": args.clients, "threads": args.threads}),
             "web_workers": args.web_workers, "web_threads": args.web_threads or "gunicorn.conf.py",
+            "worker_class": args.worker_class or "gunicorn.conf.py (gthread)",
             "opens": kinds["o"], "clicks": kinds["c"],
             "hits_per_s": round(answered / wall), "seconds": round(wall, 2), "latency_ms": latency,
             "statuses": statuses, "client_errors": errors, "raw_hits_stored": stored,
