@@ -362,6 +362,8 @@ HUB_TRACK_DEFAULT_DOMAIN = env.str("HUB_TRACK_DEFAULT_DOMAIN", default="")
 HUB_TRACK_SCHEME = env.str("HUB_TRACK_SCHEME", default="https")
 # A customer's tracking domain must be a CNAME of this host (V28 3.7; ours, not the vendor's).
 HUB_TRACK_CNAME_TARGET = env.str("HUB_TRACK_CNAME_TARGET", default="track.smtphub.invalid")
+# Re-check each tracking domain's CNAME after this many minutes (a schedule, every 10 minutes).
+HUB_TRACK_RECHECK_MINUTES = env.int("HUB_TRACK_RECHECK_MINUTES", default=360)
 # The offline IP location database (.mmdb, city level); empty = the bundled GeoLite2-City.
 HUB_TRACK_GEOIP_DB = env.str("HUB_TRACK_GEOIP_DB", default="")
 HUB_TRACK_GEOIP_LANGUAGE = env.str("HUB_TRACK_GEOIP_LANGUAGE", default="zh-CN")

@@ -7,6 +7,8 @@ account; another account's domains are invisible ("not found")."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import dns.exception
 import dns.resolver
 from django.conf import settings
@@ -105,6 +107,16 @@ def recheck(domain: TrackDomain) -> TrackDomain:
         domain.is_cname, domain.checked_at = verified, timezone.now()
         domain.save(update_fields=["is_cname", "checked_at"])
     return domain
+
+
+def recheck_due(batch: int = 200) -> int:
+    """Scheduled (migration 0001, every 10 minutes): re-check the CNAME of the domains not
+    checked for HUB_TRACK_RECHECK_MINUTES, oldest first, at most `batch`. Returns how many."""
+    due = timezone.now() - timedelta(minutes=settings.HUB_TRACK_RECHECK_MINUTES)
+    domains = list(TrackDomain.objects.filter(checked_at__lt=due).order_by("checked_at")[:batch])
+    for domain in domains:
+        recheck(domain)
+    return len(domains)
 
 
 def delete_domains(account: Account, text: str) -> list[str]:

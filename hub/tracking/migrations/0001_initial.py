@@ -11,10 +11,15 @@ def add_schedule(apps, schema_editor):
         name="tracking-process",
         defaults={"func": "hub.tracking.tasks.process_hits", "schedule_type": "I", "minutes": 1, "repeats": -1},
     )
+    # Every 10 minutes: tracking domains' CNAMEs checked again (hub.tracking.trackdomains.recheck_due).
+    apps.get_model("django_q", "Schedule").objects.update_or_create(
+        name="tracking-domains-recheck",
+        defaults={"func": "hub.tracking.tasks.recheck_domains", "schedule_type": "I", "minutes": 10, "repeats": -1},
+    )
 
 
 def remove_schedule(apps, schema_editor):
-    apps.get_model("django_q", "Schedule").objects.filter(name="tracking-process").delete()
+    apps.get_model("django_q", "Schedule").objects.filter(name__in=["tracking-process", "tracking-domains-recheck"]).delete()
 
 
 class Migration(migrations.Migration):
