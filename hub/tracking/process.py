@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.apps import apps
 from django.conf import settings
@@ -113,13 +113,21 @@ class _Batch:
             if hit.kind == Hit.CLICK:
                 per_recipient[hit.log_id].append((hit.at.timestamp(), hit.link_id, hit.pk))
         window = settings.HUB_TRACK_BURST_SECONDS
+        if per_recipient:
+            # The last click of each link by these recipients counted in earlier batches, when
+            # recent: a burst split over two batches is still seen (0 = not a hit of this batch).
+            since = min(h.at for h in self.hits) - timedelta(seconds=window)
+            for log_id, last, link_id in LinkClick.objects.filter(
+                    recipient__log_id__in=list(per_recipient), click_last__gte=since).values_list(
+                    "recipient__log_id", "click_last", "link_id"):
+                per_recipient[log_id].append((last.timestamp(), link_id, 0))
         flagged: set[int] = set()
         for log_id, clicks in per_recipient.items():
             clicks.sort()
             threshold = classify.burst_threshold(self.link_counts.get(self.rows[log_id].campaign_id, 0)
                                                  if log_id in self.rows else 0)
             found = classify.bursts([(t, link) for t, link, _pk in clicks], threshold, window)
-            flagged.update(clicks[i][2] for i in found)
+            flagged.update(clicks[i][2] for i in found if clicks[i][2])
         return flagged
 
     def apply(self, hit: Hit, reason: str) -> None:

@@ -142,3 +142,17 @@ def test_batches_and_reruns_count_each_hit_once(account, monkeypatch):
     track = reports.track_of(tracked.campaign)
     assert (track.open_unique, track.open_total) == (3, 10)
     assert sum(track.breakdown["open_hour"].values()) == 10
+
+
+def test_a_burst_split_over_two_batches_is_still_a_burst(account):
+    tracked = make_tracked(account, n=1, sent_ago=7200)
+    links = list(instrument.table_for(tracked.campaign.pk, tracked.template).static.values())
+    at = timezone.now() - timedelta(minutes=10)
+    add_hit(tracked, 0, "c", at, link=links[0])
+    add_hit(tracked, 0, "c", at + timedelta(milliseconds=300), link=links[1])
+    process.process()  # two links: no burst yet (the campaign has 3 tracked static links)
+    add_hit(tracked, 0, "c", at + timedelta(milliseconds=600), link=links[2])
+    process.process()
+    track = CampaignTrack.objects.get(campaign=tracked.campaign)
+    assert (track.click_total, track.machine_click_total) == (2, 1)
+    assert track.breakdown["machine"] == {"click_burst": 1}
