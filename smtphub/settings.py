@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "hub.domains",
     "hub.webhooks",
     "hub.stats",
+    "hub.tracking",
     "api",
 ]
 
@@ -419,6 +420,24 @@ HUB_WEBHOOK_CACHE_SECONDS = env.float("HUB_WEBHOOK_CACHE_SECONDS", default=10.0)
 # still waiting after HUB_WEBHOOK_MAX_AGE_HOURS (e.g. its endpoint is disabled) is failed.
 HUB_WEBHOOK_KEEP_DAYS = env.int("HUB_WEBHOOK_KEEP_DAYS", default=30)
 HUB_WEBHOOK_MAX_AGE_HOURS = env.int("HUB_WEBHOOK_MAX_AGE_HOURS", default=72)
+# Tracking (hub.tracking, docs/tracking.md). Host (or scheme://host) of tracking URLs when a
+# campaign has no verified tracking domain of its own (empty: HUB_PUBLIC_URL's).
+HUB_TRACK_DEFAULT_DOMAIN = env.str("HUB_TRACK_DEFAULT_DOMAIN", default="")
+HUB_TRACK_SCHEME = env.str("HUB_TRACK_SCHEME", default="https")
+# A customer's tracking domain must be a CNAME of this host (V28 3.7; ours, not the vendor's).
+HUB_TRACK_CNAME_TARGET = env.str("HUB_TRACK_CNAME_TARGET", default="track.smtphub.invalid")
+# Re-check each tracking domain's CNAME after this many minutes (a schedule, every 10 minutes).
+HUB_TRACK_RECHECK_MINUTES = env.int("HUB_TRACK_RECHECK_MINUTES", default=360)
+# The offline IP location database (.mmdb, city level); empty = the bundled GeoLite2-City.
+HUB_TRACK_GEOIP_DB = env.str("HUB_TRACK_GEOIP_DB", default="")
+HUB_TRACK_GEOIP_LANGUAGE = env.str("HUB_TRACK_GEOIP_LANGUAGE", default="zh-CN")
+# Machine opens: a hit this soon after delivery is a scanner's; clicks on HUB_TRACK_BURST_LINKS
+# different links within HUB_TRACK_BURST_SECONDS are a scanner's.
+HUB_TRACK_SCANNER_SECONDS = env.float("HUB_TRACK_SCANNER_SECONDS", default=10.0)
+HUB_TRACK_BURST_LINKS = env.int("HUB_TRACK_BURST_LINKS", default=3)
+HUB_TRACK_BURST_SECONDS = env.float("HUB_TRACK_BURST_SECONDS", default=2.0)
+# A web process queues the hit processor at most once per this many seconds.
+HUB_TRACK_WAKE_SECONDS = env.float("HUB_TRACK_WAKE_SECONDS", default=1.0)
 
 # Django refuses larger form bodies itself; keep its limit above ours so our 413 answers.
 DATA_UPLOAD_MAX_MEMORY_SIZE = HUB_MAX_REQUEST_BYTES + 1024

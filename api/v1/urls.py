@@ -12,6 +12,7 @@ from . import (
     schema,  # noqa: F401 (its OpenAPI auth extension registers itself)
     stats,
     templates,
+    tracking,
     webhooks,
 )
 
@@ -49,6 +50,15 @@ urlpatterns = [
     path("stats/failures", stats.FailuresView.as_view(), name="v1-stats-failures"),
     path("stats/deduction", stats.DeductionView.as_view(), name="v1-stats-deduction"),
     path("stats/maillog", stats.MailLogView.as_view(), name="v1-stats-maillog"),
+    path("campaigns/<int:campaign_id>/tracking", tracking.OverviewView.as_view(), name="v1-campaign-tracking"),
+    path("campaigns/<int:campaign_id>/tracking/links", tracking.LinksView.as_view(), name="v1-tracking-links"),
+    path("campaigns/<int:campaign_id>/tracking/recipients", tracking.RecipientsView.as_view(),
+         name="v1-tracking-recipients"),
+    path("campaigns/<int:campaign_id>/tracking/clicks", tracking.ClicksView.as_view(), name="v1-tracking-clicks"),
+    path("campaigns/<int:campaign_id>/tracking/export", tracking.ExportView.as_view(), name="v1-tracking-export"),
+    path("tracking-domains", tracking.DomainsView.as_view(), name="v1-tracking-domains"),
+    path("tracking-domains/<int:domain_id>", tracking.DomainView.as_view(), name="v1-tracking-domain"),
+    path("tracking-domains/<int:domain_id>/check", tracking.DomainCheckView.as_view(), name="v1-tracking-domain-check"),
     path("domains", domains.DomainsView.as_view(), name="v1-domains"),
     path("domains/check", domains.DomainsCheckView.as_view(), name="v1-domains-check"),
     path("domains/<int:domain_id>", domains.DomainView.as_view(), name="v1-domain"),

@@ -35,6 +35,7 @@ from . import mloperate as _mloperate  # noqa: F401  (registers chapter 4)
 from . import statistic as _statistic  # noqa: F401  (registers 2.2-2.6)
 from . import task as _task  # noqa: F401  (registers chapter 6 and 2.1)
 from . import template as _template  # noqa: F401  (registers chapter 5)
+from . import track as _track  # noqa: F401  (registers chapter 3)
 from .core import ACTIONS, Call, Params, V28Error, error_response
 
 log = logging.getLogger(__name__)

@@ -62,6 +62,9 @@ def navigation(request: HttpRequest) -> list[dict]:
     webhooks = [_item(title, icon, "webhooks", model) for title, icon, model in (
         (_("Webhooks"), "webhook", "endpoint"), (_("Webhook events"), "outbox", "event"),
         (_("Webhook attempts"), "history", "attempt")) if _registered("webhooks", model)]
+    tracking = [_item(title, icon, "tracking", model) for title, icon, model in (
+        (_("Opens and clicks"), "ads_click", "campaigntrack"), (_("Tracking domains"), "travel_explore", "trackdomain"))
+        if _registered("tracking", model)]
     queue = []
     if _registered("django_q", "ormq"):
         queue.append(_item(_("Queued tasks"), "pending_actions", "django_q", "ormq"))
@@ -78,6 +81,7 @@ def navigation(request: HttpRequest) -> list[dict]:
         *([{"title": _("Campaigns"), "separator": True, "collapsible": False, "items": campaigns}] if campaigns else []),
         *([{"title": _("Domains"), "separator": True, "collapsible": False, "items": domains}] if domains else []),
         *([{"title": _("Webhooks"), "separator": True, "collapsible": False, "items": webhooks}] if webhooks else []),
+        *([{"title": _("Tracking"), "separator": True, "collapsible": False, "items": tracking}] if tracking else []),
         {"title": _("Task queue"), "separator": True, "collapsible": True, "items": queue},
         {
             "title": _("Settings"),

@@ -17,6 +17,7 @@ from hub.delivery.render import NotRenderable, Parts
 from hub.mailtemplates.links import links_for
 from hub.mailtemplates.models import Template
 from hub.mailtemplates.personalize import contact_values, render
+from hub.tracking.instrument import instrument
 
 from .dispatch import MARKER
 from .models import Campaign
@@ -81,6 +82,8 @@ def render_row(row) -> Parts:
     if contact is None:
         raise NotRenderable(f"contact {row.contact_id} no longer exists")
     rendered = render(template, contact_values(contact), links_for(template, contact), subject_index=subject_index)
+    # track_status 1/2: the open pixel, and (2) links rewritten to signed click URLs.
+    html = instrument(rendered.html, row, campaign, template) if campaign.track_status else rendered.html
     headers: dict[str, str] = {}
     if campaign.subs_link:
         headers.update(contact_links.list_unsubscribe_headers(contact))
@@ -89,6 +92,6 @@ def render_row(row) -> Parts:
         if receipt_to:
             headers["Disposition-Notification-To"] = f"<{receipt_to}>"
     headers["X-SMTPHub-Campaign"] = campaign.sn or str(campaign.pk)
-    return Parts(subject=rendered.subject, html=rendered.html, text=rendered.text, from_name=campaign.send_fullname,
+    return Parts(subject=rendered.subject, html=html, text=rendered.text, from_name=campaign.send_fullname,
                  to_name=contact.fullname, reply_to=campaign.send_replyto, headers=headers,
                  encoding=template.encoding, attachments=files)
