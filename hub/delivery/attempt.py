@@ -10,13 +10,13 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from .. import events, queries, quota
-from ..models import DeliveryAttempt, SendLog, SmtpServer, Suppression
-from . import bounces, signing, throttle
-from .message import SMTP_POLICY, ascii_address, build_message, envelope_recipients
+from ..models import DeliveryAttempt, SendLog, SmtpServer
+from . import bounces, signing, suppression, throttle, verp
+from .message import SMTP_POLICY, build_message, envelope_recipients
 from .policy import by_health, mark_server, retry_delay, too_old
 from .render import NotRenderable
 from .transport import ConnectionFailed, NoConnectionSlot, Outcome, pool
@@ -43,10 +43,13 @@ class AllConnectionsBusy(Exception):
     back to the queue untried (hub.delivery.outbox takes it again)."""
 
 
-def _try_servers(row: SendLog, servers: list[SmtpServer]) -> tuple[Outcome | None, SmtpServer | None, list[Try], float]:
+def _try_servers(row: SendLog, servers: list[SmtpServer],
+                 rcpts: list[str] | None = None) -> tuple[Outcome | None, SmtpServer | None, list[Try], float]:
     """Offer the message to each server in turn until one gives an answer about the
     message itself. Returns (outcome or None, server that answered, tries, throttle wait).
-    Raises AllConnectionsBusy when no server had a free connection and none was tried."""
+    Raises AllConnectionsBusy when no server had a free connection and none was tried.
+    `rcpts`: the envelope recipients still allowed (default: all of the row's)."""
+    rcpts = envelope_recipients(row) if rcpts is None else rcpts
     tries: list[Try] = []
     throttle_wait = 0.0
     busy = 0
@@ -66,7 +69,8 @@ def _try_servers(row: SendLog, servers: list[SmtpServer]) -> tuple[Outcome | Non
             if wait:
                 throttle_wait = wait if not throttle_wait else min(throttle_wait, wait)
                 continue  # over this server's limit: another server may have room
-            sender, rcpts = ascii_address(server.sender), envelope_recipients(row)
+            # MAIL FROM: the server's sender, or a signed VERP bounce address (hub.delivery.verp).
+            sender = verp.envelope_sender(row, server)
             # Signed (DKIM, by a registered EDM signer) after the last change to its headers.
             data = signing.sign(row, build_message(row, server.sender).as_bytes(policy=SMTP_POLICY))
             reused = session.uses > 0
@@ -191,14 +195,39 @@ def _emit_outcome(row: SendLog, status: str, at) -> None:
                                  campaign_id=row.campaign_id, contact_id=row.contact_id, data=data))
 
 def _suppress_hard_bounces(row: SendLog, outcome: Outcome) -> None:
-    for addr, (code, text) in outcome.refused.items():
-        if bounces.is_hard_bounce(code, text):
-            try:
-                with transaction.atomic():
-                    Suppression.objects.create(app_id=row.app_id, email=addr.lower(), log=row,
-                                               smtp_code=code, smtp_reply=text[:4000], reason="hard bounce")
-            except IntegrityError:
-                pass  # already suppressed: the first bounce is the one on record
+    """The account's suppression policy (hub.delivery.suppression) for each refused
+    recipient: hard bounces at once, soft ones counted. Only failures pay for this."""
+    refused = [(addr, code, text) for addr, (code, text) in outcome.refused.items()
+               if code is not None and not text.startswith(bounces.SUPPRESSED_PREFIX)]
+    if not refused:
+        return
+    account_id = suppression.account_of_app(row.app_id)
+    if account_id is None:
+        return
+    pol = None
+    for addr, code, text in refused:
+        kind = bounces.failure_type(code, text)
+        if not (bounces.is_hard_bounce(code, text) or bounces.is_soft_bounce(kind)):
+            continue
+        pol = pol or suppression.policy(account_id)
+        suppression.record_failure(account_id, addr, kind, hard=bounces.is_hard_bounce(code, text),
+                                   app_id=row.app_id, log_id=row.id, smtp_code=code, reply=text, pol=pol)
+
+
+def _suppressed_now(row: SendLog) -> tuple[list[str], dict[str, list]]:
+    """Re-check the suppression list at claim time (one indexed query): a message accepted
+    just before its recipient was suppressed must not go to them. Returns (the envelope
+    recipients still allowed, {dropped recipient: [None, reason]})."""
+    rcpts = envelope_recipients(row)
+    hits = queries.suppressions(row.app_id, {r.lower() for r in rcpts})
+    if not hits:
+        return rcpts, {}
+    campaign = row.campaign_id is not None  # campaign-only entries (unsubscribes) apply here
+    blocked = {email: cause for email, (cause, bulk_only) in hits.items() if campaign or not bulk_only}
+    kept = [r for r in rcpts if r.lower() not in blocked]
+    dropped = {r: [None, f"{bounces.SUPPRESSED_PREFIX}{blocked[r.lower()]}"] for r in rcpts if r.lower() in blocked}
+    return kept, dropped
+
 
 def deliver_row(row: SendLog, servers: list[SmtpServer]) -> bool:
     """One row, on its own: whatever goes wrong with it is recorded on it and does not touch
@@ -207,13 +236,23 @@ def deliver_row(row: SendLog, servers: list[SmtpServer]) -> bool:
     attempts_before = row.attempts
     result = None
     try:
-        if not servers:
+        rcpts, dropped = _suppressed_now(row)
+        if dropped and not rcpts:
+            # Every recipient was suppressed since the message was accepted: nothing is sent.
+            reason = next(iter(dropped.values()))[1]  # starts with bounces.SUPPRESSED_PREFIX: type 6 or 7
+            outcome = Outcome(SendLog.Status.FAILED, error=f"{reason} (every recipient was suppressed after "
+                                                           "the message was accepted; nothing was sent)",
+                              refused=dropped)
+            result = (outcome, None, [], 0.0)
+        elif not servers:
             # Servers were disabled after the message was accepted: wait for an admin.
             outcome = Outcome(SendLog.Status.FAILED, error="no enabled SMTP server for this app", transient=True)
             result = (outcome, None, [], 60.0)
         else:
             # Health seen earlier in this batch counts: a server that just failed goes last.
-            result = _try_servers(row, by_health(servers))
+            result = _try_servers(row, by_health(servers), rcpts)
+            if dropped and result[0] is not None:
+                result[0].refused = {**dropped, **result[0].refused}
         _finish(row, *result)
     except AllConnectionsBusy:
         hand_back_untried([row])

@@ -38,8 +38,8 @@ ROWS = [
     (451, "Ip frequency limited [Ts01]", T.REFUSED),
     # --- NetEase 163.com / 126.com ------------------------------------------------------------
     # NetEase postmaster codes as reprinted at biecuoliao.com/pa/MBRrwEM.html ("451 DT:SPM")
-    (554, "DT:SPM 163 mx14,QMCowEBpG1bKkqxi8T3kDQ--.42741S2 1655478988, please see "
-          "http://mail.163.com/help/help_spam_16.htm?ip=192.0.2.1", T.SPAM_CONTENT),
+    (554, ("DT:SPM 163 mx14,QMCowEBpG1bKkqxi8T3kDQ--.42741S2 1655478988, please see "
+          "http://mail.163.com/help/help_spam_16.htm?ip=192.0.2.1"), T.SPAM_CONTENT),
     # biecuoliao.com: "450 DT:RBL 发信IP位于一个或多个RBL里" (the sender's IP on an RBL)
     (550, "DT:RBL 192.0.2.1 in rbl http://www.rbls.org", T.REFUSED),
     # icoremail.vip (Coremail, the system behind 163/126) bounce list: "User not found"
@@ -76,33 +76,33 @@ ROWS = [
     (552, "Quota exceed the hard limit for user", T.OVER_QUOTA),
     # --- Gmail -------------------------------------------------------------------------------------
     # support.google.com/a/answer/3726730 (quoted by many, e.g. github duydaihoc/demo3 QUICK_TEST_550_ERROR.md)
-    (550, "5.1.1 The email account that you tried to reach does not exist. Please try double-checking the "
-          "recipient's email address for typos or unnecessary spaces.", T.NOT_EXIST),
+    (550, ("5.1.1 The email account that you tried to reach does not exist. Please try double-checking the "
+          "recipient's email address for typos or unnecessary spaces."), T.NOT_EXIST),
     # sisimai rhost/for-google.go: "452 4.2.2 The email account that you tried to reach is over quota"
     (452, "4.2.2 The email account that you tried to reach is over quota.", T.OVER_QUOTA),
     # Google's reply list: "550 5.2.1 The email account that you tried to reach is disabled"
     (550, "5.2.1 The email account that you tried to reach is disabled.", T.NOT_EXIST),
     # sisimai for-google.go (badreputation / blocked)
-    (550, "5.7.1 Our system has detected that this message is likely suspicious due to the very low "
-          "reputation of the sending IP address.", T.REFUSED),
-    (550, "5.7.1 Our system has detected that this message is likely unsolicited mail. To reduce the "
-          "amount of spam sent to Gmail, this message has been blocked.", T.SPAM_CONTENT),
+    (550, ("5.7.1 Our system has detected that this message is likely suspicious due to the very low "
+          "reputation of the sending IP address."), T.REFUSED),
+    (550, ("5.7.1 Our system has detected that this message is likely unsolicited mail. To reduce the "
+          "amount of spam sent to Gmail, this message has been blocked."), T.SPAM_CONTENT),
     # sisimai for-google.go (authfailure)
-    (550, "5.7.26 This mail has been blocked because the sender is unauthenticated. Gmail requires all "
-          "senders to authenticate with either SPF or DKIM.", T.REFUSED),
+    (550, ("5.7.26 This mail has been blocked because the sender is unauthenticated. Gmail requires all "
+          "senders to authenticate with either SPF or DKIM."), T.REFUSED),
     # sisimai for-google.go (mesgtoobig)
     (552, "5.3.4 Your message exceeded Google's message size limits.", T.REFUSED),
     # sisimai set-of-emails email-google-02.eml (a remote server's reply relayed by Gmail)
     (550, "550 5.1.1 user unknown (UserSearch) (state 14).", T.NOT_EXIST),
     # --- Outlook.com / Hotmail / Exchange Online -----------------------------------------------------
     # learn.microsoft.com NDR list / MicrosoftDocs SupportArticles-docs non-delivery-reports-in-exchange-online.md
-    (550, "5.5.0 Requested action not taken: mailbox unavailable (S2017062302). [DM6NAM12FT011.eop-nam12.prod.protection."
-          "outlook.com]", T.NOT_EXIST),
+    (550, ("5.5.0 Requested action not taken: mailbox unavailable (S2017062302). [DM6NAM12FT011.eop-nam12.prod.protection."
+          "outlook.com]"), T.NOT_EXIST),
     (550, "5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup", T.NOT_EXIST),
     (550, "5.4.1 Recipient address rejected: Access denied. AS(201806281)", T.NOT_EXIST),
     # sisimai rhost/for-microsoft.go (blocked: "part of their network is on our block list (S3150)")
-    (550, "5.7.1 Unfortunately, messages from [192.0.2.1] weren't sent. Please contact your Internet service "
-          "provider since part of their network is on our block list (S3150).", T.REFUSED),
+    (550, ("5.7.1 Unfortunately, messages from [192.0.2.1] weren't sent. Please contact your Internet service "
+          "provider since part of their network is on our block list (S3150)."), T.REFUSED),
     # sisimai for-microsoft.go: "5.7.606-649 Access denied, banned sending IP"
     (550, "5.7.606 Access denied, banned sending IP [192.0.2.1]", T.REFUSED),
     # sisimai set-of-emails email-exchange2007-02.eml (Exchange 2007 DSN diagnostic)
@@ -111,17 +111,17 @@ ROWS = [
     (552, "5.2.2 STOREDRV.Deliver.Exception:QuotaExceededException.MapiExceptionShutoffQuotaExceeded", T.OVER_QUOTA),
     # --- Yahoo / AOL ------------------------------------------------------------------------------
     # sisimai rhost/for-yahooinc.go (userunknown)
-    (554, "delivery error: dd This user doesn't have a yahoo.com account (recipient@yahoo.com) [0] - "
-          "mta1023.mail.gq1.yahoo.com", T.NOT_EXIST),
+    (554, ("delivery error: dd This user doesn't have a yahoo.com account (recipient@yahoo.com) [0] - "
+          "mta1023.mail.gq1.yahoo.com"), T.NOT_EXIST),
     (552, "1 Requested mail action aborted, mailbox not found", T.NOT_EXIST),
     # sisimai for-yahooinc.go (suspend)
     (554, "delivery error: dd recipient@yahoo.com is no longer valid. [-20] - mta1234.mail.ne1.yahoo.com", T.NOT_EXIST),
     # sisimai for-yahooinc.go (blocked)
-    (553, "5.7.1 [BL21] Connections will not be accepted from 192.0.2.25, because the ip is in Spamhaus's list; "
-          "see http://postmaster.yahoo.com/550-bl23.html", T.REFUSED),
+    (553, ("5.7.1 [BL21] Connections will not be accepted from 192.0.2.25, because the ip is in Spamhaus's list; "
+          "see http://postmaster.yahoo.com/550-bl23.html"), T.REFUSED),
     # sisimai for-yahooinc.go (rejected; temporary)
-    (421, "4.7.0 [TSS04] Messages from 192.0.2.25 temporarily deferred due to unexpected volume or user "
-          "complaints - 4.16.55.1; see https://postmaster.yahooinc.com/error-codes", T.REFUSED),
+    (421, ("4.7.0 [TSS04] Messages from 192.0.2.25 temporarily deferred due to unexpected volume or user "
+          "complaints - 4.16.55.1; see https://postmaster.yahooinc.com/error-codes"), T.REFUSED),
     # sisimai for-yahooinc.go (policyviolation)
     (554, "5.7.9 Message not accepted for policy reasons.  See https://postmaster.yahooinc.com/error-codes",
      T.REFUSED),
