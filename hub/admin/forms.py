@@ -37,8 +37,8 @@ class SmtpServerAdminForm(forms.ModelForm):
         model = SmtpServer
         fields = [
             "name", "host", "port", "security", "verify_tls", "username", "password", "clear_password",
-            "from_email", "enabled", "timeout", "limit_per_minute", "limit_per_hour", "limit_per_day",
-            "max_connections",
+            "from_email", "verp_return_path", "enabled", "timeout", "limit_per_minute", "limit_per_hour",
+            "limit_per_day", "max_connections",
         ]
 
     def __init__(self, *args, **kwargs) -> None:
