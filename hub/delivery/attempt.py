@@ -9,6 +9,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from email.utils import getaddresses
 
 from django.db import transaction
 from django.utils import timezone
@@ -180,7 +181,13 @@ def _emit_outcome(row: SendLog, status: str, at) -> None:
     if not events.happened.has_listeners():
         return
     refused = {addr.lower(): reply for addr, reply in (row.refused_recipients or {}).items()}
-    for email in envelope_recipients(row):
+    try:
+        rcpts = envelope_recipients(row)
+    except UnicodeError:
+        # A domain with no punycode form (such a row fails for good): its addresses as written.
+        texts = (row.rcpt_to,) if row.rcpt_to else (row.to, row.cc, row.bcc)
+        rcpts = [addr for text in texts if text for _name, addr in getaddresses([text])]
+    for email in rcpts:
         email = email.lower()
         if status == SendLog.Status.SENT and email not in refused:
             kind, data = events.Kind.SENT, {"smtp_code": row.smtp_code}
