@@ -55,7 +55,8 @@ class Parsed:
 
 
 def _text(value) -> str:
-    return str(value or "").replace("\r", " ").replace("\n", " ").strip()
+    """A header value on one line, folding whitespace collapsed."""
+    return " ".join(str(value or "").split())
 
 
 def _address(value) -> str:
