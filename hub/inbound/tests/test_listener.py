@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from api.tests.test_send_api import good_fields, post
 from conftest import free_port, stop_process, subprocess_database_url
 from hub.delivery import verp
+from hub.delivery.outbox import deliver_batch
 from hub.inbound.models import Report
 from hub.models import FailureType, SendLog, Suppression
 
@@ -55,13 +55,14 @@ def smtp(port: int) -> smtplib.SMTP:
 
 
 @pytest.fixture
-def delivered(client, smtp_sink, make_server, make_app, run_queue, account):
-    """A message really sent with a VERP envelope sender (the sink shows MAIL FROM)."""
-    p = make_app(make_server(smtp_sink, verp_return_path=True), account=account)
-    r = post(client, "/api.php", good_fields(p.creds, to="ghost@example.com"))
-    assert r.status_code == 200
-    assert run_queue() == 1
-    row = SendLog.objects.get()
+def delivered(smtp_sink, make_server, make_app, account):
+    """A message really sent by the delivery engine with a VERP envelope sender (the sink
+    shows MAIL FROM)."""
+    app = make_app(make_server(smtp_sink, verp_return_path=True), account=account).app
+    row = SendLog.objects.create(app=app, to="ghost@example.com", subject="Hello", html_body="<p>x</p>",
+                                 message_id="<hello.1@example.org>")
+    deliver_batch([row.id])
+    row.refresh_from_db()
     assert row.status == SendLog.Status.SENT
     (received,) = smtp_sink.messages
     assert verp.parse(received.mail_from) == row.id
