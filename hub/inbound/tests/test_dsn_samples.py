@@ -69,8 +69,8 @@ def test_dmarc_failure_report_is_not_a_complaint():
     b"From: alice@example.com\r\nSubject: Out of office\r\n\r\nI am away.\r\n",
     b"",
     b"\xff\xfe garbage \x00\x01",
-    b"Content-Type: multipart/report; report-type=delivery-status; boundary=x\r\n\r\n--x\r\n"
-    b"Content-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; a\r\n\r\n--x--\r\n",
+    (b"Content-Type: multipart/report; report-type=delivery-status; boundary=x\r\n\r\n--x\r\n"
+    b"Content-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; a\r\n\r\n--x--\r\n"),
 ])
 def test_anything_else_is_other_or_empty(raw):
     parsed = dsn.parse(raw)
