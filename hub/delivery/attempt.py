@@ -206,6 +206,13 @@ def _suppress_hard_bounces(row: SendLog, outcome: Outcome) -> None:
     recipient: hard bounces at once, soft ones counted. Only failures pay for this."""
     refused = [(addr, code, text) for addr, (code, text) in outcome.refused.items()
                if code is not None and not text.startswith(bounces.SUPPRESSED_PREFIX)]
+    if (not refused and row.status == SendLog.Status.FAILED and outcome.smtp_code is not None
+            and not outcome.transient and not outcome.error.startswith("sender refused")):
+        # Refused after DATA (Yahoo: "552 ... mailbox not found"): with one recipient, the
+        # refusal is that recipient's. (A refused MAIL FROM is about the sender: never.)
+        rcpts = envelope_recipients(row)
+        if len(rcpts) == 1:
+            refused = [(rcpts[0], outcome.smtp_code, outcome.smtp_reply)]
     if not refused:
         return
     account_id = suppression.account_of_app(row.app_id)

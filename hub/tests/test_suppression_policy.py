@@ -124,3 +124,21 @@ def test_admin_lists_filters_and_removes(client, su, full_box, run_queue, accoun
     assert not SoftBounce.objects.exists()
     assert send(client, p, "ghost@example.com").json()["code"] == 0  # allowed again
     assert su.get("/admin/hub/suppressionpolicy/add/").status_code == 200
+
+
+@pytest.mark.parametrize("script,suppressed", [
+    ({"data_replies": ["552 1 Requested mail action aborted, mailbox not found"]}, True),   # Yahoo, after DATA
+    ({"mail_replies": ["550 5.1.1 sender address rejected: user unknown"]}, False),         # about the sender
+])
+def test_a_refusal_after_data_is_the_single_recipients(scripted_smtp, make_server, make_app, account, script,
+                                                       suppressed):
+    from hub.delivery.outbox import deliver_batch
+    from hub.tests.test_retry import ScriptedHandler, scripted_server_record
+
+    smtp = scripted_smtp(ScriptedHandler(**script))
+    app = make_app(scripted_server_record(make_server, smtp), account=account).app
+    row = SendLog.objects.create(app=app, to="gone@yahoo.example", subject="s", html_body="x")
+    deliver_batch([row.id])
+    row.refresh_from_db()
+    assert row.status == SendLog.Status.FAILED
+    assert Suppression.objects.filter(account=account, email="gone@yahoo.example").exists() is suppressed
