@@ -52,8 +52,8 @@ class SuppressionPolicy(models.Model):
 
 
 class SoftBounce(models.Model):
-    """One soft bounce of one address, kept for the account's window (older ones are
-    deleted when the next one of that address is counted, and by the sweeper)."""
+    """One soft bounce of one address, kept for the account's window (older ones of that
+    address are deleted when its next one is counted, or when its entry is removed)."""
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
     email = models.CharField(max_length=254)

@@ -35,3 +35,12 @@ def test_mailbox_password_is_write_only_and_poll_reports_errors(su, account):
     r = su.post("/admin/inbound/bouncemailbox/", {"action": "poll_now", "_selected_action": [box.pk]}, follow=True)
     assert b"cannot connect" in r.content
     assert not Report.objects.exists()
+
+
+def test_listener_refuses_to_start_without_a_bounce_domain(settings):
+    import pytest
+    from django.core.management import CommandError, call_command
+
+    settings.HUB_BOUNCE_DOMAIN = ""
+    with pytest.raises(CommandError, match="HUB_BOUNCE_DOMAIN"):
+        call_command("hub_inbound")
