@@ -219,13 +219,14 @@ def _suppress_hard_bounces(row: SendLog, outcome: Outcome) -> None:
     if account_id is None:
         return
     pol = None
+    final = row.status != SendLog.Status.RETRYING  # a soft bounce counts once, when it is final
     for addr, code, text in refused:
-        kind = bounces.failure_type(code, text)
-        if not (bounces.is_hard_bounce(code, text) or bounces.is_soft_bounce(kind)):
+        kind, hard = bounces.failure_type(code, text), bounces.is_hard_bounce(code, text)
+        if not (hard or (final and bounces.is_soft_bounce(kind))):
             continue
         pol = pol or suppression.policy(account_id)
-        suppression.record_failure(account_id, addr, kind, hard=bounces.is_hard_bounce(code, text),
-                                   app_id=row.app_id, log_id=row.id, smtp_code=code, reply=text, pol=pol)
+        suppression.record_failure(account_id, addr, kind, hard=hard, app_id=row.app_id, log_id=row.id,
+                                   smtp_code=code, reply=text, pol=pol)
 
 
 def _suppressed_now(row: SendLog) -> tuple[list[str], dict[str, list]]:

@@ -142,3 +142,23 @@ def test_a_refusal_after_data_is_the_single_recipients(scripted_smtp, make_serve
     row.refresh_from_db()
     assert row.status == SendLog.Status.FAILED
     assert Suppression.objects.filter(account=account, email="gone@yahoo.example").exists() is suppressed
+
+
+def test_a_deferred_soft_bounce_counts_once_when_final(scripted_smtp, make_server, make_app, account, settings):
+    from hub.delivery.outbox import deliver_batch
+    from hub.tests.test_retry import ScriptedHandler, make_due, scripted_server_record
+
+    settings.HUB_RETRY_SCHEDULE = [0, 0]
+    SuppressionPolicy.objects.create(account=account, soft_bounce_limit=2)
+    smtp = scripted_smtp(ScriptedHandler(rcpt_replies={"full@example.com": "452 4.2.2 Mailbox is full"}))
+    app = make_app(scripted_server_record(make_server, smtp), account=account).app
+    row = SendLog.objects.create(app=app, to="full@example.com", subject="s", html_body="x")
+    for _ in range(5):  # bounded: two retries, then failed
+        deliver_batch([row.id])
+        row.refresh_from_db()
+        if row.status == SendLog.Status.FAILED:
+            break
+        make_due(row)
+    assert row.status == SendLog.Status.FAILED and row.attempts == 3
+    assert SoftBounce.objects.count() == 1  # not one per attempt
+    assert not Suppression.objects.exists()
