@@ -66,7 +66,7 @@ class BounceMailboxAdmin(HubModelAdmin):
             try:
                 count = imap.poll(mailbox)
             except imap.PollError as exc:
-                self.message_user(request, _("%(name)s: %(error)s") % {"name": mailbox, "error": exc}, messages.ERROR)
+                self.message_user(request, _("%(name)s: polling failed: %(error)s") % {"name": mailbox, "error": exc}, messages.ERROR)
                 continue
             self.message_user(request, _("%(name)s: %(count)d message(s) processed") % {"name": mailbox,
                                                                                         "count": count})
