@@ -98,7 +98,7 @@ def _check_suppressed(app: App, all_fields: list[dict]) -> list[tuple[int, Refus
         for addr in queries.suppressed(app.pk, set(addresses[start:start + 500])):
             for index in by_address[addr]:
                 hits.setdefault(index, []).append(addr)
-    return [(i, Refusal("recipient_suppressed", f"suppressed after a hard bounce: {', '.join(sorted(set(a)))}"))
+    return [(i, Refusal("recipient_suppressed", f"suppressed (bounce, complaint or unsubscribe): {', '.join(sorted(set(a)))}"))
             for i, a in sorted(hits.items())]
 
 

@@ -49,9 +49,12 @@ def _statements() -> dict[str, str]:
             f"SELECT s.{_column(s, 'enabled')}, s.{_column(s, 'from_email')}, s.{_column(s, 'username')} "
             f"FROM {_table(l)} l JOIN {_table(s)} s ON s.{_column(s, 'id')} = l.{_column(l, 'server')} "
             f"WHERE l.{_column(l, 'app')} = %s ORDER BY l.{_column(l, 'priority')}, l.{_column(l, 'id')}"),
-        # {marks}: one %s per address
-        "suppressed": (f"SELECT {_column(Suppression, 'email')} FROM {_table(Suppression)} "
-                       f"WHERE {_column(Suppression, 'app')} = %s AND {_column(Suppression, 'email')} IN ({{marks}})"),
+        # {marks}: one %s per address. Suppression is per account: the app's account's list,
+        # read off its unique (account, email) index.
+        "suppressed": (f"SELECT sp.{_column(Suppression, 'email')}, sp.{_column(Suppression, 'cause')}, "
+                       f"sp.{_column(Suppression, 'bulk_only')} FROM {_table(Suppression)} sp "
+                       f"JOIN {_table(App)} a ON a.{_column(App, 'account')} = sp.{_column(Suppression, 'account')} "
+                       f"WHERE a.{_column(App, 'id')} = %s AND sp.{_column(Suppression, 'email')} IN ({{marks}})"),
         "wakeup_pending": (f"SELECT 1 FROM {_table(DeliveryWakeup)} WHERE {_column(DeliveryWakeup, 'id')} = 1 "
                            f"AND {_column(DeliveryWakeup, 'requested_at')} > %s"),
     }
@@ -77,12 +80,20 @@ def app_servers(app_id: int) -> list[tuple[bool, str, str]]:
     return [(bool(enabled), from_email, username) for enabled, from_email, username in rows]
 
 
-def suppressed(app_id: int, emails: set[str]) -> list[str]:
-    """Which of these (lower-case) addresses are on the app's suppression list."""
+def suppressions(app_id: int, emails: set[str]) -> dict[str, tuple[str, bool]]:
+    """{address: (cause, campaign mail only)} for those of these (lower-case) addresses on
+    the suppression list of the app's account."""
     if not emails:
-        return []
+        return {}
     sql = _statements()["suppressed"].format(marks=", ".join(["%s"] * len(emails)))
-    return sorted(email for (email,) in _rows(sql, [app_id, *sorted(emails)]))
+    return {email: (cause, bool(bulk_only)) for email, cause, bulk_only in _rows(sql, [app_id, *sorted(emails)])}
+
+
+def suppressed(app_id: int, emails: set[str], campaign: bool = False) -> list[str]:
+    """Which of these (lower-case) addresses the app may not send to: on its account's
+    suppression list (an unsubscribe, `bulk_only`, stops campaign mail only)."""
+    return sorted(email for email, (_cause, bulk_only) in suppressions(app_id, emails).items()
+                  if campaign or not bulk_only)
 
 
 def wakeup_pending_since(since: datetime) -> bool:

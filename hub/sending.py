@@ -26,7 +26,7 @@ from . import headertext, queries, quota
 from .calendar import parse_event
 from .delivery.message import SMTP_POLICY, ascii_address, first_address, relay_message
 from .delivery.outbox import wake_workers
-from .models import App, Attachment, IdempotencyKey, SendLog, Suppression
+from .models import App, Attachment, IdempotencyKey, SendLog
 from .refusals import REFUSALS, Refusal  # noqa: F401  (re-exported for api/ and tests)
 
 # --- the sender ----------------------------------------------------------------------------
@@ -219,7 +219,7 @@ def check_suppressed(app: App, fields: dict) -> None:
     addresses = {addr.lower() for addr in envelope_addresses(fields)}
     hit = queries.suppressed(app.pk, addresses)
     if hit:
-        raise Refusal("recipient_suppressed", f"suppressed after a hard bounce: {', '.join(hit)}")
+        raise Refusal("recipient_suppressed", f"suppressed (bounce, complaint or unsubscribe): {', '.join(hit)}")
 
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
@@ -317,8 +317,8 @@ def check_recipient(app: App, address: str) -> str:
         ascii_address(address)  # the form delivery sends; UnicodeError (a ValueError) when the domain has none
     except (ValidationError, ValueError) as exc:
         raise Refusal("invalid_address", f"{address!r} is not a valid email address") from exc
-    if Suppression.objects.filter(app=app, email=address.lower()).exists():
-        raise Refusal("recipient_suppressed", f"{address} is suppressed after a hard bounce")
+    if queries.suppressed(app.pk, {address.lower()}):
+        raise Refusal("recipient_suppressed", f"{address} is suppressed (bounce, complaint or unsubscribe)")
     return address
 
 

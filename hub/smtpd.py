@@ -34,7 +34,7 @@ SMTP_REPLIES = {
     "rate_limited": "451 4.7.1 Rate limit reached, try again later",
     "no_smtp_server": "451 4.3.0 No upstream SMTP server configured for this application",
     "smtp_server_disabled": "451 4.3.0 No upstream SMTP server available",
-    "recipient_suppressed": "550 5.1.1 Recipient suppressed after a hard bounce",
+    "recipient_suppressed": "550 5.1.1 Recipient suppressed (bounce, complaint or unsubscribe)",
     "invalid_address": "553 5.1.3 Invalid recipient address",
     "too_many_recipients": "452 4.5.3 Too many recipients",
     "to_required": "554 5.5.1 No valid recipients",

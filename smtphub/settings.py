@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "hub.webhooks",
     "hub.stats",
     "hub.tracking",
+    "hub.inbound",
     "api",
 ]
 
@@ -536,3 +537,23 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
 }
+
+# Bounces and complaints (docs/bounces.md). VERP: servers with "VERP return path" on send with
+# MAIL FROM b-<token>@HUB_BOUNCE_DOMAIN (empty: never); that domain's MX must point at the
+# inbound listener (manage.py hub_inbound), which accepts only such signed addresses.
+HUB_BOUNCE_DOMAIN = env.str("HUB_BOUNCE_DOMAIN", default="").strip().lower()
+HUB_INBOUND_HOST = env.str("HUB_INBOUND_HOST", default="127.0.0.1")
+HUB_INBOUND_PORT = env.int("HUB_INBOUND_PORT", default=2526)
+# A DSN or ARF report larger than this is refused (552) before it is read to the end.
+HUB_INBOUND_MAX_BYTES = env.int("HUB_INBOUND_MAX_BYTES", default=2 * 1024 * 1024)
+HUB_INBOUND_RECIPIENTS = env.int("HUB_INBOUND_RECIPIENTS", default=10)
+HUB_INBOUND_TIMEOUT = env.int("HUB_INBOUND_TIMEOUT", default=60)
+# IMAP bounce mailboxes (hub.inbound.imap): every this many seconds; at most this many
+# messages per mailbox and run.
+HUB_IMAP_POLL_SECONDS = env.int("HUB_IMAP_POLL_SECONDS", default=300)
+HUB_IMAP_BATCH = env.int("HUB_IMAP_BATCH", default=200)
+HUB_IMAP_TIMEOUT = env.int("HUB_IMAP_TIMEOUT", default=30)
+# Suppression policy defaults for accounts without their own (admin: Suppression policies):
+# suppress an address after HUB_SOFT_BOUNCE_LIMIT soft bounces within HUB_SOFT_BOUNCE_DAYS.
+HUB_SOFT_BOUNCE_LIMIT = env.int("HUB_SOFT_BOUNCE_LIMIT", default=3)
+HUB_SOFT_BOUNCE_DAYS = env.int("HUB_SOFT_BOUNCE_DAYS", default=7)

@@ -392,10 +392,15 @@ def test_recipient_suppressed(client, hub, fields):
     assert_nothing_written(sink)
 
 
-def test_suppression_is_per_app(client, smtp_sink, make_server, make_app):
+def test_suppression_is_per_account(client, smtp_sink, make_server, make_app):
+    from hub.models import Account
+
     server = make_server(smtp_sink)
-    p, other = make_app(server), make_app(server, name="另一个应用")
+    p, other = make_app(server), make_app(server, name="另一个应用", account=Account.objects.create(name="other"))
     Suppression.objects.create(app=other.app, email="alice@example.com")
+    assert post(client, "/api.php", good_fields(p.creds)).json()["code"] == 0
+    # An unsubscribe stops campaign mail only: a transactional message still goes.
+    Suppression.objects.create(account=p.app.account, email="alice@example.com", cause="unsubscribe", bulk_only=True)
     assert post(client, "/api.php", good_fields(p.creds)).json()["code"] == 0
 
 

@@ -43,7 +43,7 @@ class SmtpServerAdminForm(forms.ModelForm):
         model = SmtpServer
         fields = [
             "name", "kind", "host", "port", "security", "verify_tls", "username", "password", "clear_password",
-            "from_email", "enabled", "timeout", "limit_per_minute", "limit_per_hour", "limit_per_day",
+            "from_email", "verp_return_path", "enabled", "timeout", "limit_per_minute", "limit_per_hour", "limit_per_day",
             "max_connections", "helo_name", "source_address",
         ]
 

@@ -45,6 +45,11 @@ def navigation(request: HttpRequest) -> list[dict]:
     ]
     if _registered("hub", "suppression"):  # EXTENSION POINT (reliability)
         mail.append(_item(_("Suppression list"), "block", "hub", "suppression"))
+    if _registered("hub", "suppressionpolicy"):
+        mail.append(_item(_("Suppression policies"), "policy", "hub", "suppressionpolicy"))
+    mail += [_item(title, icon, "inbound", model) for title, icon, model in (
+        (_("Bounce and complaint reports"), "unsubscribe", "report"),
+        (_("Bounce mailboxes (IMAP)"), "move_to_inbox", "bouncemailbox")) if _registered("inbound", model)]
     # EDM apps' pages, each shown once its app is installed and registered (by label: the
     # core admin does not import them).
     contacts = [_item(title, icon, "contacts", model) for title, icon, model in (

@@ -230,7 +230,7 @@ class SmtpServerAdmin(HubModelAdmin):
         return columns
 
     def get_fieldsets(self, request: HttpRequest, obj: SmtpServer | None = None):
-        login = ["username", "password", "clear_password", "from_email"]
+        login = ["username", "password", "clear_password", "from_email", "verp_return_path"]
         if obj is None or not obj.password_encrypted:
             login.remove("clear_password")  # nothing stored to remove
         health = present_fields(SmtpServer, "failing_since", "last_error_at", "last_success_at")

@@ -143,26 +143,45 @@ for _model, _base in _Q_PAGES:
 
 
 def _optional_suppression_admin() -> None:
-    """EXTENSION POINT (reliability): the suppression list, when the model exists.
-    Deleting an entry lets the app send to that address again."""
+    """EXTENSION POINT (reliability): the suppression list (per account, with its cause) and
+    each account's suppression policy. Deleting an entry lets the account send to that
+    address again (its counted soft bounces are forgotten too)."""
     try:
-        from ..models import Suppression
+        from ..models import SoftBounce, Suppression, SuppressionPolicy
     except ImportError:
         return
 
     @admin.register(Suppression)
     class SuppressionAdmin(HubModelAdmin):
-        list_display = ("email", "app", "reason", "smtp_code", "created_at")
-        list_filter = (("app", RelatedDropdownFilter), ("created_at", LocalDateRangeFilter))
+        list_display = ("email", "account", "cause", "bulk_only", "failure_type", "smtp_code", "app", "created_at")
+        list_filter = ("cause", "bulk_only", ("account", RelatedDropdownFilter), ("app", RelatedDropdownFilter),
+                       ("created_at", LocalDateRangeFilter))
         list_filter_submit = True
-        list_select_related = ("app",)
+        list_select_related = ("account", "app")
         search_fields = ("email",)
-        readonly_fields = ("smtp_code", "smtp_reply", "log", "created_at")
-        fields = ("app", "email", "reason", "smtp_code", "smtp_reply", "log", "created_at")
+        readonly_fields = ("failure_type", "smtp_code", "smtp_reply", "log", "created_at")
+        fields = ("account", "app", "email", "cause", "bulk_only", "reason", "failure_type", "smtp_code", "smtp_reply",
+                  "log", "created_at")
 
         def save_model(self, request, obj, form, change) -> None:
             obj.email = obj.email.strip().lower()  # the list is matched lower-case
             super().save_model(request, obj, form, change)
+
+        def delete_model(self, request, obj) -> None:
+            SoftBounce.objects.filter(account_id=obj.account_id, email=obj.email).delete()
+            super().delete_model(request, obj)
+
+        def delete_queryset(self, request, queryset) -> None:
+            for account_id, email in queryset.values_list("account_id", "email"):
+                SoftBounce.objects.filter(account_id=account_id, email=email).delete()
+            super().delete_queryset(request, queryset)
+
+    @admin.register(SuppressionPolicy)
+    class SuppressionPolicyAdmin(HubModelAdmin):
+        list_display = ("account", "hard_bounces", "complaints", "unsubscribes", "soft_bounce_limit",
+                        "soft_bounce_days")
+        list_select_related = ("account",)
+        search_fields = ("account__name",)
 
 
 _optional_suppression_admin()

@@ -155,8 +155,9 @@ def read_slice(campaign: Campaign, want: int, ctx: Context, at: datetime) -> Sli
         if s.cursor_list and emails:
             earlier = set(Contact.objects.filter(mail_list_id__in=lists[:s.cursor_list], email__in=emails,
                                                  subscribed=True).values_list("email", flat=True))
-        suppressed = set(Suppression.objects.filter(app_id__in=ctx.account_app_ids, email__in=emails - earlier)
-                         .values_list("email", flat=True)) if emails and ctx.account_app_ids else set()
+        # The account's suppression list (every cause, campaign-only unsubscribes included).
+        suppressed = set(Suppression.objects.filter(account_id=campaign.account_id, email__in=emails - earlier)
+                         .values_list("email", flat=True)) if emails else set()
         for pk, email, subscribed in page:
             s.cursor_contact, s.total, read = pk, s.total + 1, read + 1
             if not subscribed:

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from email.utils import getaddresses
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from .. import events, queries, quota
-from ..models import DeliveryAttempt, SendLog, SmtpServer, Suppression
-from . import bounces, direct, signing, throttle
-from .message import SMTP_POLICY, ascii_address, build_message, envelope_recipients
+from ..models import DeliveryAttempt, SendLog, SmtpServer
+from . import bounces, direct, signing, suppression, throttle, verp
+from .message import SMTP_POLICY, build_message, envelope_recipients
 from .policy import by_health, mark_server, retry_delay, too_old
 from .render import NotRenderable
 from .transport import ConnectionFailed, NoConnectionSlot, Outcome, pool
@@ -44,10 +44,13 @@ class AllConnectionsBusy(Exception):
     back to the queue untried (hub.delivery.outbox takes it again)."""
 
 
-def _try_servers(row: SendLog, servers: list[SmtpServer]) -> tuple[Outcome | None, SmtpServer | None, list[Try], float]:
+def _try_servers(row: SendLog, servers: list[SmtpServer],
+                 rcpts: list[str] | None = None) -> tuple[Outcome | None, SmtpServer | None, list[Try], float]:
     """Offer the message to each server in turn until one gives an answer about the
     message itself. Returns (outcome or None, server that answered, tries, throttle wait).
-    Raises AllConnectionsBusy when no server had a free connection and none was tried."""
+    Raises AllConnectionsBusy when no server had a free connection and none was tried.
+    `rcpts`: the envelope recipients still allowed (default: all of the row's)."""
+    rcpts = envelope_recipients(row) if rcpts is None else rcpts
     tries: list[Try] = []
     throttle_wait = 0.0
     busy = 0
@@ -55,7 +58,7 @@ def _try_servers(row: SendLog, servers: list[SmtpServer]) -> tuple[Outcome | Non
         if server.is_direct:
             # Straight to the recipients' MX hosts (hub.delivery.direct): it answers for the
             # message, so no server after it is tried.
-            outcome, host_tries, wait = direct.deliver(row, server)
+            outcome, host_tries, wait = direct.deliver(row, server, rcpts)
             tries += [Try(server, t.result, t.outcome, t.started_at, t.duration_ms) for t in host_tries]
             if outcome.status == SendLog.Status.SENT:
                 mark_server(server)  # its health: delivering (a destination's trouble is not the server's)
@@ -75,7 +78,8 @@ def _try_servers(row: SendLog, servers: list[SmtpServer]) -> tuple[Outcome | Non
             if wait:
                 throttle_wait = wait if not throttle_wait else min(throttle_wait, wait)
                 continue  # over this server's limit: another server may have room
-            sender, rcpts = ascii_address(server.sender), envelope_recipients(row)
+            # MAIL FROM: the server's sender, or a signed VERP bounce address (hub.delivery.verp).
+            sender = verp.envelope_sender(row, server)
             # Signed (DKIM, by a registered EDM signer) after the last change to its headers.
             data = signing.sign(row, build_message(row, server.sender).as_bytes(policy=SMTP_POLICY))
             reused = session.uses > 0
@@ -229,14 +233,47 @@ def _event_recipients(row: SendLog) -> list[str]:
         return [addr for text in texts if text for _name, addr in getaddresses([text])]
 
 def _suppress_hard_bounces(row: SendLog, outcome: Outcome) -> None:
-    for addr, (code, text) in outcome.refused.items():
-        if bounces.is_hard_bounce(code, text):
-            try:
-                with transaction.atomic():
-                    Suppression.objects.create(app_id=row.app_id, email=addr.lower(), log=row,
-                                               smtp_code=code, smtp_reply=text[:4000], reason="hard bounce")
-            except IntegrityError:
-                pass  # already suppressed: the first bounce is the one on record
+    """The account's suppression policy (hub.delivery.suppression) for each refused
+    recipient: hard bounces at once, soft ones counted. Only failures pay for this."""
+    refused = [(addr, code, text) for addr, (code, text) in outcome.refused.items()
+               if code is not None and not text.startswith(bounces.SUPPRESSED_PREFIX)]
+    if (not refused and row.status == SendLog.Status.FAILED and outcome.smtp_code is not None
+            and not outcome.transient and not outcome.error.startswith("sender refused")):
+        # Refused after DATA (Yahoo: "552 ... mailbox not found"): with one recipient, the
+        # refusal is that recipient's. (A refused MAIL FROM is about the sender: never.)
+        rcpts = envelope_recipients(row)
+        if len(rcpts) == 1:
+            refused = [(rcpts[0], outcome.smtp_code, outcome.smtp_reply)]
+    if not refused:
+        return
+    account_id = suppression.account_of_app(row.app_id)
+    if account_id is None:
+        return
+    pol = None
+    final = row.status != SendLog.Status.RETRYING  # a soft bounce counts once, when it is final
+    for addr, code, text in refused:
+        kind, hard = bounces.failure_type(code, text), bounces.is_hard_bounce(code, text)
+        if not (hard or (final and bounces.is_soft_bounce(kind))):
+            continue
+        pol = pol or suppression.policy(account_id)
+        suppression.record_failure(account_id, addr, kind, hard=hard, app_id=row.app_id, log_id=row.id,
+                                   smtp_code=code, reply=text, pol=pol)
+
+
+def _suppressed_now(row: SendLog) -> tuple[list[str], dict[str, list]]:
+    """Re-check the suppression list at claim time (one indexed query): a message accepted
+    just before its recipient was suppressed must not go to them. Returns (the envelope
+    recipients still allowed, {dropped recipient: [None, reason]})."""
+    rcpts = envelope_recipients(row)
+    hits = queries.suppressions(row.app_id, {r.lower() for r in rcpts})
+    if not hits:
+        return rcpts, {}
+    campaign = row.campaign_id is not None  # campaign-only entries (unsubscribes) apply here
+    blocked = {email: cause for email, (cause, bulk_only) in hits.items() if campaign or not bulk_only}
+    kept = [r for r in rcpts if r.lower() not in blocked]
+    dropped = {r: [None, f"{bounces.SUPPRESSED_PREFIX}{blocked[r.lower()]}"] for r in rcpts if r.lower() in blocked}
+    return kept, dropped
+
 
 def deliver_row(row: SendLog, servers: list[SmtpServer]) -> bool:
     """One row, on its own: whatever goes wrong with it is recorded on it and does not touch
@@ -245,13 +282,23 @@ def deliver_row(row: SendLog, servers: list[SmtpServer]) -> bool:
     attempts_before = row.attempts
     result = None
     try:
-        if not servers:
+        rcpts, dropped = _suppressed_now(row)
+        if dropped and not rcpts:
+            # Every recipient was suppressed since the message was accepted: nothing is sent.
+            reason = next(iter(dropped.values()))[1]  # starts with bounces.SUPPRESSED_PREFIX: type 6 or 7
+            outcome = Outcome(SendLog.Status.FAILED, error=f"{reason} (every recipient was suppressed after "
+                                                           "the message was accepted; nothing was sent)",
+                              refused=dropped)
+            result = (outcome, None, [], 0.0)
+        elif not servers:
             # Servers were disabled after the message was accepted: wait for an admin.
             outcome = Outcome(SendLog.Status.FAILED, error="no enabled SMTP server for this app", transient=True)
             result = (outcome, None, [], 60.0)
         else:
             # Health seen earlier in this batch counts: a server that just failed goes last.
-            result = _try_servers(row, by_health(servers))
+            result = _try_servers(row, by_health(servers), rcpts)
+            if dropped and result[0] is not None:
+                result[0].refused = {**dropped, **result[0].refused}
         _finish(row, *result)
     except AllConnectionsBusy:
         hand_back_untried([row])

@@ -32,9 +32,9 @@ from django.conf import settings
 from django.utils import timezone
 
 from ..models import DeliveryAttempt, SendLog, SmtpServer
-from . import destinations, mta_sts, mx, signing, throttle
+from . import destinations, mta_sts, mx, signing, throttle, verp
 from .destinations import throttled
-from .message import SMTP_POLICY, ascii_address, build_message, envelope_recipients
+from .message import SMTP_POLICY, build_message, envelope_recipients
 from .transport import ConnectionFailed, DirectTarget, NoConnectionSlot, Outcome, TlsFailed, pool
 
 R = DeliveryAttempt.Result
@@ -91,9 +91,12 @@ def source_address(server: SmtpServer) -> str:
     return server.source_address or settings.HUB_DIRECT_SOURCE_ADDRESS
 
 
-def deliver(row: SendLog, server: SmtpServer) -> tuple[Outcome, list[HostTry], float]:
+def deliver(row: SendLog, server: SmtpServer,
+            rcpts: list[str] | None = None) -> tuple[Outcome, list[HostTry], float]:
     """Deliver `row` over the direct server: returns the combined outcome, the tries, and the
-    seconds until the waiting domains may go (when their wait counts no attempt)."""
+    seconds until the waiting domains may go (when their wait counts no attempt). `rcpts`: the
+    envelope recipients still allowed (default: all of the row's; attempt.py leaves out those
+    suppressed since the message was accepted)."""
     slot, wait = throttle.acquire(server)  # the server's own send limits (e.g. warming an IP)
     if wait:
         return (Outcome(SendLog.Status.FAILED, error="waiting for the direct server's send limits", transient=True,
@@ -101,7 +104,7 @@ def deliver(row: SendLog, server: SmtpServer) -> tuple[Outcome, list[HostTry], f
     tries: list[HostTry] = []
     message = _Message(row, server)
     results = [_deliver_domain(server, domain, rcpts, message, tries)
-               for domain, rcpts in by_domain(envelope_recipients(row)).items()]
+               for domain, rcpts in by_domain(envelope_recipients(row) if rcpts is None else rcpts).items()]
     if not any(r.state in (SENT, REFUSED, DEFERRED) for r in results):
         throttle.release(slot)  # nothing went out: the send-limit step is not used
     return combine(row, results, tries)
@@ -205,7 +208,7 @@ def _send(server: SmtpServer, target: DirectTarget, rcpts: list[str], message: _
                               target.source_address, target.connection_limit, tls=False)  # (never when verified)
         session = pool.get(server, wait=wait, target=target)
     try:
-        sender = ascii_address(server.sender)
+        sender = verp.envelope_sender(message.row, server)  # VERP where it applies
         reused = session.uses > 0
         outcome = session.send(sender, rcpts, message.bytes())
         if outcome.lost_before_data and reused:

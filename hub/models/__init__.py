@@ -7,7 +7,8 @@ from here, as `from hub.models import SendLog`.
 - sendlog.py   SendLog (audit log and outbox), attempts, attachments, suppressions, idempotency
                keys, API rate counters, the drain wake-up flag, running worker clusters
 - logins.py    failed-login counters (per IP, per AppID)
-- destinations.py  direct delivery's destinations (limits, adaptive state, slots, deferrals)"""
+- destinations.py  direct delivery's destinations (limits, adaptive state, slots, deferrals)
+- suppression.py  each account's suppression policy and the soft bounces it counts"""
 
 from .accounts import Account, App, AppServer, QuotaChange
 from .destinations import Destination, DestinationDeferral, DestinationSlot
@@ -25,8 +26,9 @@ from .sendlog import (
 )
 from .servers import ConnectionSlot, SmtpServer, ThrottleSlot
 from .site import Site, parse_networks, validate_networks
+from .suppression import SoftBounce, SuppressionPolicy
 
 __all__ = ["Account", "ApiRateCounter", "App", "AppServer", "Attachment", "ConnectionSlot", "DeliveryAttempt", "DeliveryWakeup",
            "Destination", "DestinationDeferral", "DestinationSlot",
            "FailureType", "IdempotencyKey", "LoginFailureCounter", "QuotaChange", "SendLog", "Site", "SmtpServer",
-           "Suppression", "ThrottleSlot", "WorkerCluster", "parse_networks", "validate_networks"]
+           "SoftBounce", "Suppression", "SuppressionPolicy", "ThrottleSlot", "WorkerCluster", "parse_networks", "validate_networks"]

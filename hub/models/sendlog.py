@@ -8,7 +8,7 @@ from django.db import models
 from django.utils import formats, timezone
 from django.utils.translation import gettext_lazy as _
 
-from .accounts import App
+from .accounts import Account, App
 from .servers import SmtpServer
 
 
@@ -20,7 +20,7 @@ class FailureType(models.IntegerChoices):
     USER_REJECT = 3, _("Rejected by the recipient")
     SPAM_CONTENT = 4, _("Content judged as spam")
     REFUSED = 5, _("Refused by the server")
-    BLACKLIST = 6, _("Sender blacklisted")
+    BLACKLIST = 6, _("Recipient on the suppression list")
     COMPLAINT = 7, _("Complaint")
     INVALID = 8, _("Invalid address")
     FORMAT_ERROR = 9, _("Format error")
@@ -171,10 +171,30 @@ class DeliveryAttempt(models.Model):
 
 
 class Suppression(models.Model):
-    """A recipient an app may no longer send to: its address hard-bounced."""
+    """An address an ACCOUNT may no longer send to, and why: a hard bounce, repeated soft
+    bounces, a complaint, an unsubscribe, or an administrator. Per account (all its apps and
+    campaigns); removing the entry (admin, `hub_suppression remove`) allows the address again.
+    The policy deciding when an entry is made is per account (hub.delivery.suppression)."""
 
-    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="suppressions", verbose_name=_("app"))
+    class Cause(models.TextChoices):
+        HARD_BOUNCE = "hard_bounce", _("Hard bounce")
+        SOFT_BOUNCE = "soft_bounce", _("Repeated soft bounces")
+        COMPLAINT = "complaint", _("Complaint")
+        UNSUBSCRIBE = "unsubscribe", _("Unsubscribed")
+        MANUAL = "manual", _("Added by an administrator")
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="suppressions",
+                                verbose_name=_("account"))
+    # The app whose message bounced or was complained about (none for unsubscribes, manual entries).
+    app = models.ForeignKey(App, on_delete=models.SET_NULL, null=True, blank=True, related_name="suppressions",
+                            verbose_name=_("app"))
     email = models.CharField(_("email"), max_length=254)  # stored lower-case
+    cause = models.CharField(_("cause"), max_length=20, choices=Cause.choices, default=Cause.MANUAL)
+    # Unsubscribes stop bulk (campaign) mail only: a password reset still reaches the address.
+    bulk_only = models.BooleanField(_("campaign mail only"), default=False,
+                                    help_text=_("Only campaign mail is stopped; transactional mail still goes out."))
+    failure_type = models.PositiveSmallIntegerField(_("failure type"), null=True, blank=True,
+                                                    choices=FailureType.choices)
     reason = models.CharField(_("reason"), max_length=200, blank=True)
     smtp_code = models.IntegerField(_("SMTP code"), null=True, blank=True)
     smtp_reply = models.TextField(_("SMTP reply"), blank=True)
@@ -186,10 +206,18 @@ class Suppression(models.Model):
         verbose_name = _("suppressed recipient")
         verbose_name_plural = _("suppression list")
         ordering = ["-id"]
-        constraints = [models.UniqueConstraint(fields=["app", "email"], name="uniq_suppression")]
+        # The unique index serves every lookup: (account, email IN (...)) per message.
+        constraints = [models.UniqueConstraint(fields=["account", "email"], name="uniq_suppression_account")]
 
     def __str__(self) -> str:
         return self.email
+
+    def save(self, *args, **kwargs):
+        # Callers that only know the app (older code, scripts): the app's account.
+        if self.account_id is None and self.app_id is not None:
+            self.account_id = App.objects.filter(pk=self.app_id).values_list("account_id", flat=True).first()
+        self.email = self.email.strip().lower()
+        super().save(*args, **kwargs)
 
 
 class IdempotencyKey(models.Model):

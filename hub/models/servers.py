@@ -46,6 +46,13 @@ class SmtpServer(models.Model):
     from_email = models.EmailField(_("sender address"), max_length=254, blank=True,
                                    help_text=_("Defaults to the username."))
     enabled = models.BooleanField(_("enabled"), default=True)
+    # VERP (hub.delivery.verp): MAIL FROM is a signed per-message bounce address on
+    # HUB_BOUNCE_DOMAIN instead of the sender address. Off by default: most relays refuse a
+    # MAIL FROM that is not the account's own address.
+    verp_return_path = models.BooleanField(
+        _("VERP return path"), default=False,
+        help_text=_("Use a signed bounce address on the hub's bounce domain as the envelope sender (MAIL FROM), "
+                    "so bounces come back to the hub. Only for servers that accept any envelope sender."))
     timeout = models.PositiveIntegerField(_("timeout (seconds)"), default=30,
                                           validators=[MinValueValidator(1), MaxValueValidator(300)])
     limit_per_minute = models.PositiveIntegerField(_("limit per minute"), default=0, help_text=_("0 = no limit"))

@@ -33,13 +33,19 @@ def test_app_servers_are_in_priority_order_with_enabled_flags(make_server, make_
     assert queries.app_servers(app.pk + 1) == []
 
 
-def test_suppressed_matches_only_this_apps_listed_addresses(make_server, make_app):
+def test_suppressed_matches_only_this_apps_accounts_listed_addresses(make_server, make_app, account, other):
     server = make_server()
-    app, other = make_app(server).app, make_app(server, name="other").app
-    Suppression.objects.create(app=app, email="gone@example.com", reason="hard bounce")
-    Suppression.objects.create(app=other, email="other@example.com", reason="hard bounce")
-    assert queries.suppressed(app.pk, {"gone@example.com", "ok@example.com", "other@example.com"}) == [
-        "gone@example.com"]
+    app, sibling = make_app(server, account=account).app, make_app(server, name="sibling", account=account).app
+    foreign = make_app(server, name="other", account=other).app
+    Suppression.objects.create(app=sibling, email="gone@example.com", reason="hard bounce")
+    Suppression.objects.create(app=foreign, email="other@example.com", reason="hard bounce")
+    Suppression.objects.create(account=account, email="unsub@example.com", cause="unsubscribe", bulk_only=True)
+    asked = {"gone@example.com", "ok@example.com", "other@example.com", "unsub@example.com"}
+    assert queries.suppressed(app.pk, asked) == ["gone@example.com"]
+    # Campaign mail also stops at the campaign-only entries (unsubscribes).
+    assert queries.suppressed(app.pk, asked, campaign=True) == ["gone@example.com", "unsub@example.com"]
+    assert queries.suppressions(app.pk, asked) == {"gone@example.com": ("manual", False),
+                                                   "unsub@example.com": ("unsubscribe", True)}
     assert queries.suppressed(app.pk, set()) == []
 
 

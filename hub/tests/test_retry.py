@@ -267,7 +267,7 @@ def test_550_on_data_fails_at_once_and_is_not_retried(scripted_smtp, make_server
 
 @pytest.mark.parametrize("script,status,failure_type", [
     ({"mail_replies": ["451 4.7.1 greylisted, come back later"]}, SendLog.Status.RETRYING, None),
-    ({"mail_replies": ["553 5.7.1 sender address rejected"]}, SendLog.Status.FAILED, FailureType.INVALID),
+    ({"mail_replies": ["553 5.7.1 sender address rejected"]}, SendLog.Status.FAILED, FailureType.REFUSED),
     ({"rcpt_replies": {"rcpt@example.com": "450 4.2.0 mailbox busy"}}, SendLog.Status.RETRYING, None),
     ({"rcpt_replies": {"rcpt@example.com": "550 5.7.1 relaying denied"}}, SendLog.Status.FAILED,
      FailureType.REFUSED),

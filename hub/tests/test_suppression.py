@@ -1,7 +1,8 @@
 """The suppression list: a recipient that hard-bounced ("user unknown" family, 5xx) for an
-app is suppressed; the API then refuses it (400 recipient_suppressed, nothing written or
-sent) in to, cc or bcc; other apps are unaffected; other refusals suppress nothing; admins
-list and remove entries with `hub_suppression`. Also hub.bounces' classification."""
+app is suppressed for the app's ACCOUNT; the API then refuses it (400 recipient_suppressed,
+nothing written or sent) in to, cc or bcc, from any app of that account; other accounts are
+unaffected; other refusals suppress nothing; admins list and remove entries with
+`hub_suppression`. Also hub.bounces' classification (providers' wordings: test_bounce_table)."""
 
 from __future__ import annotations
 
@@ -52,7 +53,9 @@ def test_user_unknown_suppresses_the_recipient(client, bouncing, run_queue):
     assert row.failure_type == FailureType.NOT_EXIST
     assert row.refused_recipients == {GHOST: [550, UNKNOWN[4:]]}
     entry = Suppression.objects.get()
-    assert (entry.app_id, entry.email, entry.smtp_code, entry.log_id) == (p.app.id, GHOST, 550, row.id)
+    assert (entry.account_id, entry.app_id, entry.email, entry.smtp_code, entry.log_id) == (
+        p.app.account_id, p.app.id, GHOST, 550, row.id)
+    assert (entry.cause, entry.bulk_only, entry.failure_type) == ("hard_bounce", False, FailureType.NOT_EXIST)
     assert "User unknown" in entry.smtp_reply
     assert sink.messages == []
 
@@ -99,13 +102,15 @@ def test_api_refuses_a_suppressed_recipient(client, bouncing, run_queue, fields)
     assert sink.messages == []
 
 
-def test_suppression_is_per_app(client, bouncing, make_app, run_queue):
-    _sink, server, _p = bouncing
+def test_suppression_is_per_account(client, bouncing, make_app, run_queue, other):
+    _sink, server, p = bouncing
     bounce_ghost(client, bouncing, run_queue)
-    other = make_app(server, name="other")
+    sibling = make_app(server, name="sibling", account=p.app.account)
+    foreign = make_app(server, name="foreign", account=other)
 
-    r = send(client, other.creds, to="alice@example.com", cc=GHOST)
-
+    r = send(client, sibling.creds, to="alice@example.com", cc=GHOST)
+    assert (r.status_code, r.json()["error"]) == (400, "recipient_suppressed")
+    r = send(client, foreign.creds, to="alice@example.com", cc=GHOST)
     assert r.status_code == 200, r.content
     assert r.json()["code"] == 0
 
@@ -149,21 +154,24 @@ def command(*args) -> str:
     return out.getvalue()
 
 
-def test_list_and_remove(client, bouncing, make_app, run_queue):
+def test_list_and_remove(client, bouncing, make_app, run_queue, other):
     _sink, server, p = bouncing
     bounce_ghost(client, bouncing, run_queue)
-    other = make_app(server, name="other")
-    Suppression.objects.create(app=other.app, email="gone@example.com", smtp_code=550, smtp_reply="no such user")
+    foreign = make_app(server, name="other", account=other)
+    Suppression.objects.create(app=foreign.app, email="gone@example.com", smtp_code=550, smtp_reply="no such user")
 
     lines = [json.loads(line) for line in command("list").splitlines()]
-    assert [(e["appid"], e["email"], e["smtp_code"]) for e in lines] == [
-        (p.app.id, GHOST, 550), (other.app.id, "gone@example.com", 550)]
+    assert [(e["account"], e["appid"], e["email"], e["smtp_code"], e["cause"]) for e in lines] == [
+        (p.app.account_id, p.app.id, GHOST, 550, "hard_bounce"), (other.id, foreign.app.id, "gone@example.com", 550,
+                                                                  "manual")]
     assert "User unknown" in lines[0]["smtp_reply"] and lines[0]["created_at"]
-    only = [json.loads(line) for line in command("list", "--app", str(other.app.id)).splitlines()]
+    only = [json.loads(line) for line in command("list", "--app", str(foreign.app.id)).splitlines()]
+    assert [e["email"] for e in only] == ["gone@example.com"]
+    only = [json.loads(line) for line in command("list", "--account", str(other.id)).splitlines()]
     assert [e["email"] for e in only] == ["gone@example.com"]
 
     assert json.loads(command("remove", "--app", str(p.app.id), GHOST.upper())) == {
-        "appid": p.app.id, "email": GHOST, "removed": True}
+        "account": p.app.account_id, "email": GHOST, "removed": True}
     assert list(Suppression.objects.values_list("email", flat=True)) == ["gone@example.com"]
 
     # Sending to it works again (and reaches the server, which still refuses it).
@@ -194,13 +202,16 @@ def test_list_empty(db):
     (550, "Mailbox not found or access denied: 用户不存在", FailureType.NOT_EXIST),
     (552, "5.2.2 Mailbox full", FailureType.OVER_QUOTA),
     (452, "4.2.2 The email account that you tried to reach is over quota", FailureType.OVER_QUOTA),
-    (552, "5.3.4 Message size exceeds fixed limit", FailureType.OVER_QUOTA),
-    (554, "5.7.1 Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org", FailureType.BLACKLIST),
-    (550, "IP in blacklist", FailureType.BLACKLIST),
+    # The message's size, and the sender's IP on a block list, are refusals (5): the
+    # recipient's mailbox and address are fine. Type 6 is the hub's own suppression list.
+    (552, "5.3.4 Message size exceeds fixed limit", FailureType.REFUSED),
+    (554, "5.7.1 Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org", FailureType.REFUSED),
+    (550, "IP in blacklist", FailureType.REFUSED),
     (554, "5.7.1 Message rejected as spam", FailureType.SPAM_CONTENT),
     (550, "DT:SPM 垃圾邮件", FailureType.SPAM_CONTENT),
-    (553, "5.1.3 Bad recipient address syntax", FailureType.INVALID),
-    (501, "5.5.4 Invalid parameters", FailureType.INVALID),
+    (553, "5.1.3 Bad recipient address syntax", FailureType.FORMAT_ERROR),
+    (501, "5.5.4 Invalid parameters", FailureType.REFUSED),
+    (553, "mailbox name not allowed", FailureType.INVALID),
     (550, "5.7.1 Relaying denied", FailureType.REFUSED),
     (451, "4.3.0 try later", FailureType.REFUSED),
 ])
