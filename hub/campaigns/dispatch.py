@@ -55,7 +55,9 @@ log = logging.getLogger(__name__)
 
 PAGE = 1000  # contacts per read
 MAX_READ = 20_000  # contacts read per slice at most (long runs of skipped contacts)
-MARKER = re.compile(r"^\[campaign (\d+)\] template (\d+) subject (\d+)$")
+# "... sender 2": the row's From is the campaign's second sender (hub.domains mailbox or
+# verified-domain address); without it From is the delivering server's sender.
+MARKER = re.compile(r"^\[campaign (\d+)\] template (\d+) subject (\d+)(?: sender (\d+))?$")
 
 
 def now() -> datetime:
@@ -66,10 +68,18 @@ class Fenced(Exception):
     """Another dispatcher (or a pause/cancel) changed the campaign: this one stops."""
 
 
-def marker(campaign_id: int, template_id: int, subject_index: int) -> str:
+def marker(campaign_id: int, template_id: int, subject_index: int, sender_index: int | None = None) -> str:
     """What a campaign row stores as its subject: which template and subject it gets (the
-    body is rendered at delivery). Subject numbers are 1-based, as V28 5.4 shows them."""
-    return f"[campaign {campaign_id}] template {template_id} subject {subject_index + 1}"
+    body is rendered at delivery) and, when its From is not the server's sender, which of the
+    campaign's senders. Subject and sender numbers are 1-based, as V28 5.4 shows subjects."""
+    text = f"[campaign {campaign_id}] template {template_id} subject {subject_index + 1}"
+    return text if sender_index is None else f"{text} sender {sender_index + 1}"
+
+
+def row_senders(campaign: Campaign) -> list[tuple[int, str]]:
+    """(app id, From or "") per sender, round-robin; campaigns made before `senders` existed
+    have only app_ids (From = the server's sender)."""
+    return [(int(a), f) for a, f in campaign.senders] if campaign.senders else [(a, "") for a in campaign.app_ids]
 
 
 # --- the token bucket ----------------------------------------------------------------------------
@@ -122,13 +132,14 @@ class Context:
 
     account_app_ids: list[int]
     subject_counts: dict[int, int]
+    senders: list[tuple[int, str]] = field(default_factory=list)
 
 
 def context_for(campaign: Campaign) -> Context:
     apps = list(App.objects.filter(account_id=campaign.account_id).values_list("pk", flat=True))
     counts = {pk: max(1, len(subjects or [])) for pk, subjects in
               Template.objects.filter(pk__in=campaign.template_ids).values_list("pk", "subjects")}
-    return Context(apps, counts)
+    return Context(apps, counts, row_senders(campaign))
 
 
 def read_slice(campaign: Campaign, want: int, ctx: Context, at: datetime) -> Slice:
@@ -180,9 +191,12 @@ def read_slice(campaign: Campaign, want: int, ctx: Context, at: datetime) -> Sli
             s.per_template[str(tpl)] = s.per_template.get(str(tpl), 0) + 1
             key = f"{tpl}:{subject + 1}"
             s.per_subject[key] = s.per_subject.get(key, 0) + 1
+            k = seq % len(ctx.senders)
+            app_id, from_email = ctx.senders[k]
             s.rows.append(SendLog(
-                app_id=campaign.app_ids[seq % len(campaign.app_ids)], source=SendLog.Source.CAMPAIGN,
-                to=email, subject=marker(campaign.pk, tpl, subject), campaign_id=campaign.pk, contact_id=pk,
+                app_id=app_id, source=SendLog.Source.CAMPAIGN, to=email,
+                subject=marker(campaign.pk, tpl, subject, k if from_email else None), campaign_id=campaign.pk,
+                contact_id=pk,
                 priority=1, message_id=f"<c{campaign.pk}.{pk}@{settings.HUB_DOMAIN}>", created_at=at))
             seq += 1
             if len(s.rows) >= want:

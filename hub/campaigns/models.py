@@ -81,6 +81,9 @@ class Campaign(models.Model):
     # The apps (and so SMTP servers) whose senders match send_domain/send_account; rows are
     # spread over them round-robin.
     app_ids = models.JSONField(default=list, editable=False)
+    # [[app id, From address], ...]: the senders rows go out as, round-robin (From "" = the
+    # delivering server's sender; else a mailbox or an address of a verified domain).
+    senders = models.JSONField(default=list, editable=False)
     send_qty_start = models.PositiveBigIntegerField(_("range start"), default=1)
     send_qty = models.PositiveBigIntegerField(_("range end"), default=0, help_text=_("0 = to the end"))
     # V28 send_qty_remark: the lists' address count when the task was added.

@@ -76,6 +76,13 @@ def render_row(row) -> Parts:
         raise NotRenderable(f"row {row.pk} has no campaign marker")
     template_id, subject_index = int(match.group(2)), int(match.group(3)) - 1
     campaign = _campaign(row.campaign_id)
+    from_email = ""
+    if match.group(4):  # a mailbox / verified-domain sender (the sender cannot change once started)
+        senders = campaign.senders or []
+        k = int(match.group(4)) - 1
+        if not 0 <= k < len(senders):
+            raise NotRenderable(f"row {row.pk} names sender {k + 1} the campaign does not have")
+        from_email = senders[k][1]
     template, files = _template(template_id)
     contact = Contact.objects.filter(pk=row.contact_id).first()
     if contact is None:
@@ -90,5 +97,6 @@ def render_row(row) -> Parts:
             headers["Disposition-Notification-To"] = f"<{receipt_to}>"
     headers["X-SMTPHub-Campaign"] = campaign.sn or str(campaign.pk)
     return Parts(subject=rendered.subject, html=rendered.html, text=rendered.text, from_name=campaign.send_fullname,
+                 from_email=from_email,
                  to_name=contact.fullname, reply_to=campaign.send_replyto, headers=headers,
                  encoding=template.encoding, attachments=files)
