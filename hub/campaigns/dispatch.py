@@ -1,8 +1,10 @@
 """The dispatcher: turns a running campaign into outbox rows (hub.models.SendLog), at the
 campaign's speed, exactly once.
 
-One django-q2 task per running campaign (hub.campaigns.tasks.dispatch) runs `run()` for at
-most HUB_CAMPAIGN_RUN_SECONDS and queues its own continuation. Each step:
+`run()` is one bounded slice (at most HUB_CAMPAIGN_SLICE_SECONDS, never sleeping): run by the
+task hub.campaigns.tasks.dispatch (start, resume, rescue), by the campaign's own rows'
+outcomes (topup.py: full speed) and by the one pacer task (pacer.py: speed-limited campaigns
+waiting for their next token). No worker is kept per campaign. Each step:
 
 1. reads the campaign (state and fencing token: a pause, cancel or a newer dispatcher stops
    this one at its next step, i.e. within a second);
@@ -24,7 +26,9 @@ listmonk, for comparison, advances its cursor when it fetches a batch and counts
 messages in memory, writing them back now and then: a crash or a pause loses or repeats
 whatever was between. Here the cursor and the rows are one commit.
 
-The clock is `now()` of this module (tests replace it to check the bucket arithmetic)."""
+The clock is `now()` of this module (tests replace it to check the bucket arithmetic).
+(Over 400 lines: the bucket, the slice, the run and the sweep share the checkpoint's
+invariants and read best together.)"""
 
 from __future__ import annotations
 
@@ -47,7 +51,7 @@ from hub.mailtemplates.models import Template
 from hub.models import Account, App, SendLog, Suppression
 from hub.refusals import Refusal
 
-from . import delay
+from . import delay, pacer
 from .models import SKIP_REASONS, Campaign, State
 from .services import DISPATCH_TASK, _run, hold_rows, start_if_due, unsent_count
 
@@ -105,7 +109,12 @@ def room(campaign: Campaign, waiting: int, at: datetime) -> tuple[int, datetime 
     """(rows to make now, new bucket time). `waiting`: the campaign's rows not yet taken by
     a worker (queued) or on their way (sending)."""
     if not campaign.hour_speed:
-        return max(0, min(settings.HUB_CAMPAIGN_SLICE, settings.HUB_CAMPAIGN_BACKLOG - waiting)), None
+        n = max(0, min(settings.HUB_CAMPAIGN_SLICE, settings.HUB_CAMPAIGN_BACKLOG - waiting))
+        # Hysteresis: a top-up for a few rows is not worth a transaction while plenty wait.
+        if waiting * 2 >= settings.HUB_CAMPAIGN_BACKLOG and n * 4 < min(settings.HUB_CAMPAIGN_SLICE,
+                                                                       settings.HUB_CAMPAIGN_BACKLOG):
+            n = 0
+        return n, None
     rate = per_second(campaign.hour_speed)
     backlog = max(5, int(rate * 2))  # two seconds' worth
     return bucket_take(campaign.bucket_at, at, rate, min(settings.HUB_CAMPAIGN_SLICE, backlog - waiting))
@@ -293,11 +302,10 @@ def _bucket_after(campaign: Campaign, rows: int, at: datetime) -> datetime | Non
 
 
 def step(campaign: Campaign, token: str, ctx: Context) -> int:
-    """One slice if there is room; returns the rows made (0: nothing to do now)."""
+    """One slice if there is room; returns the rows made (0: nothing to do now; contacts may
+    still have been read, which moves campaign.total)."""
     at = now()
-    waiting = SendLog.objects.filter(campaign_id=campaign.pk, status__in=(
-        SendLog.Status.QUEUED, SendLog.Status.SENDING)).count()
-    want, _bucket = room(campaign, waiting, at)
+    want, _bucket = room(campaign, waiting_count(campaign.pk), at)
     if want <= 0:
         return 0
     s = read_slice(campaign, want, ctx, at)
@@ -322,28 +330,64 @@ def step(campaign: Campaign, token: str, ctx: Context) -> int:
     return n
 
 
+def waiting_count(campaign_id: int) -> int:
+    """Rows not yet taken by a worker (queued) or on their way (sending)."""
+    return SendLog.objects.filter(campaign_id=campaign_id, status__in=(
+        SendLog.Status.QUEUED, SendLog.Status.SENDING)).count()
+
+
+def next_due(campaign: Campaign, at: datetime) -> datetime | None:
+    """When a slice could make rows again, when that is a matter of time (the token bucket
+    of a speed-limited campaign); None when it waits for room (its rows on their way: their
+    outcomes top it up, topup.py)."""
+    if not campaign.hour_speed:
+        return None
+    rate = per_second(campaign.hour_speed)
+    if waiting_count(campaign.pk) >= max(5, int(rate * 2)):
+        return None
+    return max(at, campaign.bucket_at or at)
+
+
+def _beat(campaign: Campaign, token: str) -> None:
+    """Beat (the sweep's liveness check) and note the rate, at most every 5 s; is_delay's
+    look at pushed-back domains goes with it."""
+    at = now()
+    if campaign.beat_at is not None and (at - campaign.beat_at).total_seconds() < 5:
+        return
+    if campaign.is_delay:
+        delay.push_back(campaign, token)
+    Campaign.objects.filter(pk=campaign.pk, run_token=token).update(
+        beat_at=at, rate_marks=rate_marks(campaign.rate_marks, time.time(), campaign.queued))
+    campaign.beat_at = at
+
+
 def run(campaign_id: int, token: str, budget: float | None = None) -> str:
-    """The dispatcher task's body. Returns why it returned: stopped, done, continued."""
-    budget = settings.HUB_CAMPAIGN_RUN_SECONDS if budget is None else budget
+    """One bounded slice of a campaign (the dispatcher task's body; the pacer and the top-up
+    call it too): makes rows while there is room, for at most `budget` seconds
+    (HUB_CAMPAIGN_SLICE_SECONDS), never sleeping, then returns why it stopped:
+
+    - "stopped": paused, cancelled, another token, an error (nothing more to do here);
+    - "done": complete; "idle": only retries are left (the sweep looks again);
+    - "waiting": no room: its rows on their way wake it when they finish (topup.py);
+    - "paced": it has to wait for time (speed-limited: the next token; a template being
+      checked; the last rows' outcomes): `wake_at` is set and the pacer runs it then;
+    - "continued": the budget ran out while it still had room: a new slice task is queued.
+    No worker is kept: between slices a campaign costs nothing but its waiting rows."""
+    budget = settings.HUB_CAMPAIGN_SLICE_SECONDS if budget is None else budget
     deadline = time.monotonic() + budget
-    campaign = _fresh(campaign_id, token)
-    if campaign is None:
-        return "stopped"
-    ctx = context_for(campaign)
-    last_beat = 0.0
-    while time.monotonic() < deadline:
+    ctx = None
+    while True:
         campaign = _fresh(campaign_id, token)
         if campaign is None:
             return "stopped"
         ready = _templates_ready(campaign, token)
         if ready is None:
             return "stopped"
-        made = 0
+        ctx = ctx or context_for(campaign)
+        read_before = campaign.total
         try:
-            if ready and not campaign.dispatched:
-                made = step(campaign, token, ctx)
-            if campaign.is_delay and time.monotonic() - last_beat > 5:
-                delay.push_back(campaign, token)
+            made = step(campaign, token, ctx) if ready and not campaign.dispatched else 0
+            _beat(campaign, token)
         except Fenced:
             return "stopped"
         except IntegrityError:
@@ -355,17 +399,28 @@ def run(campaign_id: int, token: str, budget: float | None = None) -> str:
                 return "done"
             if not SendLog.objects.filter(campaign_id=campaign_id, status__in=(
                     SendLog.Status.QUEUED, SendLog.Status.SENDING)).exists():
-                # Only retries are left (maybe spread over a day by is_delay): no worker is
-                # kept for them; the sweeper's look every HUB_CAMPAIGN_STALE_SECONDS finishes it.
+                # Only retries are left (maybe spread over a day by is_delay): nothing is
+                # kept for them; the sweep's look every HUB_CAMPAIGN_STALE_SECONDS finishes it.
                 return "idle"
-        if time.monotonic() - last_beat > 5:
-            Campaign.objects.filter(pk=campaign_id, run_token=token).update(
-                beat_at=now(), rate_marks=rate_marks(campaign.rate_marks, time.time(), campaign.queued))
-            last_beat = time.monotonic()
-        if not made:
-            time.sleep(settings.HUB_CAMPAIGN_POLL_SECONDS)
-    continue_later(campaign_id, token)
-    return "continued"
+            return pace(campaign, token, now() + timedelta(seconds=settings.HUB_CAMPAIGN_POLL_SECONDS * 5))
+        if made or campaign.total != read_before:
+            if time.monotonic() < deadline:
+                continue
+            continue_later(campaign_id, token)
+            return "continued"
+        if not ready:  # a template is still being checked
+            return pace(campaign, token, now() + timedelta(seconds=1))
+        due = next_due(campaign, now())
+        if due is None:
+            return "waiting"
+        return pace(campaign, token, due)
+
+
+def pace(campaign: Campaign, token: str, when: datetime) -> str:
+    """Ask the pacer to run this campaign's next slice at `when`."""
+    if Campaign.objects.filter(pk=campaign.pk, run_token=token, state=State.SENDING).update(wake_at=when):
+        pacer.ensure()
+    return "paced"
 
 
 def rate_marks(marks: list, at: float, queued: int) -> list:
@@ -404,6 +459,9 @@ def sweep() -> dict[str, int]:
     # held too (pausing held only the rows waiting at that moment).
     for pk in Campaign.objects.filter(state=State.PAUSED, time_start__isnull=False).values_list("pk", flat=True)[:100]:
         hold_rows(pk)
+    # A pacer that died (SIGKILL) with slices to run: its lease goes stale, a new one starts.
+    if Campaign.objects.filter(state=State.SENDING, wake_at__lte=now()).exists():
+        pacer.ensure()
     stale = now() - timedelta(seconds=settings.HUB_CAMPAIGN_STALE_SECONDS)
     for pk in Campaign.objects.filter(state=State.SENDING, beat_at__lt=stale).values_list("pk", flat=True)[:100]:
         with transaction.atomic():

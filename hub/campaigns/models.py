@@ -121,6 +121,10 @@ class Campaign(models.Model):
     # last three notes), for the current rate: with the backlog bounded, rows are made as
     # fast as they are sent.
     rate_marks = models.JSONField(default=list, editable=False)
+    # When the pacer (pacer.py) should run the next slice: a speed-limited campaign's next
+    # token, a template check or the last rows' outcomes to wait for. NULL: nothing timed
+    # (a full-speed campaign is topped up by its own rows' outcomes, topup.py).
+    wake_at = models.DateTimeField(null=True, blank=True, editable=False, db_index=True)
 
     # --- counters ---
     total = models.PositiveBigIntegerField(_("contacts read"), default=0, editable=False)
@@ -157,3 +161,10 @@ class AddTaskCounter(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["account", "hour"], name="campaigns_addtask_hour")]
+
+
+class Pacer(models.Model):
+    """The one pacer task's lease (a single row, pk 1): `beat_at` set while a pacer runs
+    (pacer.py); NULL or stale means none does, and whoever needs one queues it."""
+
+    beat_at = models.DateTimeField(null=True, blank=True)
