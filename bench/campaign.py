@@ -367,7 +367,8 @@ def main() -> int:
                      "attempt": float(dur or 0), "attempt_end_to_sent": (s - st).total_seconds() * 1000 - (dur or 0)}
             for name, ms in parts.items():
                 stages[name].append(ms)
-            worst.append(((s - c).total_seconds() * 1000, {k: round(v) for k, v in parts.items()}))
+            worst.append(((s - c).total_seconds() * 1000, {"at_s": round(c.timestamp() - started_at, 1),
+                                                            **{k: round(v) for k, v in parts.items()}}))
         worst.sort(key=lambda w: -w[0])
         alone = [ms for at, ms in timed if at < started_at]
         probes = [ms for at, ms in timed if started_at <= at <= done_at]
