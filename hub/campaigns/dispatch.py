@@ -93,12 +93,24 @@ def per_second(hour_speed: int) -> float:
     return hour_speed / settings.HUB_CAMPAIGN_HOUR_SECONDS
 
 
+def scaled(seconds: float) -> float:
+    """A pacing duration (the bucket's one second, the backlog's two) in the campaign's time:
+    HUB_CAMPAIGN_HOUR_SECONDS scales the hour for tests and benches, and these with it, so a
+    10x-scaled run's 60-s window bounds them as a real 600-s window does (else they weigh 10x)."""
+    return seconds * settings.HUB_CAMPAIGN_HOUR_SECONDS / 3600
+
+
+def backlog_of(rate: float) -> int:
+    """Rows a speed-limited campaign may have waiting: two seconds' worth, at least 5."""
+    return max(5, int(rate * scaled(2.0)))
+
+
 def bucket_take(bucket_at: datetime | None, at: datetime, rate: float, limit: int) -> tuple[int, datetime]:
     """How many rows may be due by `at` (at most `limit`), and the bucket's next due time.
     Row i of a slice is due at bucket_at + i/rate. A new bucket (start, resume) starts empty;
     it never holds more than one second of unused tokens (so a dispatcher that looked a bit
     late catches up, but an idle or stalled campaign does not save up a burst)."""
-    burst = timedelta(seconds=1)
+    burst = timedelta(seconds=scaled(1.0))
     start = at if bucket_at is None else max(bucket_at, at - burst)
     if start > at or limit <= 0:
         return 0, start
@@ -117,7 +129,7 @@ def room(campaign: Campaign, waiting: int, at: datetime) -> tuple[int, datetime 
             n = 0
         return n, None
     rate = per_second(campaign.hour_speed)
-    backlog = max(5, int(rate * 2))  # two seconds' worth
+    backlog = backlog_of(rate)
     return bucket_take(campaign.bucket_at, at, rate, min(settings.HUB_CAMPAIGN_SLICE, backlog - waiting))
 
 
@@ -382,8 +394,7 @@ def next_due(campaign: Campaign, at: datetime) -> datetime | None:
     outcomes top it up, topup.py)."""
     if not campaign.hour_speed:
         return None
-    rate = per_second(campaign.hour_speed)
-    if waiting_count(campaign.pk) >= max(5, int(rate * 2)):
+    if waiting_count(campaign.pk) >= backlog_of(per_second(campaign.hour_speed)):
         return None
     return max(at, campaign.bucket_at or at)
 
