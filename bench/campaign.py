@@ -23,9 +23,16 @@ checks a template; starts the campaign (state 2) and measures, printing JSON:
   reached the sink, a new one started, and this process runs the sweeps (what the clusters'
   one-minute schedules do) until the campaign is complete.
 
+- the load: contacts per second into the two lists (hub.contacts.store, as an import);
+- in the same run, after the campaign, each to a sink of its own (bench/peers.py): the
+  smtplib baseline (--baseline-messages, 2 processes) and django-post_office sending the
+  campaign's own recipients (`send_many`, then `send_queued_mail --processes 2`;
+  --po-recipients, bench/.work/po-venv from bench/setup.sh); the hub's delivered rate over each.
+
 Every phase is bounded (--stall-timeout without progress at the sink, --budget-minutes).
 Nothing is written in the repository unless --out names a file; the scratch directory is
-removed unless --keep."""
+removed unless --keep. (Over 400 lines: one script a reader follows from the load to the
+report; the reusable pieces live in hub.py, sink.py, procstat.py, peers.py.)"""
 
 from __future__ import annotations
 
@@ -90,10 +97,14 @@ def fill(account, n: int, unsubscribed_every: int = 200, overlap: bool = False):
         if batch:
             with transaction.atomic():
                 store.bump(mail_list.pk, store.insert(mail_list, batch, now=timezone.now()))
-    # Every unsubscribed_every-th contact of A has unsubscribed.
-    ids = list(Contact.objects.filter(mail_list=a).order_by("id").values_list("id", flat=True)[::unsubscribed_every])
-    for start in range(0, len(ids), 900):
-        Contact.objects.filter(pk__in=ids[start:start + 900]).update(subscribed=False)
+    # Every unsubscribed_every-th contact of A has unsubscribed (one UPDATE: at 1M, loading
+    # the ids would take longer than the inserts).
+    from django.db.models import F, IntegerField
+    from django.db.models.functions import Mod
+
+    first = Contact.objects.filter(mail_list=a).order_by("id").values_list("id", flat=True).first() or 0
+    (Contact.objects.filter(mail_list=a).annotate(k=Mod(F("id") - first, unsubscribed_every, output_field=IntegerField()))
+     .filter(k=0).update(subscribed=False))
     return [a, b]
 
 
@@ -190,6 +201,29 @@ def busiest_window(times: list[float], window: float) -> int:
     return best
 
 
+def comparisons(args, work: Path, rows, delivered: float | None) -> dict:
+    """The smtplib baseline and django-post_office for the campaign's own recipients, in this
+    same run, each to a sink of its own (bench/peers.py); ratios of the hub's delivered rate."""
+    peers = common.bench_module("peers")
+    out: dict = {}
+    n_base = min(args.recipients, 100_000) if args.baseline_messages is None else args.baseline_messages
+    if n_base:
+        log(f"smtplib baseline: {n_base:,} messages, 2 processes")
+        out["smtplib"] = peers.smtplib_baseline(work, n_base)
+        out["hub_vs_smtplib"] = round(delivered / out["smtplib"]["rate"], 2) if delivered else None
+    n_po = rows.count() if args.po_recipients is None else min(args.po_recipients, rows.count())
+    if n_po:
+        recipients = work / "recipients.txt"
+        with open(recipients, "w", encoding="utf-8") as f:
+            f.writelines(address + "\n" for address in rows.order_by("id").values_list("to", flat=True).iterator(chunk_size=10_000))
+        log(f"post_office: send_many {n_po:,} recipients, then send_queued_mail --processes {args.po_processes}")
+        po_python = Path(args.po_python) if args.po_python else peers.PO_PYTHON
+        out["post_office"] = peers.post_office(work, recipients, n_po, args.po_processes, po_python)
+        rate = out["post_office"].get("rate")
+        out["hub_vs_post_office"] = round(delivered / rate, 2) if delivered and rate else None
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--recipients", type=int, default=1_000_000, help="contacts in list A")
@@ -197,13 +231,20 @@ def main() -> int:
     ap.add_argument("--hour-speed", type=int, default=0, help="0 = no limit (the speed run)")
     ap.add_argument("--hour-seconds", type=float, default=3600.0, help="HUB_CAMPAIGN_HOUR_SECONDS (time scale)")
     ap.add_argument("--clusters", type=int, default=1)
-    ap.add_argument("--q-workers", type=int, default=3, help="per cluster: one runs the dispatcher")
+    ap.add_argument("--q-workers", type=int, default=2, help="per cluster (no worker is kept by a campaign)")
     ap.add_argument("--kill-at", type=float, default=0.0, help="SIGKILL the first cluster at this fraction")
     ap.add_argument("--probe-interval", type=float, default=1.0)
     ap.add_argument("--baseline-seconds", type=float, default=15.0, help="probe alone before the campaign")
     ap.add_argument("--stall-timeout", type=float, default=120.0)
     ap.add_argument("--budget-minutes", type=float, default=240.0)
     ap.add_argument("--hub-env", action="append", default=[], help="KEY=VALUE for the hub's processes")
+    ap.add_argument("--baseline-messages", type=int, default=None,
+                    help="smtplib baseline messages (default: recipients, at most 100,000); 0 = skip")
+    ap.add_argument("--po-recipients", type=int, default=None,
+                    help="post_office: send_many + send_queued_mail for this many of the campaign's recipients "
+                         "(default: all of them); 0 = skip")
+    ap.add_argument("--po-processes", type=int, default=2)
+    ap.add_argument("--po-python", default=None, help="the post_office venv's python (bench/setup.sh makes it)")
     ap.add_argument("--out")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
@@ -243,7 +284,8 @@ def main() -> int:
         account = app.account
         t0 = time.monotonic()
         lists = fill(account, args.recipients)
-        log(f"filled the lists in {time.monotonic() - t0:.0f} s")
+        fill_seconds = time.monotonic() - t0
+        log(f"filled the lists in {fill_seconds:.0f} s")
         tpl = templates.create_template(account, name="bench", subjects="你好 {{fullname|朋友}}|十一月新品", html=HTML)
         run_check(tpl.pk, tpl.revision)
         before, tables_before = db_bytes(), table_bytes()
@@ -305,6 +347,29 @@ def main() -> int:
         # accept -> claimed by a drain (waiting behind campaign mail shows here)
         to_claim = [(cl - c).total_seconds() * 1000 for c, cl, _s in probe_rows
                     if cl and started_at <= c.timestamp() <= done_at]
+        # Where a probe's time went while the campaign ran: accept -> claimed by a drain ->
+        # its (last) attempt started by a crew thread -> attempt done (build, SMTP) -> sent_at.
+        from hub.models import DeliveryAttempt
+
+        attempts = {}
+        for log_id, started, duration in DeliveryAttempt.objects.filter(log_id__in=probe_ids).order_by("id").values_list(
+                "log_id", "started_at", "duration_ms"):
+            attempts[log_id] = (started, duration)
+        stages: dict[str, list[float]] = {"accept_to_claim": [], "claim_to_start": [], "attempt": [],
+                                          "attempt_end_to_sent": []}
+        worst = []
+        for pk, c, cl, s in SendLog.objects.filter(pk__in=probe_ids, status="sent").values_list(
+                "pk", "created_at", "claimed_at", "sent_at"):
+            if not (cl and pk in attempts and started_at <= c.timestamp() <= done_at):
+                continue
+            st, dur = attempts[pk]
+            parts = {"accept_to_claim": (cl - c).total_seconds() * 1000, "claim_to_start": (st - cl).total_seconds() * 1000,
+                     "attempt": float(dur or 0), "attempt_end_to_sent": (s - st).total_seconds() * 1000 - (dur or 0)}
+            for name, ms in parts.items():
+                stages[name].append(ms)
+            worst.append(((s - c).total_seconds() * 1000, {"at_s": round(c.timestamp() - started_at, 1),
+                                                            **{k: round(v) for k, v in parts.items()}}))
+        worst.sort(key=lambda w: -w[0])
         alone = [ms for at, ms in timed if at < started_at]
         probes = [ms for at, ms in timed if started_at <= at <= done_at]
         after, tables_after = db_bytes(), table_bytes()
@@ -331,11 +396,24 @@ def main() -> int:
                                         "max": round(max(probes), 1) if probes else None},
             "transactional_ms_alone": {"n": len(alone), "p50": pct(alone, 0.5), "p99": pct(alone, 0.99)},
             "transactional_accept_to_claim_ms_during": {"p50": pct(to_claim, 0.5), "p99": pct(to_claim, 0.99)},
+            "transactional_stages_ms_during": {name: {"p50": pct(v, 0.5), "p99": pct(v, 0.99)}
+                                               for name, v in stages.items()},
+            "transactional_worst_5": [{"ms": round(ms), **parts} for ms, parts in worst[:5]],
             "db_bytes_per_recipient": round((after - before) / max(1, n_rows), 1),
             "table_bytes_per_recipient": {name: round((size - tables_before.get(name, 0)) / max(1, n_rows), 1)
                                           for name, size in tables_after.items()},
             "peak_rss_mb": rss, "killed": killed_at, "loadavg_at_end": os.getloadavg(),
         }
+        result["fill"] = {"contacts": args.recipients + max(1, args.recipients // 100),
+                          "seconds": round(fill_seconds, 1),
+                          "per_s": round((args.recipients + args.recipients // 100) / max(fill_seconds, 0.001))}
+        by_role: dict[str, float] = {}
+        for label, mb in rss.items():
+            role = label.split(" ")[0]
+            by_role[role] = max(by_role.get(role, 0.0), mb)
+        result["peak_rss_max_mb_by_role"] = by_role
+        hub.stop()  # the comparisons run alone on the machine
+        result["comparisons"] = comparisons(args, work, rows, result["delivered_per_s"])
         text = json.dumps(result, indent=2, ensure_ascii=False)
         print(text)
         if args.out:

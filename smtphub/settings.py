@@ -310,10 +310,18 @@ HUB_IMPORT_MAX_BYTES = env.int("HUB_IMPORT_MAX_BYTES", default=200 * 1024 * 1024
 HUB_CAMPAIGN_SLICE = env.int("HUB_CAMPAIGN_SLICE", default=500)
 # A campaign without hour_speed keeps at most this many rows waiting for the workers.
 HUB_CAMPAIGN_BACKLOG = env.int("HUB_CAMPAIGN_BACKLOG", default=2000)
-# A dispatcher task hands over to a fresh one after this long (well inside Q_TIMEOUT).
+# One dispatcher slice (a task, a top-up or the pacer's call) makes rows for at most this long.
+HUB_CAMPAIGN_SLICE_SECONDS = env.float("HUB_CAMPAIGN_SLICE_SECONDS", default=1.0)
+# A top-up (run in the delivering thread after a campaign row's outcome): at most this long,
+# at most once per HUB_CAMPAIGN_TOPUP_SECONDS per campaign and worker process.
+HUB_CAMPAIGN_TOPUP_BUDGET_SECONDS = env.float("HUB_CAMPAIGN_TOPUP_BUDGET_SECONDS", default=0.5)
+HUB_CAMPAIGN_TOPUP_SECONDS = env.float("HUB_CAMPAIGN_TOPUP_SECONDS", default=0.25)
+# The pacer task hands over to a fresh one after this long (well inside Q_TIMEOUT).
 HUB_CAMPAIGN_RUN_SECONDS = env.int("HUB_CAMPAIGN_RUN_SECONDS", default=max(10, Q_TIMEOUT // 4))
-# How long a dispatcher with nothing to do waits before it looks again.
+# The pacer sleeps at most this long between looks; a finishing campaign is looked at every 5x.
 HUB_CAMPAIGN_POLL_SECONDS = env.float("HUB_CAMPAIGN_POLL_SECONDS", default=0.2)
+# A pacer whose lease has not beaten for this long is taken for dead (a new one is queued).
+HUB_CAMPAIGN_PACER_STALE_SECONDS = env.float("HUB_CAMPAIGN_PACER_STALE_SECONDS", default=10.0)
 # A running campaign whose dispatcher has not beaten for this long gets a new one (sweeper).
 HUB_CAMPAIGN_STALE_SECONDS = env.int("HUB_CAMPAIGN_STALE_SECONDS", default=60)
 # The length of the "hour" in hour_speed: 3600. Tests and benches may scale time down.

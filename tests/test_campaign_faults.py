@@ -90,3 +90,39 @@ def test_two_clusters_two_dispatchers_one_campaign(clusters, sinks, make_server,
                poll=1.0, between=sweeper.sweep)
     check_exactly_once(campaign, handler, max_duplicates=0)
     assert Counter(handler.accepted_counts().values()) == Counter({1: N})
+
+
+def test_one_worker_runs_three_campaigns_and_transactional_mail(clusters, sinks, make_server, make_app,  # noqa: F811
+                                                                 settings):
+    """No campaign keeps a worker: with Q_WORKERS=1, two full-speed campaigns and a speed-
+    limited one (6000/h on a 360-s "hour": 16.7/s) all finish, and a transactional message
+    sent meanwhile is delivered. (The old dispatcher kept a worker per running campaign,
+handing over every HUB_CAMPAIGN_RUN_SECONDS.)"""
+    from hub.sending import SendRequest, accept
+
+    handler = CountingHandler()
+    sink = sinks(handler)
+    env = {**ENV, "HUB_CAMPAIGN_HOUR_SECONDS": "360.0"}
+    account = Account.objects.create(name="acme")
+    app = make_app(make_server(sink, from_email="news@example.com", timeout=5), account=account).app
+    t = templates.create_template(account, name="T", subjects="主题", html=HTML)
+    run_check(t.pk, t.revision)
+    campaigns = []
+    for k, speed in enumerate((0, 0, 6000)):
+        mail_list = MailList.objects.create(account=account, name=f"list {k}")
+        Contact.objects.bulk_create([Contact(account=account, mail_list=mail_list, email=f"u{i:03d}@l{k}.example")
+                                     for i in range(100)])
+        campaigns.append(services.create_campaign(account, services.Fields(
+            template_ids=[t.pk], list_ids=[mail_list.pk], hour_speed=speed), State.ON_HOLD))
+    clusters.start(name="qcluster-one", workers=1, env=env)
+    for campaign in campaigns:
+        services.set_state(account, campaign.pk, State.SENDING)
+    row = accept(app, SendRequest(to="order@shop.example", subject="订单", message="<p>已发货</p>"))
+    wait_until(lambda: SendLog.objects.get(pk=row.pk).status == SendLog.Status.SENT, 60, "the transactional message",
+               clusters, poll=0.2)
+    # 60 s: the sweep's rescue (every 30-60 s) alone could not finish three campaigns in it.
+    wait_until(lambda: all(Campaign.objects.get(pk=c.pk).state == State.DONE for c in campaigns), 60,
+               "three campaigns done", clusters, poll=0.5)
+    for campaign in campaigns:
+        assert SendLog.objects.filter(campaign_id=campaign.pk, status=SendLog.Status.SENT).count() == 100
+    assert Counter(handler.accepted_counts().values()) == Counter({1: 301})

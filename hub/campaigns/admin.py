@@ -12,8 +12,9 @@ from datetime import timedelta
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
-from django.urls import reverse
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext as _
@@ -25,8 +26,9 @@ from hub.admin.common import HubModelAdmin, per_object
 from hub.mailtemplates.models import Template
 from hub.models import FailureType
 
-from . import dispatch, services, states
+from . import dispatch, pickers, services, states
 from .models import Campaign, CampaignSettings, State
+from .pickers import IdPicker
 
 STATE_LABELS = {State.SENDING: "info", State.DONE: "success", State.PAUSED: "warning", State.ERROR: "danger",
                 State.CANCELLED: "danger", State.ON_HOLD: "warning", State.WAITING: "info", State.SCHEDULED: "info",
@@ -55,10 +57,14 @@ def _ids(text: str) -> list[int]:
 
 
 class CampaignForm(forms.ModelForm):
-    templates_input = forms.CharField(label=gettext_lazy("Template ids"), max_length=500,
-                                      help_text=gettext_lazy("Comma-separated; recipients are split evenly."))
-    lists_input = forms.CharField(label=gettext_lazy("Contact list ids"), max_length=1000,
-                                  help_text=gettext_lazy("Comma-separated; an address in several lists gets one mail."))
+    templates_input = forms.CharField(
+        label=gettext_lazy("Template ids"), max_length=500, widget=IdPicker("templates"),
+        help_text=gettext_lazy("Comma-separated; recipients are split evenly. Search below to add one of the "
+                               "account's templates."))
+    lists_input = forms.CharField(
+        label=gettext_lazy("Contact list ids"), max_length=1000, widget=IdPicker("lists"),
+        help_text=gettext_lazy("Comma-separated; an address in several lists gets one mail. Search below to add "
+                               "one of the account's lists."))
     start = forms.TypedChoiceField(label=gettext_lazy("Start"), choices=START_CHOICES, coerce=int,
                                    initial=State.SCHEDULED, required=False)
 
@@ -70,6 +76,10 @@ class CampaignForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        # The pickers offer this account's items (the add page reads the account field).
+        account_id = self.instance.account_id if self.instance.pk else self.initial.get("account")
+        for name in ("templates_input", "lists_input"):
+            self.fields[name].widget.account_id = account_id
         if self.instance.pk:
             self.fields["templates_input"].initial = ",".join(map(str, self.instance.template_ids))
             self.fields["lists_input"].initial = ",".join(map(str, self.instance.list_ids))
@@ -119,6 +129,19 @@ class CampaignAdmin(HubModelAdmin):
     actions_detail = ("pause_action", "resume_action", "cancel_action", "approve_action", "reject_action")
     readonly_fields = ("state_badge", "verify_status", "reason", "sn", "progress_display", "outcome_display",
                        "rotation_display", "results_display", "audit_trail")
+
+    def get_urls(self):
+        extra = [path("pick/<str:kind>/", self.admin_site.admin_view(self.pick_view),
+                      name="campaigns_campaign_pick")]
+        return extra + super().get_urls()
+
+    def pick_view(self, request: HttpRequest, kind: str) -> JsonResponse:
+        """The pickers' options: the given account's templates or lists matching `q`."""
+        if not (self.has_add_permission(request) or self.has_change_permission(request)):
+            raise PermissionDenied
+        if kind not in pickers.KINDS:
+            raise Http404
+        return JsonResponse({"results": pickers.options(request.GET.get("account"), kind, request.GET.get("q", ""))})
 
     def get_fieldsets(self, request: HttpRequest, obj: Campaign | None = None):
         main = [(None, {"fields": ["account", "name", "templates_input", "lists_input"]}),

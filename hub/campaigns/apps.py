@@ -11,8 +11,12 @@ class CampaignsConfig(AppConfig):
     def ready(self) -> None:
         # The core builds campaign rows' messages through this renderer (hub.delivery.render):
         # it cannot import this app.
+        from hub import events
         from hub.delivery import render as seam
 
         from .render import render_row
+        from .topup import on_event
 
         seam.register(render_row)
+        # A full-speed campaign is topped up by its own rows' outcomes (topup.py).
+        events.happened.connect(on_event, dispatch_uid="hub.campaigns.topup")

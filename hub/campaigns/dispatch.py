@@ -1,8 +1,10 @@
 """The dispatcher: turns a running campaign into outbox rows (hub.models.SendLog), at the
 campaign's speed, exactly once.
 
-One django-q2 task per running campaign (hub.campaigns.tasks.dispatch) runs `run()` for at
-most HUB_CAMPAIGN_RUN_SECONDS and queues its own continuation. Each step:
+`run()` is one bounded slice (at most HUB_CAMPAIGN_SLICE_SECONDS, never sleeping): run by the
+task hub.campaigns.tasks.dispatch (start, resume, rescue), by the campaign's own rows'
+outcomes (topup.py: full speed) and by the one pacer task (pacer.py: speed-limited campaigns
+waiting for their next token). No worker is kept per campaign. Each step:
 
 1. reads the campaign (state and fencing token: a pause, cancel or a newer dispatcher stops
    this one at its next step, i.e. within a second);
@@ -24,10 +26,13 @@ listmonk, for comparison, advances its cursor when it fetches a batch and counts
 messages in memory, writing them back now and then: a crash or a pause loses or repeats
 whatever was between. Here the cursor and the rows are one commit.
 
-The clock is `now()` of this module (tests replace it to check the bucket arithmetic)."""
+The clock is `now()` of this module (tests replace it to check the bucket arithmetic).
+(Over 400 lines: the bucket, the slice, the run and the sweep share the checkpoint's
+invariants and read best together.)"""
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
@@ -35,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count
 from django.utils import timezone
 from django_q.tasks import async_task
@@ -47,7 +52,7 @@ from hub.mailtemplates.models import Template
 from hub.models import Account, App, SendLog, Suppression
 from hub.refusals import Refusal
 
-from . import delay
+from . import delay, pacer
 from .models import SKIP_REASONS, Campaign, State
 from .services import DISPATCH_TASK, _run, hold_rows, start_if_due, unsent_count
 
@@ -55,7 +60,9 @@ log = logging.getLogger(__name__)
 
 PAGE = 1000  # contacts per read
 MAX_READ = 20_000  # contacts read per slice at most (long runs of skipped contacts)
-MARKER = re.compile(r"^\[campaign (\d+)\] template (\d+) subject (\d+)$")
+# "... sender 2": the row's From is the campaign's second sender (hub.domains mailbox or
+# verified-domain address); without it From is the delivering server's sender.
+MARKER = re.compile(r"^\[campaign (\d+)\] template (\d+) subject (\d+)(?: sender (\d+))?$")
 
 
 def now() -> datetime:
@@ -66,10 +73,18 @@ class Fenced(Exception):
     """Another dispatcher (or a pause/cancel) changed the campaign: this one stops."""
 
 
-def marker(campaign_id: int, template_id: int, subject_index: int) -> str:
+def marker(campaign_id: int, template_id: int, subject_index: int, sender_index: int | None = None) -> str:
     """What a campaign row stores as its subject: which template and subject it gets (the
-    body is rendered at delivery). Subject numbers are 1-based, as V28 5.4 shows them."""
-    return f"[campaign {campaign_id}] template {template_id} subject {subject_index + 1}"
+    body is rendered at delivery) and, when its From is not the server's sender, which of the
+    campaign's senders. Subject and sender numbers are 1-based, as V28 5.4 shows subjects."""
+    text = f"[campaign {campaign_id}] template {template_id} subject {subject_index + 1}"
+    return text if sender_index is None else f"{text} sender {sender_index + 1}"
+
+
+def row_senders(campaign: Campaign) -> list[tuple[int, str]]:
+    """(app id, From or "") per sender, round-robin; campaigns made before `senders` existed
+    have only app_ids (From = the server's sender)."""
+    return [(int(a), f) for a, f in campaign.senders] if campaign.senders else [(a, "") for a in campaign.app_ids]
 
 
 # --- the token bucket ----------------------------------------------------------------------------
@@ -78,12 +93,24 @@ def per_second(hour_speed: int) -> float:
     return hour_speed / settings.HUB_CAMPAIGN_HOUR_SECONDS
 
 
+def scaled(seconds: float) -> float:
+    """A pacing duration (the bucket's one second, the backlog's two) in the campaign's time:
+    HUB_CAMPAIGN_HOUR_SECONDS scales the hour for tests and benches, and these with it, so a
+    10x-scaled run's 60-s window bounds them as a real 600-s window does (else they weigh 10x)."""
+    return seconds * settings.HUB_CAMPAIGN_HOUR_SECONDS / 3600
+
+
+def backlog_of(rate: float) -> int:
+    """Rows a speed-limited campaign may have waiting: two seconds' worth, at least 5."""
+    return max(5, int(rate * scaled(2.0)))
+
+
 def bucket_take(bucket_at: datetime | None, at: datetime, rate: float, limit: int) -> tuple[int, datetime]:
     """How many rows may be due by `at` (at most `limit`), and the bucket's next due time.
     Row i of a slice is due at bucket_at + i/rate. A new bucket (start, resume) starts empty;
     it never holds more than one second of unused tokens (so a dispatcher that looked a bit
     late catches up, but an idle or stalled campaign does not save up a burst)."""
-    burst = timedelta(seconds=1)
+    burst = timedelta(seconds=scaled(1.0))
     start = at if bucket_at is None else max(bucket_at, at - burst)
     if start > at or limit <= 0:
         return 0, start
@@ -95,9 +122,14 @@ def room(campaign: Campaign, waiting: int, at: datetime) -> tuple[int, datetime 
     """(rows to make now, new bucket time). `waiting`: the campaign's rows not yet taken by
     a worker (queued) or on their way (sending)."""
     if not campaign.hour_speed:
-        return max(0, min(settings.HUB_CAMPAIGN_SLICE, settings.HUB_CAMPAIGN_BACKLOG - waiting)), None
+        n = max(0, min(settings.HUB_CAMPAIGN_SLICE, settings.HUB_CAMPAIGN_BACKLOG - waiting))
+        # Hysteresis: a top-up for a few rows is not worth a transaction while plenty wait.
+        if waiting * 2 >= settings.HUB_CAMPAIGN_BACKLOG and n * 4 < min(settings.HUB_CAMPAIGN_SLICE,
+                                                                       settings.HUB_CAMPAIGN_BACKLOG):
+            n = 0
+        return n, None
     rate = per_second(campaign.hour_speed)
-    backlog = max(5, int(rate * 2))  # two seconds' worth
+    backlog = backlog_of(rate)
     return bucket_take(campaign.bucket_at, at, rate, min(settings.HUB_CAMPAIGN_SLICE, backlog - waiting))
 
 
@@ -122,13 +154,14 @@ class Context:
 
     account_app_ids: list[int]
     subject_counts: dict[int, int]
+    senders: list[tuple[int, str]] = field(default_factory=list)
 
 
 def context_for(campaign: Campaign) -> Context:
     apps = list(App.objects.filter(account_id=campaign.account_id).values_list("pk", flat=True))
     counts = {pk: max(1, len(subjects or [])) for pk, subjects in
               Template.objects.filter(pk__in=campaign.template_ids).values_list("pk", "subjects")}
-    return Context(apps, counts)
+    return Context(apps, counts, row_senders(campaign))
 
 
 def read_slice(campaign: Campaign, want: int, ctx: Context, at: datetime) -> Slice:
@@ -181,9 +214,12 @@ def read_slice(campaign: Campaign, want: int, ctx: Context, at: datetime) -> Sli
             s.per_template[str(tpl)] = s.per_template.get(str(tpl), 0) + 1
             key = f"{tpl}:{subject + 1}"
             s.per_subject[key] = s.per_subject.get(key, 0) + 1
+            k = seq % len(ctx.senders)
+            app_id, from_email = ctx.senders[k]
             s.rows.append(SendLog(
-                app_id=campaign.app_ids[seq % len(campaign.app_ids)], source=SendLog.Source.CAMPAIGN,
-                to=email, subject=marker(campaign.pk, tpl, subject), campaign_id=campaign.pk, contact_id=pk,
+                app_id=app_id, source=SendLog.Source.CAMPAIGN, to=email,
+                subject=marker(campaign.pk, tpl, subject, k if from_email else None), campaign_id=campaign.pk,
+                contact_id=pk,
                 priority=1, message_id=f"<c{campaign.pk}.{pk}@{settings.HUB_DOMAIN}>", created_at=at))
             seq += 1
             if len(s.rows) >= want:
@@ -197,6 +233,41 @@ def _merged(old: dict, new: dict) -> dict:
         if v:
             out[k] = out.get(k, 0) + v
     return out
+
+
+@functools.cache
+def _insert_statement() -> tuple[list, str]:
+    fields = [f for f in SendLog._meta.local_concrete_fields if not f.primary_key]
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    table = connection.ops.quote_name(SendLog._meta.db_table)
+    return fields, f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(fields))})"
+
+
+def _prepared_insert(rows: list[SendLog]) -> tuple[str, list[list], int]:
+    """(INSERT statement, one parameter list per row, index of quota_charged), each field's
+    database value computed once per distinct value (the rows share most of theirs)."""
+    fields, sql = _insert_statement()
+    caches: list[dict] = [{} for _ in fields]
+    params = []
+    for row in rows:
+        values = []
+        for f, seen in zip(fields, caches, strict=True):
+            value = f.pre_save(row, True)
+            try:
+                prepared = seen[value]
+            except KeyError:
+                prepared = seen[value] = f.get_db_prep_save(value, connection)
+            except TypeError:  # unhashable (JSON): not cached
+                prepared = f.get_db_prep_save(value, connection)
+            values.append(prepared)
+        params.append(values)
+    return sql, params, [f.name for f in fields].index("quota_charged")
+
+
+def insert_rows(sql: str, params: list[list]) -> None:
+    if params:
+        with connection.cursor() as cursor:
+            cursor.executemany(sql, params)
 
 
 def commit_slice(campaign: Campaign, token: str, s: Slice, bucket_at: datetime | None, at: datetime) -> int:
@@ -213,6 +284,10 @@ def commit_slice(campaign: Campaign, token: str, s: Slice, bucket_at: datetime |
                   "delayed_domains": delayed}
     if bucket_at is not None:
         values["bucket_at"] = bucket_at
+    # The INSERT's parameters are computed before the transaction: inside it only the
+    # statements run, so SQLite's write lock is held briefly even when this runs in a busy
+    # delivery process (a top-up) whose threads compete for the GIL.
+    sql, params, charged_at = _prepared_insert(s.rows)
     with transaction.atomic():
         # First: the fence, which also locks the campaign row (a pause waits for this commit).
         moved = Campaign.objects.filter(pk=campaign.pk, run_token=token, state=State.SENDING,
@@ -222,9 +297,9 @@ def commit_slice(campaign: Campaign, token: str, s: Slice, bucket_at: datetime |
             raise Fenced()
         charged = quota.reserve(campaign.account_id, n) if n else 0
         if charged:
-            for row in s.rows:
-                row.quota_charged = 1
-        SendLog.objects.bulk_create(s.rows, batch_size=500)
+            for row, p in zip(s.rows, params, strict=True):
+                row.quota_charged = p[charged_at] = 1
+        insert_rows(sql, params)
     for name, value in values.items():
         setattr(campaign, name, value)
     return n
@@ -280,11 +355,10 @@ def _bucket_after(campaign: Campaign, rows: int, at: datetime) -> datetime | Non
 
 
 def step(campaign: Campaign, token: str, ctx: Context) -> int:
-    """One slice if there is room; returns the rows made (0: nothing to do now)."""
+    """One slice if there is room; returns the rows made (0: nothing to do now; contacts may
+    still have been read, which moves campaign.total)."""
     at = now()
-    waiting = SendLog.objects.filter(campaign_id=campaign.pk, status__in=(
-        SendLog.Status.QUEUED, SendLog.Status.SENDING)).count()
-    want, _bucket = room(campaign, waiting, at)
+    want, _bucket = room(campaign, waiting_count(campaign.pk), at)
     if want <= 0:
         return 0
     s = read_slice(campaign, want, ctx, at)
@@ -309,28 +383,63 @@ def step(campaign: Campaign, token: str, ctx: Context) -> int:
     return n
 
 
+def waiting_count(campaign_id: int) -> int:
+    """Rows not yet taken by a worker (queued) or on their way (sending)."""
+    return SendLog.objects.filter(campaign_id=campaign_id, status__in=(
+        SendLog.Status.QUEUED, SendLog.Status.SENDING)).count()
+
+
+def next_due(campaign: Campaign, at: datetime) -> datetime | None:
+    """When a slice could make rows again, when that is a matter of time (the token bucket
+    of a speed-limited campaign); None when it waits for room (its rows on their way: their
+    outcomes top it up, topup.py)."""
+    if not campaign.hour_speed:
+        return None
+    if waiting_count(campaign.pk) >= backlog_of(per_second(campaign.hour_speed)):
+        return None
+    return max(at, campaign.bucket_at or at)
+
+
+def _beat(campaign: Campaign, token: str) -> None:
+    """Beat (the sweep's liveness check) and note the rate, at most every 5 s; is_delay's
+    look at pushed-back domains goes with it."""
+    at = now()
+    if campaign.beat_at is not None and (at - campaign.beat_at).total_seconds() < 5:
+        return
+    if campaign.is_delay:
+        delay.push_back(campaign, token)
+    Campaign.objects.filter(pk=campaign.pk, run_token=token).update(
+        beat_at=at, rate_marks=rate_marks(campaign.rate_marks, time.time(), campaign.queued))
+    campaign.beat_at = at
+
+
 def run(campaign_id: int, token: str, budget: float | None = None) -> str:
-    """The dispatcher task's body. Returns why it returned: stopped, done, continued."""
-    budget = settings.HUB_CAMPAIGN_RUN_SECONDS if budget is None else budget
+    """One bounded slice of a campaign (the dispatcher task's body; the pacer and the top-up
+    call it too): makes rows while there is room, for at most `budget` seconds
+    (HUB_CAMPAIGN_SLICE_SECONDS), never sleeping, then returns why it stopped:
+
+    - "stopped": paused, cancelled, another token, an error (nothing more to do here);
+    - "done": complete; "idle": only retries are left (the sweep looks again);
+    - "waiting": no room: its rows on their way wake it when they finish (topup.py);
+    - "paced": it has to wait for time (speed-limited: the next token; a template being
+      checked; the last rows' outcomes): `wake_at` is set and the pacer runs it then;
+    - "continued": the budget ran out while it still had room: a new slice task is queued.
+    No worker is kept: between slices a campaign costs nothing but its waiting rows."""
+    budget = settings.HUB_CAMPAIGN_SLICE_SECONDS if budget is None else budget
     deadline = time.monotonic() + budget
-    campaign = _fresh(campaign_id, token)
-    if campaign is None:
-        return "stopped"
-    ctx = context_for(campaign)
-    last_beat = 0.0
-    while time.monotonic() < deadline:
+    ctx = None
+    while True:
         campaign = _fresh(campaign_id, token)
         if campaign is None:
             return "stopped"
         ready = _templates_ready(campaign, token)
         if ready is None:
             return "stopped"
-        made = 0
+        ctx = ctx or context_for(campaign)
+        read_before = campaign.total
         try:
-            if ready and not campaign.dispatched:
-                made = step(campaign, token, ctx)
-            if campaign.is_delay and time.monotonic() - last_beat > 5:
-                delay.push_back(campaign, token)
+            made = step(campaign, token, ctx) if ready and not campaign.dispatched else 0
+            _beat(campaign, token)
         except Fenced:
             return "stopped"
         except IntegrityError:
@@ -342,17 +451,28 @@ def run(campaign_id: int, token: str, budget: float | None = None) -> str:
                 return "done"
             if not SendLog.objects.filter(campaign_id=campaign_id, status__in=(
                     SendLog.Status.QUEUED, SendLog.Status.SENDING)).exists():
-                # Only retries are left (maybe spread over a day by is_delay): no worker is
-                # kept for them; the sweeper's look every HUB_CAMPAIGN_STALE_SECONDS finishes it.
+                # Only retries are left (maybe spread over a day by is_delay): nothing is
+                # kept for them; the sweep's look every HUB_CAMPAIGN_STALE_SECONDS finishes it.
                 return "idle"
-        if time.monotonic() - last_beat > 5:
-            Campaign.objects.filter(pk=campaign_id, run_token=token).update(
-                beat_at=now(), rate_marks=rate_marks(campaign.rate_marks, time.time(), campaign.queued))
-            last_beat = time.monotonic()
-        if not made:
-            time.sleep(settings.HUB_CAMPAIGN_POLL_SECONDS)
-    continue_later(campaign_id, token)
-    return "continued"
+            return pace(campaign, token, now() + timedelta(seconds=settings.HUB_CAMPAIGN_POLL_SECONDS * 5))
+        if made or campaign.total != read_before:
+            if time.monotonic() < deadline:
+                continue
+            continue_later(campaign_id, token)
+            return "continued"
+        if not ready:  # a template is still being checked
+            return pace(campaign, token, now() + timedelta(seconds=1))
+        due = next_due(campaign, now())
+        if due is None:
+            return "waiting"
+        return pace(campaign, token, due)
+
+
+def pace(campaign: Campaign, token: str, when: datetime) -> str:
+    """Ask the pacer to run this campaign's next slice at `when`."""
+    if Campaign.objects.filter(pk=campaign.pk, run_token=token, state=State.SENDING).update(wake_at=when):
+        pacer.ensure()
+    return "paced"
 
 
 def rate_marks(marks: list, at: float, queued: int) -> list:
@@ -391,6 +511,9 @@ def sweep() -> dict[str, int]:
     # held too (pausing held only the rows waiting at that moment).
     for pk in Campaign.objects.filter(state=State.PAUSED, time_start__isnull=False).values_list("pk", flat=True)[:100]:
         hold_rows(pk)
+    # A pacer that died (SIGKILL) with slices to run: its lease goes stale, a new one starts.
+    if Campaign.objects.filter(state=State.SENDING, wake_at__lte=now()).exists():
+        pacer.ensure()
     stale = now() - timedelta(seconds=settings.HUB_CAMPAIGN_STALE_SECONDS)
     for pk in Campaign.objects.filter(state=State.SENDING, beat_at__lt=stale).values_list("pk", flat=True)[:100]:
         with transaction.atomic():

@@ -81,6 +81,9 @@ class Campaign(models.Model):
     # The apps (and so SMTP servers) whose senders match send_domain/send_account; rows are
     # spread over them round-robin.
     app_ids = models.JSONField(default=list, editable=False)
+    # [[app id, From address], ...]: the senders rows go out as, round-robin (From "" = the
+    # delivering server's sender; else a mailbox or an address of a verified domain).
+    senders = models.JSONField(default=list, editable=False)
     send_qty_start = models.PositiveBigIntegerField(_("range start"), default=1)
     send_qty = models.PositiveBigIntegerField(_("range end"), default=0, help_text=_("0 = to the end"))
     # V28 send_qty_remark: the lists' address count when the task was added.
@@ -118,6 +121,10 @@ class Campaign(models.Model):
     # last three notes), for the current rate: with the backlog bounded, rows are made as
     # fast as they are sent.
     rate_marks = models.JSONField(default=list, editable=False)
+    # When the pacer (pacer.py) should run the next slice: a speed-limited campaign's next
+    # token, a template check or the last rows' outcomes to wait for. NULL: nothing timed
+    # (a full-speed campaign is topped up by its own rows' outcomes, topup.py).
+    wake_at = models.DateTimeField(null=True, blank=True, editable=False, db_index=True)
 
     # --- counters ---
     total = models.PositiveBigIntegerField(_("contacts read"), default=0, editable=False)
@@ -154,3 +161,10 @@ class AddTaskCounter(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["account", "hour"], name="campaigns_addtask_hour")]
+
+
+class Pacer(models.Model):
+    """The one pacer task's lease (a single row, pk 1): `beat_at` set while a pacer runs
+    (pacer.py); NULL or stale means none does, and whoever needs one queues it."""
+
+    beat_at = models.DateTimeField(null=True, blank=True)

@@ -12,6 +12,7 @@ from django.core.validators import EmailValidator, validate_domain_name
 from django.utils.translation import gettext as _
 
 from hub.contacts.models import MailList
+from hub.domains.models import Domain, Mailbox
 from hub.mailtemplates.models import Template
 from hub.mailtemplates.services import usable_filter
 from hub.models import Account, AppServer
@@ -72,17 +73,54 @@ def clean_lists(account: Account, ids: list[int]) -> list[int]:
     return ids
 
 
-def senders(account: Account) -> list[tuple[int, str]]:
-    """(app id, sender address) of the account's enabled apps' enabled SMTP servers: the
-    addresses a campaign may send from until verified sender domains exist."""
+@dataclass(frozen=True)
+class Sender:
+    """Where a campaign's rows go out: through `app_id`, with From `from_email` ("" = the
+    delivering SMTP server's own sender, as for API mail)."""
+
+    app_id: int
+    address: str  # what send_account / send_domain are matched against
+    from_email: str = ""
+
+
+def _apps_with_servers(account: Account) -> set[int]:
+    return set(AppServer.objects.filter(app__account=account, app__enabled=True, server__enabled=True)
+               .values_list("app_id", flat=True))
+
+
+def senders(account: Account) -> list[Sender]:
+    """Every sender a campaign of the account may use: its enabled apps' enabled SMTP
+    servers' senders (From = that server's sender), then the enabled mailboxes of its verified
+    domains (hub.domains; From = the mailbox, sent through the mailbox's app when that app is
+    enabled and has an enabled server)."""
     links = (AppServer.objects.filter(app__account=account, app__enabled=True, server__enabled=True)
              .select_related("server").order_by("app_id", "priority", "id"))
-    return [(link.app_id, link.server.sender.lower()) for link in links if link.server.sender]
+    found = [Sender(link.app_id, link.server.sender.lower()) for link in links if link.server.sender]
+    usable = _apps_with_servers(account)
+    boxes = (Mailbox.objects.filter(domain__account=account, enabled=True,
+                                    domain__status__in=(Domain.Status.VERIFIED, Domain.Status.BROKEN))
+             .order_by("id").values_list("app_id", "address"))
+    found += [Sender(app_id, address, address) for app_id, address in boxes if app_id in usable]
+    return found
 
 
-def resolve_sender(account: Account, send_domain: str, send_account: str) -> list[int]:
-    """The apps whose senders match V28's rules: one address (send_account=addr), every
-    sender of a domain (send_domain=D, send_account=all) or every sender (all, all)."""
+def _verified_domain_sender(account: Account, address: str) -> list[Sender]:
+    """An address on one of the account's verified domains that is no mailbox: sent through
+    the account's oldest enabled app with an enabled server (the app a new mailbox gets)."""
+    domain = address.rpartition("@")[2]
+    if Mailbox.objects.filter(address=address).exists():
+        return []  # a mailbox that is disabled (or whose app cannot send): not a sender now
+    if not Domain.objects.filter(account=account, name=domain,
+                                 status__in=(Domain.Status.VERIFIED, Domain.Status.BROKEN)).exists():
+        return []
+    usable = sorted(_apps_with_servers(account))
+    return [Sender(usable[0], address, address)] if usable else []
+
+
+def resolve_sender(account: Account, send_domain: str, send_account: str) -> list[Sender]:
+    """The senders that match V28's rules: one address (send_account=addr: an SMTP server's
+    sender, a mailbox, or an address on a verified domain), every sender of a domain
+    (send_domain=D, send_account=all) or every sender (all, all)."""
     send_domain, send_account = (send_domain or "all").strip().lower(), (send_account or "all").strip().lower()
     pairs = senders(account)
     if send_account != "all":
@@ -90,16 +128,17 @@ def resolve_sender(account: Account, send_domain: str, send_account: str) -> lis
             EmailValidator()(send_account)
         except ValidationError:
             raise CampaignError("invalid_sender", _("send_account is not an address")) from None
-        apps = [app for app, sender in pairs if sender == send_account]
+        found = [s for s in pairs if s.address == send_account] or _verified_domain_sender(account, send_account)
         what = send_account
     elif send_domain != "all":
-        apps = [app for app, sender in pairs if sender.rpartition("@")[2] == send_domain]
+        found = [s for s in pairs if s.address.rpartition("@")[2] == send_domain]
         what = send_domain
     else:
-        apps, what = [app for app, _sender in pairs], _("any sender")
-    if not apps:
-        raise CampaignError("invalid_sender", _("no enabled SMTP server of this account sends as %(what)s") % {"what": what})
-    return list(dict.fromkeys(apps))
+        found, what = pairs, _("any sender")
+    if not found:
+        raise CampaignError("invalid_sender", _("no SMTP server, mailbox or verified domain of this account sends "
+                                                "as %(what)s") % {"what": what})
+    return list(dict.fromkeys(found))
 
 
 @dataclass
@@ -146,7 +185,9 @@ def check_fields(account: Account, f: Fields, current: Campaign | None) -> dict:
                 validate_domain_name(domain)
             except ValidationError:
                 raise CampaignError("invalid_sender", _("send_domain is not a domain name")) from None
-        changes.update(send_domain=domain, send_account=addr, app_ids=resolve_sender(account, domain, addr))
+        found = resolve_sender(account, domain, addr)
+        changes.update(send_domain=domain, send_account=addr, app_ids=list(dict.fromkeys(s.app_id for s in found)),
+                       senders=[[s.app_id, s.from_email] for s in found])
     if f.send_fullname is not None:
         name = " ".join(f.send_fullname.split())
         if len(name) > 200:

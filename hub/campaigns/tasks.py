@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from . import dispatch as _dispatch
+from . import pacer as _pacer
 
 
 def dispatch(campaign_id: int, token: str) -> str:
@@ -11,3 +12,7 @@ def dispatch(campaign_id: int, token: str) -> str:
 
 def sweep() -> dict[str, int]:
     return _dispatch.sweep()
+
+
+def pace() -> str:
+    return _pacer.loop(_dispatch.run)

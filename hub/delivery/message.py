@@ -226,10 +226,12 @@ def rendered_message(*, subject: str, html: str, text: str, encoding: str, sende
 
 def campaign_message(row: SendLog, sender: str) -> Message:
     """A campaign row: its content comes from the registered renderer (hub.delivery.render),
-    in the template's transfer encoding; headers as every message of the hub."""
+    in the template's transfer encoding; headers as every message of the hub. From is the
+    renderer's from_email when it gives one (a verified domain's mailbox), else `sender`;
+    the envelope sender is the caller's either way."""
     parts = render.render(row)
     msg = rendered_message(subject=parts.subject, html=parts.html, text=parts.text, encoding=parts.encoding,
-                           sender=sender, from_name=parts.from_name, to=row.to, to_name=parts.to_name,
+                           sender=parts.from_email or sender, from_name=parts.from_name, to=row.to, to_name=parts.to_name,
                            reply_to=parts.reply_to, headers=parts.headers, attachments=parts.attachments)
     msg["Date"] = formatdate(localtime=True)
     msg["Message-ID"] = row.message_id

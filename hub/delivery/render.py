@@ -4,7 +4,7 @@ A campaign row (SendLog.campaign_id set) stores no body: one row per recipient s
 and the body is rendered from template and contact when the row is delivered. The core may
 not import the campaigns app (import-linter), so that app registers its renderer here in its
 AppConfig.ready(); hub.delivery.message.build_message calls `render(row)` for such rows and
-builds the MIME itself (From = the delivering server's sender, Message-ID, the hub's own
+builds the MIME itself (From = Parts.from_email or the delivering server's sender, Message-ID, the hub's own
 headers), exactly as for every other message.
 
 A renderer that cannot render a row (its campaign or template is gone) raises
@@ -29,6 +29,9 @@ class Parts:
     html: str
     text: str
     from_name: str = ""
+    # The From address; "" = the delivering server's sender. The envelope sender (bounces,
+    # SPF) stays the server's either way; DKIM signers sign by this From's domain.
+    from_email: str = ""
     to_name: str = ""
     reply_to: str = ""
     headers: dict[str, str] = field(default_factory=dict)

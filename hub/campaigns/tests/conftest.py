@@ -26,9 +26,28 @@ HTML = ('<html><body><h1>你好 {{fullname|朋友}}</h1><p>' + "本月新品上�
 def _fast_dispatcher(settings):
     settings.HUB_CAMPAIGN_RUN_SECONDS = 0.3
     settings.HUB_CAMPAIGN_POLL_SECONDS = 0.01
+    settings.HUB_CAMPAIGN_TOPUP_SECONDS = 0
     settings.HUB_PUBLIC_URL = "https://mail.example.com"
     settings.HUB_DRAIN_GATHER_MS = 0
     render.clear_caches()  # ids are reused between tests
+
+
+@pytest.fixture
+def run_queue(run_queue, django_capture_on_commit_callbacks):
+    """The root run_queue, plus what runs after a commit in production (the top-ups that the
+    rows' outcomes schedule, topup.py): the test's own transaction never commits, so the
+    callbacks are captured and run after each round, as often as they queue more work."""
+
+    def run() -> int:
+        total = 0
+        while True:
+            with django_capture_on_commit_callbacks(execute=True) as callbacks:
+                n = run_queue()
+            total += n
+            if not n and not callbacks:
+                return total
+
+    return run
 
 
 def checked(template: Template) -> Template:

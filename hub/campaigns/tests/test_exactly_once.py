@@ -40,13 +40,13 @@ def test_the_outbox_refuses_a_second_row_for_a_contact(world):
 
 def test_a_crash_inside_a_slice_leaves_nothing_and_the_next_run_continues(world, run_queue, monkeypatch):
     campaign = services.create_campaign(world.account, world.fields(), State.SENDING)
-    real = SendLog.objects.bulk_create
+    real = dispatch.insert_rows
 
     def crash(*args, **kwargs):
         real(*args, **kwargs)
         raise KeyboardInterrupt("killed")  # after the INSERT, before the commit
 
-    monkeypatch.setattr(SendLog.objects, "bulk_create", crash)
+    monkeypatch.setattr(dispatch, "insert_rows", crash)
     with pytest.raises(KeyboardInterrupt):
         dispatch.run(campaign.pk, campaign.run_token, budget=0.1)
     monkeypatch.undo()

@@ -83,3 +83,15 @@ def test_current_rate_from_the_dispatchers_notes():
     campaign = type("C", (), {"rate_marks": marks, "queued": 360})()
     assert dispatch.current_rate(campaign, 1240.0) == (360 - 100) / 180 * 3600
     assert dispatch.current_rate(type("C", (), {"rate_marks": [], "queued": 5})(), 1240.0) is None
+
+
+def test_a_scaled_hour_scales_the_burst_and_the_backlog(settings):
+    """A 10x-scaled run (HUB_CAMPAIGN_HOUR_SECONDS 360) keeps a tenth of the real bucket's
+    second and backlog's two seconds, so its 60-s window is bounded as a 600-s one is."""
+    settings.HUB_CAMPAIGN_HOUR_SECONDS = 360
+    rate = dispatch.per_second(6000)  # 16.7/s in scaled time
+    assert dispatch.backlog_of(rate) == 5  # 0.2 s worth is 3 rows: the minimum
+    n, _ = dispatch.bucket_take(T0, T0 + timedelta(hours=1), rate, 1000)
+    assert n == int(0.1 * rate) + 1  # after an idle hour: a tenth of a second of tokens
+    settings.HUB_CAMPAIGN_HOUR_SECONDS = 3600
+    assert dispatch.backlog_of(dispatch.per_second(36000)) == 20  # 10/s: two seconds
