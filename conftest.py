@@ -43,9 +43,11 @@ def _fresh_process_state():
 
     Site._cached = None
     yield
+    from hub.campaigns import topup
     from hub.delivery.transport import pool
 
     pool.close_all()
+    topup.cancel_pending()
     Site._cached = None
 
 

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 _last: dict[int, float] = {}  # campaign id -> when this process last topped it up
 _trailing: set[int] = set()  # campaigns with a trailing top-up scheduled in this process
+_timers: dict[int, threading.Timer] = {}  # their timers
 _lock = threading.Lock()
 
 
@@ -62,11 +63,28 @@ def on_event(sender, event: Event, **kwargs) -> None:
     else:
         timer = threading.Timer(delay, _trailing_top_up, args=(cid,))
         timer.daemon = True
+        with _lock:
+            _timers[cid] = timer
         timer.start()
+
+
+def cancel_pending() -> None:
+    """Forget this process's top-up windows and cancel its trailing top-ups (the test
+    runner, between tests: a timer left from one test must not run in the next one's
+    database)."""
+    with _lock:
+        timers = list(_timers.values())
+        _timers.clear()
+        _trailing.clear()
+        _last.clear()
+    for timer in timers:
+        timer.cancel()
 
 
 def _trailing_top_up(campaign_id: int) -> None:
     with _lock:
+        if _timers.pop(campaign_id, None) is None:
+            return  # cancelled
         _trailing.discard(campaign_id)
         _last[campaign_id] = time.monotonic()
     try:

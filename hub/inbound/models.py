@@ -91,9 +91,9 @@ class Report(models.Model):
         indexes = [models.Index(fields=["account", "received_at"], name="inbound_report_account")]
         constraints = [
             # The same report delivered twice (a retried DSN, the IMAP copy of a VERP bounce)
-            # counts once.
-            models.UniqueConstraint(fields=["log_id", "email", "kind"], condition=models.Q(log_id__isnull=False),
-                                    name="inbound_report_once"),
+            # counts once. Not a partial index (MariaDB has none): reports matched to no
+            # message have a NULL log_id, and NULLs never collide in a unique index.
+            models.UniqueConstraint(fields=["log_id", "email", "kind"], name="inbound_report_once"),
         ]
 
     def __str__(self) -> str:

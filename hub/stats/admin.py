@@ -5,6 +5,7 @@ failed recipients list. The admin dashboard's campaign figures are in dashboard.
 
 from __future__ import annotations
 
+from django.apps import apps
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
@@ -52,6 +53,18 @@ def results_section(campaign: Campaign) -> str:
 
 campaign_admin.register_page_section(results_section)
 register_section("admin/stats/dashboard_campaigns.html", campaign_figures)
+
+
+def _tracking(campaign, sent: int) -> dict:
+    """The tracking app's counters of this campaign, by model name (hub.tracking is reached
+    from hub.campaigns, which this app reads: an import would make a cycle)."""
+    if not apps.is_installed("hub.tracking") or not campaign.track_status:
+        return {"track": None}
+    track = apps.get_model("tracking", "CampaignTrack").objects.filter(campaign_id=campaign.pk).first()
+    if track is None:
+        return {"track": None}
+    return {"track": track, "track_url": reverse("admin:tracking_campaigntrack_change", args=[track.pk]),
+            "open_rate": _rate(track.open_unique, sent), "click_rate": _rate(track.click_unique, sent)}
 
 
 @admin.register(Failure)
@@ -116,6 +129,7 @@ class FailureAdmin(HubModelAdmin):
             "csv_url": reverse(exports_url, args=[campaign.pk, "csv"]),
             "xlsx_url": reverse(exports_url, args=[campaign.pk, "xlsx"]),
             "failures_url": reverse(exports_url, args=[campaign.pk, "failures.csv"]),
+            **_tracking(campaign, t.sent),
         }
         request.current_app = self.admin_site.name
         return TemplateResponse(request, "admin/stats/campaign_report.html", context)

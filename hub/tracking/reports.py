@@ -11,10 +11,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from django.apps import apps
-from django.db.models import Count, Q
+from django.db.models import Sum
 from django.utils.translation import gettext_lazy as _
 
-from hub.models import Account, SendLog
+from hub.models import Account
 
 from .models import CampaignTrack, Link, LinkClick, Recipient
 
@@ -80,14 +80,16 @@ class SendFigures:
 
 
 def send_figures(campaign) -> SendFigures:
-    """Sent and failed: the campaign's own counts once it ended, else counted on the
-    (campaign_id, status) index of the outbox."""
+    """Sent and failed: the campaign's own counts once it ended, else the statistics
+    counters kept as outcomes are recorded (hub.stats: a handful of counter rows per hour,
+    where counting a running 1M campaign's rows took 270 ms)."""
     rejected = sum(int(v) for k, v in (campaign.skipped or {}).items() if k in ("invalid", "suppressed"))
     if campaign.state in ENDED and campaign.time_end is not None:
         return SendFigures(campaign.queued, campaign.sent_count, campaign.failed_count, rejected)
-    counts = SendLog.objects.filter(campaign_id=campaign.pk).aggregate(
-        sent=Count("id", filter=Q(status=SendLog.Status.SENT)), failed=Count("id", filter=Q(status=SendLog.Status.FAILED)))
-    return SendFigures(campaign.queued, counts["sent"] or 0, counts["failed"] or 0, rejected)
+    # The model by name: hub.stats reads the campaigns app, which calls this app (a cycle).
+    counts = apps.get_model("stats", "Tally").objects.filter(campaign_id=campaign.pk).aggregate(
+        n_sent=Sum("sent"), n_failed=Sum("failed"))
+    return SendFigures(campaign.queued, counts["n_sent"] or 0, counts["n_failed"] or 0, rejected)
 
 
 def ratio(part: int, whole: int) -> str:

@@ -63,7 +63,7 @@ class Migration(migrations.Migration):
                 'verbose_name_plural': 'bounce and complaint reports',
                 'ordering': ['-id'],
                 'indexes': [models.Index(fields=['account', 'received_at'], name='inbound_report_account')],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('log_id__isnull', False)), fields=('log_id', 'email', 'kind'), name='inbound_report_once')],
+                'constraints': [models.UniqueConstraint(fields=('log_id', 'email', 'kind'), name='inbound_report_once')],
             },
         ),
     ]

@@ -96,3 +96,18 @@ def test_staff_without_campaign_permission_sees_no_report(staff_factory, campaig
 def test_failed_recipients_list(su, campaigns):
     response = su.get(reverse("admin:stats_failure_changelist"))
     assert response.status_code == 200 and "conn@x.example" in response.content.decode()
+
+
+def test_report_shows_the_campaigns_opens_and_clicks(su, campaigns):
+    """The tracking app's counters, people and machines apart, with a link to its report."""
+    from hub.tracking.models import CampaignTrack
+
+    campaign, _other = campaigns
+    campaign.track_status = 2
+    campaign.save(update_fields=["track_status"])
+    track = CampaignTrack.objects.create(campaign=campaign, account=campaign.account, open_unique=7,
+                                         machine_open_unique=3, click_unique=2)
+    text = su.get(reverse("admin:stats_campaign_report", args=[campaign.pk]), HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "Opened by 7 people" in text and "opened only by machines (privacy proxies, scanners): 3" in text
+    assert "Clicked by 2 people" in text
+    assert f"/admin/tracking/campaigntrack/{track.pk}/change/" in text

@@ -22,7 +22,8 @@ def told():
     seen: list[events.Event] = []
 
     def receiver(sender, event, **kwargs):
-        seen.append(event)
+        if event.kind in (events.Kind.OPENED, events.Kind.CLICKED):  # not the fixtures' own `sent`
+            seen.append(event)
 
     events.happened.connect(receiver, weak=False)
     yield seen
