@@ -556,9 +556,8 @@ HUB_INBOUND_PORT = env.int("HUB_INBOUND_PORT", default=2526)
 HUB_INBOUND_MAX_BYTES = env.int("HUB_INBOUND_MAX_BYTES", default=2 * 1024 * 1024)
 HUB_INBOUND_RECIPIENTS = env.int("HUB_INBOUND_RECIPIENTS", default=10)
 HUB_INBOUND_TIMEOUT = env.int("HUB_INBOUND_TIMEOUT", default=60)
-# IMAP bounce mailboxes (hub.inbound.imap): every this many seconds; at most this many
-# messages per mailbox and run.
-HUB_IMAP_POLL_SECONDS = env.int("HUB_IMAP_POLL_SECONDS", default=300)
+# IMAP bounce mailboxes (hub.inbound.imap; polled by the "inbound-imap-poll" schedule): at
+# most this many messages per mailbox and run.
 HUB_IMAP_BATCH = env.int("HUB_IMAP_BATCH", default=200)
 HUB_IMAP_TIMEOUT = env.int("HUB_IMAP_TIMEOUT", default=30)
 # Suppression policy defaults for accounts without their own (admin: Suppression policies):

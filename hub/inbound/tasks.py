@@ -1,5 +1,6 @@
-"""django-q2 entry point: schedule `hub.inbound.tasks.poll_mailboxes` (admin: Scheduled tasks,
-every HUB_IMAP_POLL_SECONDS) or run `manage.py hub_inbound_poll` from cron."""
+"""django-q2 entry point: `poll_mailboxes` runs every 5 minutes by the schedule
+"inbound-imap-poll" (migration 0002; change it under "Scheduled tasks"), or run
+`manage.py hub_inbound_poll` from cron."""
 
 from __future__ import annotations
 

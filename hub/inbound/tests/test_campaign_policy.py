@@ -42,3 +42,23 @@ def test_complaint_after_dispatch_drops_the_queued_row(world, run_queue):  # noq
     queued.refresh_from_db()
     assert (queued.status, queued.failure_type) == (SendLog.Status.FAILED, FailureType.COMPLAINT)
     assert [m.rcpt_tos[0] for m in world.sink.messages] == ["a1@x.example"]
+
+
+def test_a_signed_unsubscribe_link_suppresses_campaign_mail_for_the_account(client, account):
+    """End to end: the contact's own link (hub.contacts emits `unsubscribed`, this app's
+    receiver applies the account's policy); transactional mail to the address still goes."""
+    from hub.contacts import services as contacts
+    from hub.models import Suppression
+
+    mail_list = contacts.create_list(account, "读者", "")
+    contact = contacts.add_contact(account, mail_list.pk, "Reader@Example.com")
+    assert client.post(contacts.unsubscribe_url(contact), {"confirm": "1"}).status_code == 200
+    entry = Suppression.objects.get(account=account)
+    assert (entry.email, entry.cause, entry.bulk_only) == ("reader@example.com", "unsubscribe", True)
+
+
+def test_the_imap_poll_is_scheduled(db):
+    from django_q.models import Schedule
+
+    schedule = Schedule.objects.get(name="inbound-imap-poll")
+    assert (schedule.func, schedule.schedule_type, schedule.minutes) == ("hub.inbound.tasks.poll_mailboxes", "I", 5)
