@@ -4,7 +4,9 @@ test email".
 
 The server's own test email goes straight through hub.delivery.transport.SmtpSession and is not a
 SendLog row (a SendLog belongs to an app); it checks the transport. To test the whole
-pipeline (accept -> queue -> deliver -> log) use the app's "send test email" action."""
+pipeline (accept -> queue -> deliver -> log) use the app's "send test email" action.
+(Over 400 lines: relay and direct servers share this page, its form rules and both live
+actions; the destinations of direct delivery have their own module.)"""
 
 from __future__ import annotations
 

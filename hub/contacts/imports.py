@@ -14,7 +14,8 @@ and the job's counters with its checkpoint (byte offset after the chunk, or XLSX
 number). A run that dies loses at most its open chunk; the next run (the task's own
 continuation after its time budget, or the sweeper's requeue of a stale job) seeks to the
 checkpoint and goes on, so count_all == imported + invalid + duplicate holds at the end.
-A fencing token (run_token) keeps two runs of one job from both writing."""
+A fencing token (run_token) keeps two runs of one job from both writing.
+(Just over 400 lines: the upload's checks and the job's reader share the format detection.)"""
 
 from __future__ import annotations
 
