@@ -72,8 +72,9 @@ def clear_cache() -> None:
         _cache.clear()
 
 
-def _parse_resolver(text: str) -> tuple[str, int] | None:
-    """(host, port) of HUB_DNS_RESOLVER, None when empty (the same syntax hub.domains reads)."""
+def parse_resolver(text: str) -> tuple[str, int] | None:
+    """(host, port) of HUB_DNS_RESOLVER, None when empty; raises ValueError. (hub.domains'
+    verification asks the same resolver: it imports this and `resolver`.)"""
     configured = (text or "").strip()
     if not configured:
         return None
@@ -84,12 +85,13 @@ def _parse_resolver(text: str) -> tuple[str, int] | None:
     elif configured.count(":") == 1:
         host, port = configured.split(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"HUB_DNS_RESOLVER is not host:port: {configured!r}")
+        raise ValueError(f"not host:port: {configured!r}")
     return host, int(port)
 
 
-def _resolver() -> dns.resolver.Resolver:
-    server = _parse_resolver(settings.HUB_DNS_RESOLVER)
+def resolver() -> dns.resolver.Resolver:
+    """A resolver asking HUB_DNS_RESOLVER (else the system's), within HUB_DNS_TIMEOUT."""
+    server = parse_resolver(settings.HUB_DNS_RESOLVER)
     if server is None:
         res = dns.resolver.Resolver()
     else:
@@ -115,7 +117,7 @@ def _query(res: dns.resolver.Resolver, name: str, rdtype: str) -> tuple[list, in
 def txt(name: str) -> list[str]:
     """The TXT records at `name` (strings joined), [] when none; raises DnsTemporary."""
     try:
-        records, _ttl = _query(_resolver(), name, "TXT")
+        records, _ttl = _query(resolver(), name, "TXT")
     except dns.resolver.NXDOMAIN:
         return []
     return [b"".join(r.strings).decode("utf-8", "replace") for r in records]
@@ -123,7 +125,7 @@ def txt(name: str) -> list[str]:
 
 def addresses(host: str) -> tuple[str, ...]:
     """A host's addresses (IPv4 first), () when it has none; raises DnsTemporary."""
-    return _addresses(_resolver(), host)[0]
+    return _addresses(resolver(), host)[0]
 
 
 def _addresses(res: dns.resolver.Resolver, host: str) -> tuple[tuple[str, ...], int | None]:
@@ -141,7 +143,7 @@ def _addresses(res: dns.resolver.Resolver, host: str) -> tuple[tuple[str, ...], 
 
 
 def _lookup(domain: str) -> tuple[tuple[MxHost, ...], int]:
-    res = _resolver()
+    res = resolver()
     try:
         records, ttl = _query(res, domain, "MX")
     except dns.resolver.NXDOMAIN as exc:

@@ -18,41 +18,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import dns.exception
-import dns.nameserver
 import dns.resolver
 from django.conf import settings
+
+from hub.delivery.mx import parse_resolver, resolver  # noqa: F401  (parse_resolver: for the checks)
 
 
 class DnsUnavailable(Exception):
     """The resolver did not answer (timeout, SERVFAIL): the check proves nothing either way."""
-
-
-def parse_resolver(text: str) -> tuple[str, int] | None:
-    """(host, port) of HUB_DNS_RESOLVER, None when empty; raises ValueError."""
-    configured = (text or "").strip()
-    if not configured:
-        return None
-    host, port = configured, "53"
-    if configured.startswith("["):  # [::1]:5353
-        host, _sep, rest = configured[1:].partition("]")
-        port = rest.removeprefix(":") or "53"
-    elif configured.count(":") == 1:
-        host, port = configured.split(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"not host:port: {configured!r}")
-    return host, int(port)
-
-
-def resolver() -> dns.resolver.Resolver:
-    server = parse_resolver(settings.HUB_DNS_RESOLVER)
-    if server is None:
-        res = dns.resolver.Resolver()
-    else:
-        res = dns.resolver.Resolver(configure=False)
-        res.nameservers = [dns.nameserver.Do53Nameserver(*server)]
-    res.lifetime = settings.HUB_DNS_TIMEOUT
-    res.timeout = settings.HUB_DNS_TIMEOUT
-    return res
 
 
 def _query(name: str, rdtype: str) -> list:
