@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 
 @pytest.fixture(scope="session")
@@ -205,6 +205,47 @@ class SmtpSink:
     @property
     def messages(self) -> list[Received]:
         return self.handler.messages
+
+
+class Gauge:
+    """How many at once, and the most at once (sessions open, messages in DATA)."""
+
+    def __init__(self) -> None:
+        self.now = self.peak = 0
+        self.lock = threading.Lock()
+
+    def up(self) -> None:
+        with self.lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+
+    def down(self) -> None:
+        with self.lock:
+            self.now -= 1
+
+
+def start_session_counting(handler, host: str, port: int) -> tuple[Controller, Gauge]:
+    """A started aiosmtpd server on host:port whose Gauge counts its open connections
+    (SMTP sessions) at once: the concurrency tests' view of max_connections. Stop the
+    controller when done."""
+    sessions = Gauge()
+
+    class CountingSMTP(SMTP):
+        def connection_made(self, transport):
+            sessions.up()
+            super().connection_made(transport)
+
+        def connection_lost(self, error):
+            sessions.down()
+            super().connection_lost(error)
+
+    class CountingController(Controller):
+        def factory(self):
+            return CountingSMTP(self.handler, **self.SMTP_kwargs)
+
+    controller = CountingController(handler, hostname=host, port=port)
+    controller.start()
+    return controller, sessions
 
 
 def _server_ssl_context(tls_files) -> ssl.SSLContext:

@@ -9,12 +9,10 @@ concurrently) and never pass it (the slots hold across processes)."""
 from __future__ import annotations
 
 import asyncio
-import threading
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP
 
+from conftest import Gauge, start_session_counting
 from hub.models import ConnectionSlot, SendLog
 from tests import test_faults
 from tests.faults import CountingHandler, free_port, measure, wait_until
@@ -27,21 +25,6 @@ clusters = test_faults.clusters
 sinks = test_faults.sinks
 S = SendLog.Status
 LIMIT = 3
-
-
-class Gauge:
-    def __init__(self) -> None:
-        self.now = self.peak = 0
-        self.lock = threading.Lock()
-
-    def up(self) -> None:
-        with self.lock:
-            self.now += 1
-            self.peak = max(self.peak, self.now)
-
-    def down(self) -> None:
-        with self.lock:
-            self.now -= 1
 
 
 class GatheringHandler(CountingHandler):
@@ -72,25 +55,9 @@ class SessionCountingSink:
     username = password = ""
 
     def __init__(self, handler: CountingHandler):
-        self.handler, self.sessions = handler, Gauge()
+        self.handler = handler
         self.host, self.port = "127.0.0.1", free_port()
-        gauge = self.sessions
-
-        class CountingSMTP(SMTP):
-            def connection_made(self, transport):
-                gauge.up()
-                super().connection_made(transport)
-
-            def connection_lost(self, error):
-                gauge.down()
-                super().connection_lost(error)
-
-        class CountingController(Controller):
-            def factory(self):
-                return CountingSMTP(self.handler, **self.SMTP_kwargs)
-
-        self.controller = CountingController(handler, hostname=self.host, port=self.port)
-        self.controller.start()
+        self.controller, self.sessions = start_session_counting(handler, self.host, self.port)
 
     def stop(self) -> None:
         self.controller.stop()

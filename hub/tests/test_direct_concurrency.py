@@ -7,36 +7,18 @@ runs with a transactional test database."""
 from __future__ import annotations
 
 import asyncio
-import threading
 from datetime import timedelta
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP
 from django.utils import timezone
 
-from conftest import SinkHandler, SmtpSink
+from conftest import Gauge, SinkHandler, SmtpSink, start_session_counting
 from hub.delivery.outbox import deliver_batch
 from hub.models import Destination, DestinationSlot, SendLog
 
 pytestmark = pytest.mark.django_db(transaction=True)
 S = SendLog.Status
 LIMIT = 2
-
-
-class Gauge:
-    def __init__(self) -> None:
-        self.now = self.peak = 0
-        self.lock = threading.Lock()
-
-    def up(self) -> None:
-        with self.lock:
-            self.now += 1
-            self.peak = max(self.peak, self.now)
-
-    def down(self) -> None:
-        with self.lock:
-            self.now -= 1
 
 
 class GatheringHandler(SinkHandler):
@@ -59,23 +41,7 @@ class GatheringHandler(SinkHandler):
 
 
 def counting_sink(address: str, port: int, handler: SinkHandler) -> tuple[SmtpSink, Gauge]:
-    sessions = Gauge()
-
-    class CountingSMTP(SMTP):
-        def connection_made(self, transport):
-            sessions.up()
-            super().connection_made(transport)
-
-        def connection_lost(self, error):
-            sessions.down()
-            super().connection_lost(error)
-
-    class CountingController(Controller):
-        def factory(self):
-            return CountingSMTP(self.handler, **self.SMTP_kwargs)
-
-    controller = CountingController(handler, hostname=address, port=port)
-    controller.start()
+    controller, sessions = start_session_counting(handler, address, port)
     return SmtpSink(address, port, handler, controller), sessions
 
 
