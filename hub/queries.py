@@ -55,8 +55,6 @@ def _statements() -> dict[str, str]:
                        f"sp.{_column(Suppression, 'bulk_only')} FROM {_table(Suppression)} sp "
                        f"JOIN {_table(App)} a ON a.{_column(App, 'account')} = sp.{_column(Suppression, 'account')} "
                        f"WHERE a.{_column(App, 'id')} = %s AND sp.{_column(Suppression, 'email')} IN ({{marks}})"),
-        "wakeup_pending": (f"SELECT 1 FROM {_table(DeliveryWakeup)} WHERE {_column(DeliveryWakeup, 'id')} = 1 "
-                           f"AND {_column(DeliveryWakeup, 'requested_at')} > %s"),
     }
 
 
@@ -96,9 +94,15 @@ def suppressed(app_id: int, emails: set[str], campaign: bool = False) -> list[st
                   if campaign or not bulk_only)
 
 
-def wakeup_pending_since(since: datetime) -> bool:
-    """Is a drain requested after `since` and not started yet (hub.delivery.outbox.wake_workers)?"""
-    return bool(_rows(_statements()["wakeup_pending"], [connection.ops.adapt_datetimefield_value(since)]))
+@cache
+def _wakeup_pending_sql(flag: type[Model]) -> str:
+    return f"SELECT 1 FROM {_table(flag)} WHERE {_column(flag, 'id')} = 1 AND {_column(flag, 'requested_at')} > %s"
+
+
+def wakeup_pending_since(since: datetime, flag: type[Model] = DeliveryWakeup) -> bool:
+    """Is a drain requested after `since` and not started yet (hub.delivery.outbox.wake_drain;
+    `flag`: the outbox's wake-up row, the mail outbox's by default)?"""
+    return bool(_rows(_wakeup_pending_sql(flag), [connection.ops.adapt_datetimefield_value(since)]))
 
 
 # --- writes: statements built once per process from the model -----------------------------

@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Model, Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
@@ -198,26 +198,36 @@ def _wake_or_log() -> bool:
         return False
 
 def _wake() -> bool:
+    return wake_drain(DeliveryWakeup, "hub.tasks.drain", "drain")
+
+def wake_drain(flag: type[Model], task: str, task_name: str) -> bool:
+    """The wake-up protocol of an outbox that a queued task drains (this one's mail, and
+    hub.webhooks' events): unless a drain is already pending (the `flag` row's requested_at
+    set and fresh), set the flag and queue `task`. Returns True when it queued one."""
     now = timezone.now()
     stale = now - timedelta(seconds=settings.HUB_WAKEUP_STALE_SECONDS)
     # The common case under load: a drain is already pending; one read, no write.
-    if queries.wakeup_pending_since(stale):
+    if queries.wakeup_pending_since(stale, flag):
         return False
-    flag = DeliveryWakeup.objects.filter(pk=1)
+    rows = flag.objects.filter(pk=1)
     with transaction.atomic():
-        if not flag.filter(Q(requested_at__isnull=True) | Q(requested_at__lte=stale)).update(requested_at=now):
-            if flag.exists():
+        if not rows.filter(Q(requested_at__isnull=True) | Q(requested_at__lte=stale)).update(requested_at=now):
+            if rows.exists():
                 return False  # another process set it just now: its drain covers our rows
             # The row was deleted by hand; two processes may get here at once.
-            _obj, created = DeliveryWakeup.objects.get_or_create(pk=1, defaults={"requested_at": now})
+            _obj, created = flag.objects.get_or_create(pk=1, defaults={"requested_at": now})
             if not created:
                 return False
+
+        def queue() -> None:
+            async_task(task, task_name=task_name)
+
         if settings.REDIS_URL:
             # After the flag is committed; robust: Redis being down must not turn accepted
             # messages into errors (they wait, and the flag goes stale, see above).
-            transaction.on_commit(_queue_drain, robust=True)
+            transaction.on_commit(queue, robust=True)
         else:
-            _queue_drain()  # the ORM broker: the task row commits with the flag
+            queue()  # the ORM broker: the task row commits with the flag
     return True
 
 def _queue_drain() -> None:

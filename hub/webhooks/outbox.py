@@ -25,15 +25,14 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cache
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
-from django_q.tasks import async_task
 
 from hub import crypto
+from hub.delivery.outbox import wake_drain
 
 from . import sender, signing
 from .models import Attempt, Endpoint, Event, Wakeup
@@ -55,39 +54,8 @@ def wake() -> bool:
 
 
 def _wake() -> bool:
-    now = timezone.now()
-    stale = now - timedelta(seconds=settings.HUB_WAKEUP_STALE_SECONDS)
-    if _pending_since(stale):
-        return False  # a drain is pending and has not looked yet: it will see our events
-    flag = Wakeup.objects.filter(pk=1)
-    with transaction.atomic():
-        if not flag.filter(Q(requested_at__isnull=True) | Q(requested_at__lte=stale)).update(requested_at=now):
-            _obj, created = Wakeup.objects.get_or_create(pk=1, defaults={"requested_at": now})
-            if not created:
-                return False
-        if settings.REDIS_URL:
-            transaction.on_commit(_queue_drain, robust=True)
-        else:
-            _queue_drain()  # the ORM broker: the task row commits with the flag
-    return True
-
-
-@cache
-def _pending_sql() -> str:
-    quote = connection.ops.quote_name
-    return (f"SELECT 1 FROM {quote(Wakeup._meta.db_table)} WHERE {quote('id')} = 1 "
-            f"AND {quote(Wakeup._meta.get_field('requested_at').column)} > %s")
-
-
-def _pending_since(since: datetime) -> bool:
-    """Plain SQL (see hub.queries for why): it runs after every commit that wrote events."""
-    with connection.cursor() as cursor:
-        cursor.execute(_pending_sql(), [connection.ops.adapt_datetimefield_value(since)])
-        return cursor.fetchone() is not None
-
-
-def _queue_drain() -> None:
-    async_task("hub.webhooks.tasks.drain", task_name="webhooks-drain")
+    # The mail outbox's protocol (hub.delivery.outbox.wake_drain) on this outbox's own flag.
+    return wake_drain(Wakeup, "hub.webhooks.tasks.drain", "webhooks-drain")
 
 
 # --- retries ----------------------------------------------------------------------------------
