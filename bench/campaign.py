@@ -247,6 +247,7 @@ def main() -> int:
     ap.add_argument("--po-python", default=None, help="the post_office venv's python (bench/setup.sh makes it)")
     ap.add_argument("--out")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--profile", action="store_true", help="py-spy the qcluster(s); top functions in the JSON")
     args = ap.parse_args()
 
     hub_mod, sink_mod, procstat = common.bench_module("hub"), common.bench_module("sink"), common.bench_module("procstat")
@@ -260,6 +261,7 @@ def main() -> int:
     sink = sink_mod.Sink(work)
     peaks = PeakRss(procstat)
     stop_probe = threading.Event()
+    profiles = common.bench_module("profiles")
     probe_ids: list[int] = []
     deadline = time.monotonic() + args.budget_minutes * 60
     try:
@@ -292,8 +294,11 @@ def main() -> int:
         hub.start_web()
         peaks.add("gunicorn", hub.web.pid)
         peaks.add("sink", sink.proc.pid)
-        for proc in hub.start_clusters(args.clusters):
+        spies = []
+        for i, proc in enumerate(hub.start_clusters(args.clusters)):
             peaks.add("qcluster", proc.pid)
+            if args.profile:
+                spies += profiles.start(BENCH / ".work" / "tools" / "bin" / "py-spy", work, {f"qcluster{i + 1}": proc.pid})
         peaks.start()
         threading.Thread(target=probe, args=(hub.port, hub.appid, hub.appsecret, args.probe_interval, stop_probe,
                                              probe_ids), daemon=True).start()
@@ -413,6 +418,9 @@ def main() -> int:
             by_role[role] = max(by_role.get(role, 0.0), mb)
         result["peak_rss_max_mb_by_role"] = by_role
         hub.stop()  # the comparisons run alone on the machine
+        if spies:
+            profiles.stop(spies)
+            result["profile"] = profiles.summarize(work)
         result["comparisons"] = comparisons(args, work, rows, result["delivered_per_s"])
         text = json.dumps(result, indent=2, ensure_ascii=False)
         print(text)

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from .. import events, queries, quota
 from ..models import DeliveryAttempt, SendLog, SmtpServer
-from . import bounces, direct, signing, suppression, throttle, verp
+from . import bounces, direct, groupcommit, signing, suppression, throttle, verp
 from .message import SMTP_POLICY, build_message, envelope_recipients
 from .policy import by_health, mark_server, retry_delay, too_old
 from .render import NotRenderable
@@ -183,7 +183,8 @@ def _finish(row: SendLog, outcome: Outcome | None, server: SmtpServer | None, tr
         log=row, server=t.server, result=t.result, smtp_code=t.outcome.smtp_code,
         smtp_reply=t.outcome.smtp_reply[:4000], error=t.outcome.error[:4000],
         started_at=t.started_at, duration_ms=t.duration_ms)) for t in tries]
-    with transaction.atomic():
+
+    def record_outcome() -> None:
         if not record.run():
             log.warning("SendLog %s was taken over while this worker delivered it; outcome %s not recorded",
                         row.id, outcome.status)
@@ -199,6 +200,10 @@ def _finish(row: SendLog, outcome: Outcome | None, server: SmtpServer | None, tr
             _emit_outcome(row, row.status, now)
         elif told_now:
             _emit_outcome(row, SendLog.Status.SENT, now, told_now)
+
+    # One transaction, shared with the outcomes other delivery threads of this process
+    # record meanwhile (hub.delivery.groupcommit says why); returns once it is committed.
+    groupcommit.outcomes.run(record_outcome)
 
 def _emit_outcome(row: SendLog, status: str, at, recipients: list[str] | None = None) -> None:
     """The final state, told to hub.events' receivers (inside the recording transaction):

@@ -122,8 +122,14 @@ class Crew:
                 self._one(self.queue.popleft())
             return
         with self.cond:
-            self.queue.extend(rows)
+            # Transactional rows (priority 0) go ahead of the campaign rows waiting for a
+            # thread, and may start beyond the sizer's number (see _run): the express lane.
+            urgent = [row for row in rows if not row.priority]
+            self.queue.extend(row for row in rows if row.priority)
+            self.queue.extendleft(reversed(urgent))
             self._spawn()
+            if urgent and self.idle_threads < len(urgent):
+                self._start_thread()  # one more thread, at most
             self.work.notify(len(rows))
 
     def wait_backlog_below(self, n: int, timeout: float | None = None) -> bool:
@@ -202,9 +208,14 @@ class Crew:
         """Start threads up to what the rows and the sizer allow (the lock is held)."""
         wanted = min(self.sizer.active, len(self.queue) + len(self.in_flight))
         while len(self.threads) < wanted and self.idle_threads < len(self.queue):
-            thread = threading.Thread(target=self._run, name=f"delivery-{len(self.threads) + 1}", daemon=True)
-            self.threads.append(thread)
-            thread.start()
+            self._start_thread()
+
+    def _start_thread(self) -> None:
+        if len(self.threads) > self.size:
+            return  # the express lane's one thread is there already
+        thread = threading.Thread(target=self._run, name=f"delivery-{len(self.threads) + 1}", daemon=True)
+        self.threads.append(thread)
+        thread.start()
 
     def _done_one(self) -> None:
         """A row is finished (the lock is held): measure the rate over a window of rows and
@@ -262,8 +273,10 @@ class Crew:
             while True:
                 with self.cond:
                     self.idle_threads += 1
-                    # A thread takes a row only while fewer than the sizer's number are in flight.
-                    while not self.closing and (not self.queue or len(self.in_flight) >= self.sizer.active):
+                    # A thread takes a row only while fewer than the sizer's number are in flight,
+                    # except a transactional row (priority 0): it never waits for campaign rows.
+                    while not self.closing and (not self.queue or (len(self.in_flight) >= self.sizer.active
+                                                                   and self.queue[0].priority)):
                         self.work.wait()
                     self.idle_threads -= 1
                     if not self.queue or self.stopping or time.monotonic() > self.deadline:

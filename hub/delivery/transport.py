@@ -32,6 +32,10 @@ from . import mta_sts, slots
 
 log = logging.getLogger(__name__)
 
+# How often a process asks the database for a server's free connection slot while all are
+# taken (another worker's slot coming free wakes nobody here).
+SLOT_POLL_SECONDS = 0.2
+
 
 @dataclass
 class Outcome:
@@ -414,6 +418,8 @@ class ConnectionPool:
         self._idle: dict[int | tuple, list[SmtpSession]] = {}  # sessions checked in
         self._open: dict[int | tuple, set[SmtpSession]] = {}  # every open session
         self._keeper: threading.Thread | None = None
+        # When a thread of this process last found all of a key's slots taken (monotonic).
+        self._full_at: dict[int | tuple, float] = {}
         # Makes each slot's holder token; hub.delivery.lease sets it to its new_claim_token,
         # so a dead cluster's slots are found by its id.
         self.new_holder: Callable[[], str] = lambda: uuid.uuid4().hex
@@ -442,10 +448,22 @@ class ConnectionPool:
                     return session
                 self._close(session)  # settings changed, too old or dead: frees its slot
                 continue
-            if target is None:
-                slot = slots.acquire(server, self.new_holder())
+            limit = server.max_connections if target is None else target.connection_limit
+            if self.open_count(key) >= max(1, limit) or self._found_full_lately(key):
+                # This process holds every connection the limit allows (no slot can be free
+                # anywhere), or another thread of it found none a moment ago: wait for a
+                # session to come back rather than ask the database (a write transaction)
+                # five times a second per waiting thread.
+                slot = None
             else:
-                slot = slots.acquire_destination(target.destination_id, target.connection_limit, self.new_holder())
+                if target is None:
+                    slot = slots.acquire(server, self.new_holder())
+                else:
+                    slot = slots.acquire_destination(target.destination_id, target.connection_limit,
+                                                     self.new_holder())
+                if slot is None:
+                    with self._cond:
+                        self._full_at[key] = time.monotonic()
             if slot is not None:
                 return self._open_new(server, slot, fingerprint, target)
             with self._cond:
@@ -459,7 +477,11 @@ class ConnectionPool:
                 if not self._idle.get(key):
                     # A session of ours coming back wakes us; another worker's slot coming
                     # free does not, so look at the database again after a short while.
-                    self._cond.wait(min(remaining, 0.2))
+                    self._cond.wait(min(remaining, SLOT_POLL_SECONDS))
+
+    def _found_full_lately(self, key: int | tuple) -> bool:
+        with self._cond:
+            return time.monotonic() - self._full_at.get(key, -1.0) < SLOT_POLL_SECONDS
 
     def put(self, session: SmtpSession) -> None:
         """Check a session back in after a message (closed ones are forgotten)."""

@@ -69,3 +69,18 @@ def test_the_pool_gives_up_when_every_connection_is_taken(server):
     assert pool.get(server, wait=0) is session  # checked back in: reused, no new slot
     pool.discard(session)  # closing it frees its slot
     assert slots.open_connections([server.pk]) == {server.pk: 1}
+
+
+def test_a_thread_waiting_for_one_of_its_own_processes_connections_does_not_ask_the_database(server, monkeypatch):
+    held = [pool.get(server), pool.get(server)]  # this process holds both of the server's connections
+    asked = []
+    real_acquire = slots.acquire
+    monkeypatch.setattr(slots, "acquire", lambda *a, **kw: asked.append(a) or real_acquire(*a, **kw))
+    with pytest.raises(NoConnectionSlot):
+        pool.get(server, wait=0.3)
+    assert asked == []  # no slot can be free anywhere: no write transaction to find that out
+    pool.put(held[0])
+    assert pool.get(server, wait=0) is held[0]
+    for session in held:
+        pool.discard(session)
+    assert slots.open_connections([server.pk]) == {}

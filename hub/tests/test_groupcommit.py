@@ -1,0 +1,115 @@
+"""hub.delivery.groupcommit: outcomes of several delivery threads in one transaction, each
+thread's own result or error given back to it, one job's failure confined to that job."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from django import db
+from django.contrib.auth.models import Group
+
+from hub.delivery.groupcommit import GroupCommit
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _run_threads(gc: GroupCommit, jobs: list, first_started: threading.Event, release_first: threading.Event):
+    """Thread 0 runs jobs[0] (which blocks until released); the others queue behind it."""
+    results: dict[int, object] = {}
+
+    def worker(i: int) -> None:
+        try:
+            results[i] = gc.run(jobs[i])
+        except Exception as exc:
+            results[i] = exc
+        finally:
+            db.connections.close_all()
+
+    threads = [threading.Thread(target=worker, args=(0,))]
+    threads[0].start()
+    assert first_started.wait(10)
+    for i in range(1, len(jobs)):
+        threads.append(threading.Thread(target=worker, args=(i,)))
+        threads[-1].start()
+    deadline = time.monotonic() + 10
+    while len(gc._waiting) < len(jobs) - 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(gc._waiting) == len(jobs) - 1, "the other threads did not queue behind the first commit"
+    release_first.set()
+    for thread in threads:
+        thread.join(10)
+        assert not thread.is_alive()
+    return results
+
+
+def _creating(name: str):
+    def job():
+        return Group.objects.create(name=name).pk
+    return job
+
+
+def test_jobs_arriving_during_a_commit_share_the_next_one():
+    gc = GroupCommit()
+    started, release = threading.Event(), threading.Event()
+
+    def first():
+        started.set()
+        assert release.wait(10)
+        return Group.objects.create(name="g0").pk
+
+    results = _run_threads(gc, [first] + [_creating(f"g{i}") for i in range(1, 8)], started, release)
+
+    assert (gc.batches, gc.jobs) == (2, 8)  # the first alone, then the seven that waited, together
+    assert sorted(Group.objects.values_list("name", flat=True)) == sorted(f"g{i}" for i in range(8))
+    assert {results[i] for i in range(8)} == set(Group.objects.values_list("pk", flat=True))
+
+
+def test_a_failing_job_fails_alone_and_its_writes_are_rolled_back():
+    gc = GroupCommit()
+    started, release = threading.Event(), threading.Event()
+
+    def first():
+        started.set()
+        assert release.wait(10)
+        return None
+
+    def failing():
+        Group.objects.create(name="half-done")
+        raise ValueError("this row's trouble")
+
+    jobs = [first, _creating("a"), failing, _creating("b")]
+    results = _run_threads(gc, jobs, started, release)
+
+    assert isinstance(results[2], ValueError) and str(results[2]) == "this row's trouble"
+    assert sorted(Group.objects.values_list("name", flat=True)) == ["a", "b"]
+    assert results[1] == Group.objects.get(name="a").pk and results[3] == Group.objects.get(name="b").pk
+
+
+def test_a_stopped_leader_fails_the_jobs_it_had_not_committed():
+    gc = GroupCommit()
+
+    class Stop(BaseException):
+        pass
+
+    def stopped():
+        Group.objects.create(name="never")
+        raise Stop()
+
+    with pytest.raises(Stop):
+        gc.run(stopped)
+    assert not Group.objects.exists()
+    assert gc.run(_creating("after")) == Group.objects.get(name="after").pk  # not stuck leading
+
+
+def test_inside_a_transaction_the_job_runs_there():
+    gc = GroupCommit()
+    from django.db import transaction
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        gc.run(_creating("inner"))
+        assert Group.objects.filter(name="inner").exists()  # in the caller's transaction
+        raise RuntimeError("the caller rolls back")
+    assert not Group.objects.exists()
+    assert gc.batches == 0
