@@ -12,7 +12,8 @@ writes (a webhook's outbox row, a counter) commits with the state change or not 
 no event is lost and none is told that did not happen. Hence a receiver must be cheap (it
 runs once per message), must only write to the database, and must leave slow work (HTTP,
 roll-ups) to the queue. A receiver that raises does not undo the event: the error is logged
-with its traceback and the other receivers still run."""
+with its traceback and the other receivers still run; except a database error inside the
+emitter's transaction, which fails that transaction (see emit)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
 
+from django.db import DatabaseError, transaction
 from django.dispatch import Signal
 
 log = logging.getLogger(__name__)
@@ -59,7 +61,16 @@ def emit(event: Event) -> None:
     """Tell every receiver (see the module docstring for what a receiver may do)."""
     if not happened.has_listeners():
         return
+    failed_in_database = None
     for receiver, result in happened.send_robust(sender=Event, event=event):
         if isinstance(result, Exception):
             log.error("event receiver %r failed on %s for log %s", receiver, event.kind, event.log_id,
                       exc_info=(type(result), result, result.__traceback__))
+            if isinstance(result, DatabaseError) and failed_in_database is None:
+                failed_in_database = result
+    if failed_in_database is not None and transaction.get_connection().in_atomic_block:
+        # Inside the emitter's transaction a database error is not the receiver's alone: a
+        # deadlock has rolled back the whole transaction (InnoDB), the outcome with it, and
+        # what ran after it would commit on its own. So the emitter's transaction fails too,
+        # and its caller retries it (hub.delivery.groupcommit) or records the error.
+        raise failed_in_database

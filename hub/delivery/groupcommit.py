@@ -11,6 +11,9 @@ connection; the others wait for it and return their own job's result. Under load
 so carries as many outcomes as arrived during the previous one; alone, a thread commits its
 own at once (no timer, no added latency).
 
+Only on SQLite, where one writer at a time is the rule anyway. With row locks (MariaDB) each
+outcome keeps a transaction of its own, run again when InnoDB picks it as a deadlock's victim.
+
 Nothing about crash safety changes: a thread returns only after its outcome is committed,
 so a killed worker still repeats at most the rows on the wire or waiting here (one per
 thread). If one job raises, the batch is rolled back and each of its jobs runs again in a
@@ -20,16 +23,20 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
-from django.db import transaction
+from django.db import OperationalError, connection, transaction
 
 log = logging.getLogger(__name__)
 
+# Attempts of one outcome transaction that lost a deadlock (MariaDB).
+RETRIES = 4
+
 
 class _Ticket:
-    __slots__ = ("job", "done", "committed", "value", "error")
+    __slots__ = ("committed", "done", "error", "job", "value")
 
     def __init__(self, job: Callable[[], Any]) -> None:
         self.job = job
@@ -60,6 +67,12 @@ class GroupCommit:
             with transaction.atomic():
                 return job()
         ticket = _Ticket(job)
+        if connection.vendor != "sqlite":
+            # Row locks, many writers: each outcome in a transaction of its own (a shared one
+            # would take its counter rows' locks in a different order in each process, and
+            # deadlock: measured, 414 deadlocks in a 5,000-recipient campaign on MariaDB).
+            _alone(ticket)
+            return ticket.result()
         with self._cond:
             self._waiting.append(ticket)
             while self._leading and not ticket.done:
@@ -97,19 +110,41 @@ class GroupCommit:
                 for ticket in batch:
                     ticket.committed = True
                 return
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any job's error: each runs again alone
                 # Not lost: each job runs again alone below, and the one that fails again
                 # raises in its own thread (hub.delivery.attempt.deliver_row records it).
                 log.info("a group commit of %d outcomes failed (%s: %s); committing each alone",
                          len(batch), type(exc).__name__, exc)
         for ticket in batch:
-            ticket.value = None
-            try:
-                with transaction.atomic():
-                    ticket.value = ticket.job()
-                ticket.committed = True
-            except Exception as exc:
-                ticket.error = exc
+            _alone(ticket)
+
+
+def _alone(ticket: _Ticket) -> None:
+    """Run one job in a transaction of its own, again after a deadlock."""
+    for attempt in range(1, RETRIES + 1):
+        ticket.value, ticket.error = None, None
+        try:
+            with transaction.atomic():
+                ticket.value = ticket.job()
+            ticket.committed = True
+            return
+        except OperationalError as exc:
+            ticket.error = exc
+            if not _lock_conflict(exc) or attempt == RETRIES:
+                return
+            # InnoDB chose this transaction as a deadlock's victim (or a lock wait ran out):
+            # it was rolled back whole, so running it again is safe.
+            log.info("outcome transaction %s (%s); trying again",
+                     "deadlocked" if exc.args[0] == 1213 else "timed out waiting for a lock", exc)
+            time.sleep(0.02 * attempt)
+        except Exception as exc:  # noqa: BLE001 - the job's owner raises it (GroupCommit.run)
+            ticket.error = exc
+            return
+
+
+def _lock_conflict(exc: OperationalError) -> bool:
+    """MySQL/MariaDB's deadlock (1213) and lock wait timeout (1205)."""
+    return connection.vendor == "mysql" and bool(exc.args) and exc.args[0] in (1205, 1213)
 
 
 # One per process: the delivery threads of every crew in it share it.

@@ -69,3 +69,37 @@ def test_a_failing_receiver_is_logged_and_the_outcome_stands(client, sending, ru
     assert SendLog.objects.get(pk=r.json()["id"]).status == SendLog.Status.SENT
     assert [e.kind for e in seen] == [events.Kind.SENT]
     assert "receiver bug" in caplog.text
+
+
+@pytest.mark.django_db
+def test_a_database_error_in_a_receiver_fails_the_emitters_transaction():
+    """A deadlock rolls back the whole InnoDB transaction (the outcome with it): carrying on
+    would commit what ran after it alone, so emit raises it inside a transaction."""
+    from django.db import OperationalError, transaction
+
+    def deadlocked(sender, event, **kwargs):
+        raise OperationalError(1213, "Deadlock found when trying to get lock; try restarting transaction")
+
+    event = events.Event(kind=events.Kind.SENT, email="a@example.com", at=None, log_id=1)
+    events.happened.connect(deadlocked, dispatch_uid="test-events-deadlock")
+    try:
+        with pytest.raises(OperationalError), transaction.atomic():
+            events.emit(event)
+    finally:
+        events.happened.disconnect(dispatch_uid="test-events-deadlock")
+
+
+def test_outside_a_transaction_a_receivers_database_error_is_logged(caplog):
+    from django.db import OperationalError, transaction
+
+    def broken(sender, event, **kwargs):
+        raise OperationalError("no such table")
+
+    events.happened.connect(broken, dispatch_uid="test-events-db-broken")
+    try:
+        assert not transaction.get_connection().in_atomic_block
+        with caplog.at_level(logging.ERROR, logger="hub.events"):
+            events.emit(events.Event(kind=events.Kind.SENT, email="a@example.com", at=None, log_id=1))
+    finally:
+        events.happened.disconnect(dispatch_uid="test-events-db-broken")
+    assert "no such table" in caplog.text

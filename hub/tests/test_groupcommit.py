@@ -22,7 +22,7 @@ def _run_threads(gc: GroupCommit, jobs: list, first_started: threading.Event, re
     def worker(i: int) -> None:
         try:
             results[i] = gc.run(jobs[i])
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the test looks at what each thread got
             results[i] = exc
         finally:
             db.connections.close_all()
@@ -73,7 +73,6 @@ def test_a_failing_job_fails_alone_and_its_writes_are_rolled_back():
     def first():
         started.set()
         assert release.wait(10)
-        return None
 
     def failing():
         Group.objects.create(name="half-done")
@@ -113,3 +112,32 @@ def test_inside_a_transaction_the_job_runs_there():
         raise RuntimeError("the caller rolls back")
     assert not Group.objects.exists()
     assert gc.batches == 0
+
+
+def test_a_deadlock_victim_runs_again_and_other_errors_do_not(monkeypatch):
+    from django.db import OperationalError
+
+    from hub.delivery import groupcommit
+
+    monkeypatch.setattr(groupcommit, "_lock_conflict", lambda exc: exc.args[0] == 1213)
+    monkeypatch.setattr(groupcommit.time, "sleep", lambda s: None)
+    tries = []
+
+    def deadlocked_once():
+        tries.append(1)
+        Group.objects.create(name=f"try{len(tries)}")
+        if len(tries) == 1:
+            raise OperationalError(1213, "Deadlock found when trying to get lock")
+        return "ok"
+
+    assert GroupCommit().run(deadlocked_once) == "ok"
+    assert list(Group.objects.values_list("name", flat=True)) == ["try2"]  # the first was rolled back
+
+    def broken():
+        tries.append(1)
+        raise OperationalError(1146, "no such table")
+
+    tries.clear()
+    with pytest.raises(OperationalError):
+        GroupCommit().run(broken)
+    assert len(tries) == 1
