@@ -22,7 +22,10 @@ in this process:
 Goal: every report < 200 ms (p99). The exports' time grows with the number of failed
 addresses they return (here 3% of N); their first byte is reported too.
 
-`--db mariadb` uses the bench's MariaDB database (bench/setup.sh; dropped and re-created).
+`--db mariadb` uses the bench's MariaDB database (bench/setup.sh; dropped and re-created), or
+the one `--mariadb USER:PASSWORD@DATABASE` names (also dropped and re-created).
+The admin dashboard is also timed cold (its send-log figures recomputed, as once a minute per
+process): reported, but not part of the 200 ms goal (it is the core's overview, not a report).
 Nothing is written in the repository unless --out names a file; the scratch directory is
 removed unless --keep."""
 
@@ -252,6 +255,7 @@ def reports(account, app_auth: str, campaign, day: str, calls: int, deadline: fl
         "2.6 maillog first page": f"{v28}maillog.php?date={day}",
         "2.6 maillog page 5000 (offset 499,900)": f"{v28}maillog.php?date={day}&page=5000",
         "2.6 maillog mail_to": f"{v28}maillog.php?date={day}&mail_to=user500000%40example62.com",
+        "2.6 maillog mail_to, nobody": f"{v28}maillog.php?date={day}&mail_to=nobody%40example62.com",
         "native campaign report": f"/api/v1/campaigns/{c.pk}/report",
         "native daily": f"/api/v1/stats/daily?date={day}",
     }
@@ -283,6 +287,18 @@ def reports(account, app_auth: str, campaign, day: str, calls: int, deadline: fl
                        "admin dashboard": "/admin/"}.items():
         log(f"  {name}")
         out[name] = timed(admin, path, calls, deadline)
+    # The dashboard above is served from its 60 s cache (hub.admin.dashboard.CACHE_SECONDS)
+    # but for its warm-up: once a minute per process it recomputes the send log's figures.
+    from django.core.cache import cache
+
+    log("  admin dashboard, its send-log figures recomputed (cache cleared before each call)")
+    samples = []
+    for _ in range(3):
+        cache.clear()
+        t0 = time.perf_counter()
+        admin.get("/admin/", HTTP_HOST="localhost")
+        samples.append((time.perf_counter() - t0) * 1000)
+    out["admin dashboard, cold (once a minute per process)"] = stats(samples)
     return out
 
 
@@ -295,9 +311,16 @@ def main() -> int:
     ap.add_argument("--budget-minutes", type=float, default=30.0)
     ap.add_argument("--out", help="also write the JSON to this file")
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    ap.add_argument("--mariadb", metavar="USER:PASSWORD@DATABASE",
+                    help="MariaDB login and database (dropped and re-created!) instead of bench/hub.py's "
+                         "smtphub_bench:bench@smtphub_bench, e.g. smtphub:smtphub@smtphub_bench14")
     args = ap.parse_args()
 
     hub_mod, sink_mod = common.bench_module("hub"), common.bench_module("sink")
+    if args.mariadb:
+        login, _at, name = args.mariadb.rpartition("@")
+        user, _colon, password = login.partition(":")
+        hub_mod.MARIADB.update(user=user, password=password, name=name)
     work = Path(tempfile.mkdtemp(prefix="bench-stats-"))
     hub = hub_mod.Hub(work, db=args.db)
     deadline = time.monotonic() + args.budget_minutes * 60
@@ -331,7 +354,7 @@ def main() -> int:
         campaign.sn = f"{start:%Y%m%d%H%M%S}-{account.pk}-{campaign.pk}"
         campaign.save(update_fields=["sn"])
         result: dict = {"database": connection.vendor, "recipients": args.recipients,
-                        "loadavg_at_start": os.getloadavg()}
+                        "loadavg_at_start": os.getloadavg(), "started_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
         log(f"filling {args.recipients:,} campaign rows and {args.recipients // 20:,} transactional rows")
         result["fill"] = fill(app, campaign, tpls, args.recipients, start)
         log("the receiver's cost per message")
@@ -346,9 +369,11 @@ def main() -> int:
         log("timing the reports")
         auth = "Basic " + base64.b64encode(f"{hub.appid}:{hub.appsecret}".encode()).decode()
         result["reports"] = reports(account, auth, campaign, start.date().isoformat(), args.calls, deadline)
-        worst = max((r.get("p99_ms", 0) for r in result["reports"].values()), default=0)
-        result["goal_200ms_p99_all"] = worst < 200
+        goal = {k: r for k, r in result["reports"].items() if "cold" not in k}
+        result["goal_200ms_p99_all"] = max((r.get("p99_ms", 0) for r in goal.values()), default=0) < 200
         result["over_200ms_p99"] = sorted(k for k, r in result["reports"].items() if r.get("p99_ms", 0) >= 200)
+        result["note"] = ("the cold dashboard is not a report of issue 14: it is the core's send-log overview, "
+                          "recomputed once a minute per process (docs/statistics.md)")
         result["loadavg_at_end"] = os.getloadavg()
         result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         result["minutes"] = round((time.time() - started) / 60, 1)

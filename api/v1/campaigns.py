@@ -95,6 +95,7 @@ class ProgressOut(drf.Serializer):
     queued = drf.IntegerField()
     sent = drf.IntegerField()
     failed = drf.IntegerField()
+    bounced = drf.IntegerField(help_text="of the sent, bounced afterwards (a DSN); still counted in sent")
     waiting = drf.IntegerField()
     cancelled = drf.IntegerField()
     skipped = drf.DictField(child=drf.IntegerField())
@@ -167,6 +168,6 @@ class ProgressView(CampaignsBase):
         c = services.get_campaign(self.account, campaign_id)
         p = services.progress(c)
         return Response({"state": c.state, "contacts_read": p.total, "queued": p.queued, "sent": p.sent,
-                         "failed": p.failed, "waiting": p.waiting, "cancelled": p.cancelled, "skipped": p.skipped,
+                         "failed": p.failed, "bounced": p.bounced, "waiting": p.waiting, "cancelled": p.cancelled, "skipped": p.skipped,
                          "failure_types": {str(k): v for k, v in p.failure_types.items()},
                          "per_template": c.per_template, "per_subject": c.per_subject})

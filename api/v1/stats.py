@@ -185,7 +185,9 @@ class DeductionView(StatsBase):
 
 
 class MailLogIn(DateIn):
-    mail_to = drf.EmailField(required=False, max_length=254)
+    mail_to = drf.EmailField(required=False, max_length=254,
+                             help_text="only messages whose To is this one address (case-insensitive); a To with "
+                                       "several addresses or a display name, and Cc/Bcc, are not searched")
     page = drf.IntegerField(required=False, min_value=1, max_value=100_000, default=1)
     limit = drf.IntegerField(required=False, min_value=1, max_value=services.MAILLOG_LIMIT_MAX,
                              default=services.MAILLOG_LIMIT_DEFAULT)

@@ -185,6 +185,7 @@ class CampaignAdmin(HubModelAdmin):
                 eta = str(timezone.localtime(timezone.now() + timedelta(hours=left / per_hour)))[:16]
         rows = [(_("sent / contacts"), f"{p.sent:,} / {max(obj.send_qty_remark, p.total):,}"),
                 (_("contacts read"), f"{p.total:,}"), (_("failed"), f"{p.failed:,}"),
+                *([(_("of the sent, bounced later"), f"{p.bounced:,}")] if p.bounced else []),
                 (_("waiting or on the way"), f"{p.waiting:,}"), (_("cancelled before sending"), f"{p.cancelled:,}"),
                 (_("skipped"), ", ".join(f"{k}: {v:,}" for k, v in p.skipped.items()) or "0"),
                 (_("rate"), rate), (_("estimated end"), eta)]
@@ -200,6 +201,7 @@ class CampaignAdmin(HubModelAdmin):
             failures.items(), key=lambda kv: -kv[1])))
 
     @display(description=gettext_lazy("templates and subjects"))
+    @per_object
     def rotation_display(self, obj: Campaign) -> str:
         names = dict(Template.objects.filter(pk__in=obj.template_ids).values_list("pk", "name"))
         rows = [(f"{names.get(int(k), k)}", _("recipients"), n) for k, n in (obj.per_template or {}).items()]
@@ -209,6 +211,7 @@ class CampaignAdmin(HubModelAdmin):
             "", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", rows)) if rows else "-"
 
     @display(description=gettext_lazy("sent and failed per template and subject"))
+    @per_object
     def results_display(self, obj: Campaign) -> str:
         return format_html_join("", "{}", ((render(obj),) for render in PAGE_SECTIONS)) if obj.pk else "-"
 

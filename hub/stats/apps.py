@@ -16,3 +16,10 @@ class StatsConfig(AppConfig):
         from .counting import on_event
 
         events.happened.connect(on_event, dispatch_uid="hub.stats.counting")
+        # The campaign's page, its API progress and V28 list-task read the counters instead
+        # of counting the campaign's SendLog rows (hub.campaigns may not import this app).
+        from hub.campaigns.services import register_outcome_counter
+
+        from .report import campaign_outcomes
+
+        register_outcome_counter(campaign_outcomes)

@@ -8,11 +8,12 @@ from datetime import datetime
 
 from django.utils import timezone
 
+from hub.campaigns.services import Outcomes
 from hub.mailtemplates.models import Template
 from hub.models import Account
 
 from .models import Tally
-from .services import MARKER, Counts, grouped
+from .services import MARKER, Counts, grouped, total
 
 
 @dataclass
@@ -61,3 +62,10 @@ def campaign_report(campaign_id: int, account: Account | None = None) -> Campaig
         [Part(t, 0, templates.get(t, f"#{t}"), c) for t, c in sorted(per_template.items())],
         [Part(t, n, f"{templates.get(t, f'#{t}')} · {subject_text(t, n)}", c)
          for (t, n), c in sorted(per_subject.items())])
+
+
+def campaign_outcomes(campaign_id: int) -> Outcomes:
+    """The campaign's progress figures (hub.campaigns.services.progress, registered in
+    StatsConfig.ready()): one SUM over its counter rows (index (campaign_id, hour))."""
+    t = total(Tally.objects.filter(campaign_id=campaign_id))
+    return Outcomes(sent=t.sent, failed=t.failed, bounced=t.bounced, failure_types=dict(t.types))
