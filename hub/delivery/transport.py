@@ -418,6 +418,8 @@ class ConnectionPool:
         self._idle: dict[int | tuple, list[SmtpSession]] = {}  # sessions checked in
         self._open: dict[int | tuple, set[SmtpSession]] = {}  # every open session
         self._keeper: threading.Thread | None = None
+        # Urgent callers (transactional mail) waiting in get(), by key.
+        self._urgent: dict[int | tuple, int] = {}
         # When a thread of this process last found all of a key's slots taken (monotonic).
         self._full_at: dict[int | tuple, float] = {}
         # Makes each slot's holder token; hub.delivery.lease sets it to its new_claim_token,
@@ -434,22 +436,37 @@ class ConnectionPool:
         with self._cond:
             return len(self._open.get(key, ()))
 
-    def get(self, server: SmtpServer, wait: float | None = None, target: DirectTarget | None = None) -> SmtpSession:
+    def get(self, server: SmtpServer, wait: float | None = None, target: DirectTarget | None = None,
+            urgent: bool = False) -> SmtpSession:
         """A session of `server` (direct delivery: to `target`) for this thread alone; raises
         ConnectionFailed, or NoConnectionSlot after `wait` seconds (default
-        HUB_SMTP_SLOT_WAIT_SECONDS)."""
+        HUB_SMTP_SLOT_WAIT_SECONDS). An `urgent` caller (a transactional message) gets the
+        next session checked back in before the others waiting (campaign mail)."""
         deadline = time.monotonic() + (settings.HUB_SMTP_SLOT_WAIT_SECONDS if wait is None else wait)
         fingerprint = _fingerprint(server, target)
         key = server.id if target is None else (server.id, target.address, target.port)
+        if urgent:
+            with self._cond:
+                self._urgent[key] = self._urgent.get(key, 0) + 1
+        try:
+            return self._get(server, key, fingerprint, deadline, target, urgent)
+        finally:
+            if urgent:
+                with self._cond:
+                    self._urgent[key] -= 1
+                    self._cond.notify_all()  # a session it left idle is for the others now
+
+    def _get(self, server: SmtpServer, key: int | tuple, fingerprint: tuple, deadline: float,
+             target: DirectTarget | None, urgent: bool) -> SmtpSession:
         while True:
-            session = self._take_idle(key)
+            session = self._take_idle(key, urgent)
             if session is not None:
                 if session.fingerprint == fingerprint and session.still_good():
                     return session
                 self._close(session)  # settings changed, too old or dead: frees its slot
                 continue
             limit = server.max_connections if target is None else target.connection_limit
-            if self.open_count(key) >= max(1, limit) or self._found_full_lately(key):
+            if self.open_count(key) >= max(1, limit) or (not urgent and self._found_full_lately(key)):
                 # This process holds every connection the limit allows (no slot can be free
                 # anywhere), or another thread of it found none a moment ago: wait for a
                 # session to come back rather than ask the database (a write transaction)
@@ -474,7 +491,7 @@ class ConnectionPool:
                                                f"{target.mx_host} are in use")
                     raise NoConnectionSlot(f"all {server.max_connections} connections to {server.host}:{server.port} "
                                            "are in use")
-                if not self._idle.get(key):
+                if not self._idle.get(key) or (not urgent and self._urgent.get(key)):
                     # A session of ours coming back wakes us; another worker's slot coming
                     # free does not, so look at the database again after a short while.
                     self._cond.wait(min(remaining, SLOT_POLL_SECONDS))
@@ -509,10 +526,12 @@ class ConnectionPool:
             session.close()
 
     # -- inside ---------------------------------------------------------------------------
-    def _take_idle(self, key: int | tuple) -> SmtpSession | None:
+    def _take_idle(self, key: int | tuple, urgent: bool = False) -> SmtpSession | None:
         with self._cond:
             idle = self._idle.get(key)
-            return idle.pop() if idle else None  # the most recently used: least likely to have timed out
+            if not idle or (not urgent and self._urgent.get(key)):
+                return None  # none, or an urgent caller is waiting: it comes first
+            return idle.pop()  # the most recently used: least likely to have timed out
 
     def _open_new(self, server: SmtpServer, slot, fingerprint: tuple,
                   target: DirectTarget | None = None) -> SmtpSession:

@@ -84,3 +84,35 @@ def test_a_thread_waiting_for_one_of_its_own_processes_connections_does_not_ask_
     for session in held:
         pool.discard(session)
     assert slots.open_connections([server.pk]) == {}
+
+
+def test_a_session_coming_back_goes_to_the_urgent_caller_first(make_server, smtp_sink):
+    import threading
+    import time
+
+    server = make_server(smtp_sink, max_connections=1)
+    session = pool.get(server)
+    got: dict[str, object] = {}
+
+    def wait_for_one(name: str, urgent: bool) -> None:
+        try:
+            got[name] = pool.get(server, wait=5, urgent=urgent)
+        except NoConnectionSlot as exc:
+            got[name] = exc
+
+    campaign = threading.Thread(target=wait_for_one, args=("campaign", False))
+    campaign.start()
+    time.sleep(0.1)  # the campaign thread waits first
+    transactional = threading.Thread(target=wait_for_one, args=("transactional", True))
+    transactional.start()
+    for _ in range(500):  # up to 5 s for it to be counted as waiting
+        if pool._urgent.get(server.id):
+            break
+        time.sleep(0.01)
+    pool.put(session)
+    transactional.join(5)
+    assert got.get("transactional") is session and "campaign" not in got
+    pool.put(session)  # the transactional message is done: now the campaign thread's turn
+    campaign.join(5)
+    assert got["campaign"] is session
+    pool.discard(session)
