@@ -5,26 +5,33 @@ Days are the hub's local days (TIME_ZONE). Grouping by day is done with a CASE o
 day boundaries instead of the database's time zone functions, so it gives the same answer
 on SQLite and on MariaDB without the time zone tables loaded. Everything is a handful of
 grouped queries over covering indexes that start with created_at; counts are by creation time (when the hub
-accepted the message). The send log figures are cached for a minute (CACHE_SECONDS)."""
+accepted the message). The send log figures are cached for a minute (CACHE_SECONDS), then
+recomputed in the background while the page shows the previous ones (STALE_SECONDS)."""
 
 from __future__ import annotations
 
 import datetime
 import json
+import logging
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from django import db
 from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Case, Count, IntegerField, Min, Q, QuerySet, Value, When
 from django.http import HttpRequest
 from django.urls import reverse
-from django.utils import formats, timezone
+from django.utils import formats, timezone, translation
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
 from ..models import App, SendLog, SmtpServer
 from .common import has_field, humanize_age
+
+log = logging.getLogger(__name__)
 
 DAYS = 30
 S = SendLog.Status
@@ -161,9 +168,13 @@ def failing_servers() -> list[dict] | None:
     } for s in servers]
 
 
-# The send log aggregates are kept this long (Django's cache, per process with the default
-# LocMemCache): reloading the home page, or several people on it, costs nothing more.
+# The send log aggregates are fresh for this long (Django's cache, per process with the
+# default LocMemCache): reloading the home page, or several people on it, costs nothing more.
 CACHE_SECONDS = 60
+# After that they are recomputed in the background while the page shows the older figures
+# (up to this old): at a million messages the queries take 2 to 3 s (bench/stats_reports.py
+# "admin dashboard, cold"), which only the first view after a start (or a forget_cached) pays.
+STALE_SECONDS = 3600
 
 
 def traffic_data(now: datetime.datetime) -> dict:
@@ -199,17 +210,52 @@ def forget_cached() -> None:
 
 def dashboard_data(now: datetime.datetime | None = None, *, cached: bool = False) -> dict:
     """Everything the dashboard shows. With cached=True the send log figures may be up to
-    CACHE_SECONDS old; the failing servers (a tiny table) are always read fresh."""
-    traffic = cache.get(cache_key()) if cached else None
-    if traffic is None:
+    CACHE_SECONDS old, or older while a background refresh runs (STALE_SECONDS at most);
+    the failing servers (a tiny table) are always read fresh."""
+    key = cache_key()
+    entry = cache.get(key) if cached else None
+    if entry is None:
         traffic = traffic_data(now or timezone.now())
         if cached:
-            cache.set(cache_key(), traffic, CACHE_SECONDS)
+            cache.set(key, {"at": time.time(), "traffic": traffic}, STALE_SECONDS)
+    else:
+        traffic = entry["traffic"]
+        if time.time() - entry["at"] >= CACHE_SECONDS:
+            refresh_in_background(key)
     return {
         **traffic,
         "failing": failing_servers(),
         "logs_url": reverse("admin:hub_sendlog_changelist"),
     }
+
+
+# The background refreshes running in this process, by cache key (one at a time per key).
+_refreshing: dict[str, threading.Thread] = {}
+_refreshing_lock = threading.Lock()
+
+
+def refresh_in_background(key: str) -> threading.Thread | None:
+    """Recompute the figures of `key` in a thread of this process (same language and time
+    zone as the request); None when one is already running."""
+    language, zone = get_language(), timezone.get_current_timezone()
+
+    def refresh() -> None:
+        try:
+            with translation.override(language), timezone.override(zone):
+                cache.set(key, {"at": time.time(), "traffic": traffic_data(timezone.now())}, STALE_SECONDS)
+        except Exception:
+            log.exception("refreshing the dashboard's figures failed; the page shows older ones")
+        finally:
+            with _refreshing_lock:
+                _refreshing.pop(key, None)
+            db.connections.close_all()  # this thread's own connection
+
+    with _refreshing_lock:
+        if key in _refreshing:
+            return None
+        thread = _refreshing[key] = threading.Thread(target=refresh, name="dashboard-refresh", daemon=True)
+    thread.start()
+    return thread
 
 
 # Sections EDM apps add to the dashboard (hub.stats: campaign figures), registered from their

@@ -124,7 +124,7 @@ def content_findings(subjects: list[str], html: str, text: str, phrases: list[st
         found.append(finding("broken_placeholder", RED, " ".join(dict.fromkeys(broken))))
     if "unsubscribe_url" not in {name for name, _default in placeholders(html)}:
         found.append(finding("no_unsubscribe", RED))
-    size = len(html.encode("utf-8"))
+    size = len(html.encode("utf-8", "surrogatepass"))  # (the APIs refuse lone surrogates; a caller may not)
     if size > GMAIL_CLIP_BYTES:
         found.append(finding("gmail_clip", YELLOW, f"{math.ceil(size / 1024)} KB"))
     if w.images_without_alt:

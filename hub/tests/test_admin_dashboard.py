@@ -178,3 +178,41 @@ def test_a_resend_from_the_admin_is_counted_at_once(su, make_server, make_app):
     assert su.post(f"/admin/hub/sendlog/{row.pk}/resend/").status_code == 302
     # Whoever resent it sees it counted on the next view, not a minute later.
     assert '<span id="hub-queue-depth">1</span>' in body(su.get("/admin/"))
+
+
+def test_after_the_minute_the_page_shows_the_older_figures_and_refreshes_them_behind(su, make_server, make_app,
+                                                                                     monkeypatch):
+    app = make_app(make_server()).app
+    make_log(app, status="sent", created_at=timezone.now())
+    assert '<span id="hub-sent-today" class="text-green-700 dark:text-green-400">1</span>' in body(su.get("/admin/"))
+    make_log(app, status="sent", created_at=timezone.now())
+    key = dashboard.cache_key("en")
+    entry = cache.get(key)
+    cache.set(key, {**entry, "at": entry["at"] - dashboard.CACHE_SECONDS}, dashboard.STALE_SECONDS)  # a minute on
+    started = []
+    monkeypatch.setattr(dashboard, "refresh_in_background", started.append)
+    with CaptureQueriesContext(connection) as queries:
+        page = body(su.get("/admin/"))
+    assert '<span id="hub-sent-today" class="text-green-700 dark:text-green-400">1</span>' in page  # not waited for
+    assert [q["sql"] for q in queries if "hub_sendlog" in q["sql"] and "LIMIT 1000" not in q["sql"]] == []
+    assert started == [key]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_background_refresh_stores_fresh_figures(make_server, make_app, monkeypatch):
+    import threading
+
+    app = make_app(make_server()).app
+    make_log(app, status="sent", created_at=timezone.now())
+    go, real = threading.Event(), dashboard.traffic_data
+    monkeypatch.setattr(dashboard, "traffic_data", lambda now: go.wait(10) and real(now))
+    with translation.override("en"):
+        key = dashboard.cache_key()
+        cache.set(key, {"at": 0.0, "traffic": {"today": {}}}, dashboard.STALE_SECONDS)
+        thread = dashboard.refresh_in_background(key)
+        assert dashboard.refresh_in_background(key) is None  # one at a time
+    go.set()
+    thread.join(30)
+    entry = cache.get(key)
+    assert entry["at"] > 0 and entry["traffic"]["today"]["sent"] == 1
+    assert key not in dashboard._refreshing

@@ -52,9 +52,17 @@ def test_mail_to_reads_the_recipient_index(account, apps):
         services.mail_log(account, DAY, mail_to="dup@x.example")
     page = next(q["sql"] for q in queries.captured_queries if "ORDER BY" in q["sql"] and "hub_sendlog" in q["sql"])
     with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN QUERY PLAN " + page)
-        plan = " ".join(str(r[-1]) for r in cursor.fetchall())
-    assert "INDEX sendlog_to" in plan and "SCAN" not in plan, plan
+        if connection.vendor == "sqlite":
+            cursor.execute("EXPLAIN QUERY PLAN " + page)
+            plan = " ".join(str(r[-1]) for r in cursor.fetchall())
+            assert "INDEX sendlog_to" in plan and "SCAN" not in plan, plan
+        else:  # MariaDB: (id, select_type, table, type, possible_keys, key, ...) per table read
+            cursor.execute("EXPLAIN " + page)
+            plan = [dict(zip([c[0] for c in cursor.description], row, strict=True)) for row in cursor.fetchall()]
+            # On a table this small the planner may prefer the day's range (it does at 1M rows
+            # take sendlog_to: bench/stats_reports.py --db mariadb); here: it can use it.
+            sendlog = [r for r in plan if r["table"] == "hub_sendlog"]
+            assert "sendlog_to" in (sendlog[0]["possible_keys"] or "").split(","), plan
 
 
 def plain_offset(account, day: date, offset: int, limit: int) -> list[int]:
