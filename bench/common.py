@@ -38,3 +38,12 @@ def db_bytes(analyze_table: str) -> int:
         cursor.execute("SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables "
                        "WHERE table_schema = DATABASE()")
         return int(cursor.fetchone()[0])
+
+
+def use_mariadb_login(hub_mod, spec: str | None) -> None:
+    """--mariadb USER:PASSWORD@DATABASE: the login and database bench/hub.py's Hub uses
+    instead of its own (the database is dropped and re-created)."""
+    if spec:
+        login, _at, name = spec.rpartition("@")
+        user, _colon, password = login.partition(":")
+        hub_mod.MARIADB.update(user=user, password=password, name=name)

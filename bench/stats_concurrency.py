@@ -129,10 +129,7 @@ def main() -> int:
     ap.add_argument("--out")
     args = ap.parse_args()
     hub_mod, sink_mod = common.bench_module("hub"), common.bench_module("sink")
-    if args.mariadb:
-        login, _at, name = args.mariadb.rpartition("@")
-        user, _colon, password = login.partition(":")
-        hub_mod.MARIADB.update(user=user, password=password, name=name)
+    common.use_mariadb_login(hub_mod, args.mariadb)
     work = Path(tempfile.mkdtemp(prefix="bench-statsc-"))
     hub = hub_mod.Hub(work, db=args.db)
     started = time.time()
