@@ -21,6 +21,7 @@ transaction of its own, so one row's trouble is that row's alone (as before)."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -91,26 +92,39 @@ class GroupCommit:
                     waiting.error = exc
             raise
         finally:
-            with self._cond:
-                for waiting in batch:
-                    waiting.done = True
-                self._leading = False
-                self.batches += 1
-                self.jobs += len(batch)
-                self._cond.notify_all()
+            self._release(batch)
         return ticket.result()
 
-    @staticmethod
-    def _commit(batch: list[_Ticket]) -> None:
+    def _release(self, batch: list[_Ticket], committed: bool = False) -> None:
+        """The batch's owners may go on (once per batch); the next leader may start."""
+        with self._cond:
+            if batch[0].done:
+                return
+            for waiting in batch:
+                waiting.committed = waiting.committed or committed
+                waiting.done = True
+            self._leading = False
+            self.batches += 1
+            self.jobs += len(batch)
+            self._cond.notify_all()
+
+    def _commit(self, batch: list[_Ticket]) -> None:
         if len(batch) > 1:
             try:
                 with transaction.atomic():
+                    # First of the on-commit hooks: the owners go on as soon as the batch is
+                    # committed, not after the hooks the jobs registered (a campaign's top-up
+                    # slice, hub.campaigns.topup), which then run in this thread.
+                    transaction.on_commit(functools.partial(self._release, batch, True))
                     for ticket in batch:
                         ticket.value = ticket.job()
-                for ticket in batch:
-                    ticket.committed = True
                 return
-            except Exception as exc:  # noqa: BLE001 - any job's error: each runs again alone
+            except Exception as exc:
+                if batch[0].committed:
+                    # Committed; a hook after the commit raised (as it would have in its own
+                    # thread): nothing to run again.
+                    log.exception("an on-commit hook of a group commit of %d outcomes failed", len(batch))
+                    return
                 # Not lost: each job runs again alone below, and the one that fails again
                 # raises in its own thread (hub.delivery.attempt.deliver_row records it).
                 log.info("a group commit of %d outcomes failed (%s: %s); committing each alone",

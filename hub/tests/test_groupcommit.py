@@ -16,9 +16,10 @@ from hub.delivery.groupcommit import GroupCommit
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _run_threads(gc: GroupCommit, jobs: list, first_started: threading.Event, release_first: threading.Event):
+def _run_threads(gc: GroupCommit, jobs: list, first_started: threading.Event, release_first: threading.Event,
+                 results: dict[int, object] | None = None):
     """Thread 0 runs jobs[0] (which blocks until released); the others queue behind it."""
-    results: dict[int, object] = {}
+    results = {} if results is None else results
 
     def worker(i: int) -> None:
         try:
@@ -70,6 +71,43 @@ def test_jobs_arriving_during_a_commit_share_the_next_one():
     assert (gc.batches, gc.jobs) == (2, 8)  # the first alone, then the seven that waited, together
     assert sorted(Group.objects.values_list("name", flat=True)) == sorted(f"g{i}" for i in range(8))
     assert {results[i] for i in range(8)} == set(Group.objects.values_list("pk", flat=True))
+
+
+@sqlite_only
+def test_the_owners_go_on_once_committed_while_the_hooks_run_in_the_leader():
+    """A job's on-commit hook (a campaign's top-up slice) runs after the batch commits in the
+    leading thread; the other owners of the batch do not wait for it."""
+    from django.db import transaction
+
+    gc = GroupCommit()
+    started, release, hook_go = threading.Event(), threading.Event(), threading.Event()
+    results: dict[int, object] = {}
+    seen_while_hook_ran: list[int] = []
+
+    def first():
+        started.set()
+        assert release.wait(10)
+
+    def hooked():
+        Group.objects.create(name="hooked")
+        transaction.on_commit(lambda: hook_go.wait(10))
+        return "hooked"
+
+    def watch():
+        for _ in range(500):  # up to 5 s for the first and one owner of the second batch
+            if len(results) >= 2:
+                break
+            time.sleep(0.01)
+        seen_while_hook_ran.append(len(results))
+        hook_go.set()
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    _run_threads(gc, [first, hooked, _creating("plain")], started, release, results)
+    watcher.join(10)
+    assert seen_while_hook_ran == [2]  # the batch's other owner returned while the hook still ran
+    assert (gc.batches, gc.jobs) == (2, 3)
+    assert results[1] == "hooked" and results[2] == Group.objects.get(name="plain").pk
 
 
 @sqlite_only
