@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, F, Q, Sum
+from django.db.models import Count, F, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django_q.tasks import async_task
@@ -357,5 +357,12 @@ def progress(campaign: Campaign) -> Progress:
                     failure_types=failures)
 
 
+# Every status but the final ones, named: SQLite read `NOT status IN (sent, failed)` as the
+# campaign's whole (campaign_id, status) index range (a million entries at 1M, on every
+# top-up once the last contacts are read); named, it is four short ranges. (MariaDB turns
+# the NOT IN into ranges by itself.)
+UNFINISHED = tuple(s for s in SendLog.Status if s not in SendLog.FINAL)
+
+
 def unsent_count(campaign_id: int) -> int:
-    return SendLog.objects.filter(Q(campaign_id=campaign_id), ~Q(status__in=SendLog.FINAL)).count()
+    return SendLog.objects.filter(campaign_id=campaign_id, status__in=UNFINISHED).count()
