@@ -67,7 +67,7 @@ def _try_servers(row: SendLog, servers: list[SmtpServer],
         session = None
         try:
             try:
-                session = pool.get(server, urgent=not row.priority)  # transactional mail first
+                session = pool.get(server, bulk=bool(row.priority))  # campaign rows give way
             except ConnectionFailed as exc:
                 _connect_failed(tries, server, exc, started, t0)
                 continue  # fail over to the next server

@@ -49,10 +49,13 @@ def _lease() -> timedelta:
     return timedelta(seconds=settings.HUB_SMTP_SLOT_LEASE_SECONDS)
 
 
-def acquire(server: SmtpServer, holder: str) -> Slot | None:
+def acquire(server: SmtpServer, holder: str, limit: int | None = None) -> Slot | None:
     """Take a free connection slot on `server` for `holder` (a fresh token), or None when all
-    `max_connections` are held."""
-    return _acquire(SmtpServer, ConnectionSlot, "server_id", server.pk, max(1, server.max_connections), holder)
+    `max_connections` are held (or all numbered below `limit`: the pool keeps the last one
+    for transactional mail, hub.delivery.transport)."""
+    full = max(1, server.max_connections)
+    return _acquire(SmtpServer, ConnectionSlot, "server_id", server.pk, full if limit is None else min(limit, full),
+                    holder)
 
 
 def acquire_destination(destination_id: int, limit: int, holder: str) -> Slot | None:

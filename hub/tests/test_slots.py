@@ -94,16 +94,16 @@ def test_a_session_coming_back_goes_to_the_urgent_caller_first(make_server, smtp
     session = pool.get(server)
     got: dict[str, object] = {}
 
-    def wait_for_one(name: str, urgent: bool) -> None:
+    def wait_for_one(name: str, bulk: bool) -> None:
         try:
-            got[name] = pool.get(server, wait=5, urgent=urgent)
+            got[name] = pool.get(server, wait=5, bulk=bulk)
         except NoConnectionSlot as exc:
             got[name] = exc
 
-    campaign = threading.Thread(target=wait_for_one, args=("campaign", False))
+    campaign = threading.Thread(target=wait_for_one, args=("campaign", True))
     campaign.start()
     time.sleep(0.1)  # the campaign thread waits first
-    transactional = threading.Thread(target=wait_for_one, args=("transactional", True))
+    transactional = threading.Thread(target=wait_for_one, args=("transactional", False))
     transactional.start()
     for _ in range(500):  # up to 5 s for it to be counted as waiting
         if pool._urgent.get(server.id):
@@ -115,4 +115,32 @@ def test_a_session_coming_back_goes_to_the_urgent_caller_first(make_server, smtp
     pool.put(session)  # the transactional message is done: now the campaign thread's turn
     campaign.join(5)
     assert got["campaign"] is session
+    pool.discard(session)
+
+
+def test_campaign_mail_leaves_the_last_connection_to_transactional_mail(server):
+    """max_connections 2: bulk callers (campaign rows) hold at most 1; the last slot, in any
+    worker, is for transactional mail, and its session, once idle, is not handed to bulk."""
+    bulk = pool.get(server, bulk=True)
+    assert bulk.slot.number == 0
+    with pytest.raises(NoConnectionSlot):
+        pool.get(server, wait=0.3, bulk=True)
+    reserved = pool.get(server)  # transactional: the reserved lane
+    assert reserved.slot.number == 1
+    pool.put(reserved)
+    with pytest.raises(NoConnectionSlot):
+        pool.get(server, wait=0.3, bulk=True)  # the idle reserved session is not for bulk
+    assert pool.get(server, wait=0) is reserved
+    pool.put(bulk)
+    assert pool.get(server, wait=0, bulk=True) is bulk
+    for session in (bulk, reserved):
+        pool.discard(session)
+    assert slots.open_connections([server.pk]) == {}
+
+
+def test_another_workers_bulk_sessions_leave_the_reserved_slot_free(server):
+    slots.acquire(server, "otherworker-1", limit=1)  # a campaign session of another worker
+    assert slots.acquire(server, "otherworker-2", limit=1) is None  # its second bulk one: refused
+    session = pool.get(server, wait=0)  # transactional mail here: the last slot is free
+    assert session.slot.number == 1
     pool.discard(session)
