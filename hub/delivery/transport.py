@@ -514,8 +514,20 @@ class ConnectionPool:
             self._close(session)
             return
         with self._cond:
-            self._idle.setdefault(session.key, []).append(session)
-            self._cond.notify_all()
+            # The reserved lane's session (see _get) is not kept idle unless a transactional
+            # caller here waits for it: closing it frees its slot for any worker's next one.
+            close = self._is_reserved(session) and not self._urgent.get(session.key)
+            if not close:
+                self._idle.setdefault(session.key, []).append(session)
+                self._cond.notify_all()
+        if close:
+            self._close(session)
+
+    @staticmethod
+    def _is_reserved(session: SmtpSession) -> bool:
+        limit = session.server.max_connections
+        return (session.target is None and session.slot is not None and limit >= 2
+                and session.slot.number >= limit - 1)
 
     def discard(self, session: SmtpSession) -> None:
         """A session that must not be used again (lost mid-transaction)."""
