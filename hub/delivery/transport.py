@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 # How often a process asks the database for a server's free connection slot while all are
 # taken (another worker's slot coming free wakes nobody here).
 SLOT_POLL_SECONDS = 0.2
+# Campaign mail asked for a session this recently: the reserved lane's session is then closed
+# on its return (ConnectionPool.put).
+BULK_RECENT_SECONDS = 5.0
 
 
 @dataclass
@@ -420,6 +423,8 @@ class ConnectionPool:
         self._keeper: threading.Thread | None = None
         # Urgent callers (transactional mail) waiting in get(), by key.
         self._urgent: dict[int | tuple, int] = {}
+        # When a bulk caller (campaign mail) last asked for a session, by key (monotonic).
+        self._bulk_at: dict[int | tuple, float] = {}
         # When a thread of this process last found all of a key's slots taken (monotonic).
         self._full_at: dict[int | tuple, float] = {}
         # Makes each slot's holder token; hub.delivery.lease sets it to its new_claim_token,
@@ -447,6 +452,8 @@ class ConnectionPool:
         deadline = time.monotonic() + (settings.HUB_SMTP_SLOT_WAIT_SECONDS if wait is None else wait)
         fingerprint = _fingerprint(server, target)
         key = server.id if target is None else (server.id, target.address, target.port)
+        if bulk:
+            self._bulk_at[key] = time.monotonic()  # (a plain store: no lock needed)
         if urgent:
             with self._cond:
                 self._urgent[key] = self._urgent.get(key, 0) + 1
@@ -514,9 +521,12 @@ class ConnectionPool:
             self._close(session)
             return
         with self._cond:
-            # The reserved lane's session (see _get) is not kept idle unless a transactional
-            # caller here waits for it: closing it frees its slot for any worker's next one.
-            close = self._is_reserved(session) and not self._urgent.get(session.key)
+            # While campaign mail flows here, the reserved lane's session (see _get) is not
+            # kept idle unless a transactional caller here waits for it: closing it frees its
+            # slot for any worker's next transactional message. (Without campaign mail it is
+            # kept: a busy transactional hub would otherwise reconnect it after each message.)
+            close = (self._is_reserved(session) and not self._urgent.get(session.key)
+                     and time.monotonic() - self._bulk_at.get(session.key, float("-inf")) < BULK_RECENT_SECONDS)
             if not close:
                 self._idle.setdefault(session.key, []).append(session)
                 self._cond.notify_all()
