@@ -294,6 +294,21 @@ def smtp_sink(smtp_sink_factory) -> SmtpSink:
 
 
 @pytest.fixture
+def told():
+    """hub.events seen while the test runs (every kind, in order)."""
+    from hub import events
+
+    seen: list = []
+
+    def receiver(sender, event, **kwargs):
+        seen.append(event)
+
+    events.happened.connect(receiver, dispatch_uid="tests-told")
+    yield seen
+    events.happened.disconnect(dispatch_uid="tests-told")
+
+
+@pytest.fixture
 def make_server(db):
     from hub.models import SmtpServer
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 import pytest
 
 from conftest import SinkHandler, SmtpSink, free_port
-from hub import events
 from hub.delivery import destinations, mta_sts, mx
 from hub.delivery.outbox import deliver_batch
 from hub.models import SendLog
@@ -95,15 +94,3 @@ def world(settings, dns_server, smtp_sink_factory, make_server, make_app) -> Wor
     mx.clear_cache()
     mta_sts.clear_cache()
     destinations.clear_cache()
-
-
-@pytest.fixture
-def direct_events():
-    got: list[events.Event] = []
-
-    def receiver(sender, event, **kwargs):
-        got.append(event)
-
-    events.happened.connect(receiver, dispatch_uid="test-direct-events")
-    yield got
-    events.happened.disconnect(dispatch_uid="test-direct-events")

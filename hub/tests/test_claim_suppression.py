@@ -15,21 +15,6 @@ T = Account.QuotaType
 
 
 @pytest.fixture
-def told_events():
-    """hub.events seen while the test runs."""
-    from hub import events
-
-    seen: list = []
-
-    def receiver(sender, event, **kwargs):
-        seen.append(event)
-
-    events.happened.connect(receiver, dispatch_uid="hub-tests-told")
-    yield seen
-    events.happened.disconnect(dispatch_uid="hub-tests-told")
-
-
-@pytest.fixture
 def metered(smtp_sink, make_server, make_app):
     account = Account.objects.create(name="metered", quota_type=T.TOTAL, quota_total=10, quota_available=10)
     return smtp_sink, account, make_app(make_server(smtp_sink), account=account)
@@ -44,7 +29,7 @@ def accept(client, p, **fields) -> SendLog:
 @pytest.mark.parametrize("cause,failure", [("hard_bounce", FailureType.BLACKLIST),
                                            ("complaint", FailureType.COMPLAINT),
                                            ("manual", FailureType.BLACKLIST)])
-def test_suppressed_after_acceptance_nothing_is_sent(client, metered, run_queue, told_events, cause, failure):
+def test_suppressed_after_acceptance_nothing_is_sent(client, metered, run_queue, told, cause, failure):
     sink, account, p = metered
     row = accept(client, p, to="late@example.com")
     assert Account.objects.get(pk=account.pk).quota_available == 9
@@ -58,7 +43,7 @@ def test_suppressed_after_acceptance_nothing_is_sent(client, metered, run_queue,
         SendLog.Status.FAILED, failure, 0, None)
     assert row.error.startswith(f"suppressed by the hub: {cause}") and "nothing was sent" in row.error
     assert Account.objects.get(pk=account.pk).quota_available == 10  # refunded, once
-    assert [(e.kind, e.email, e.data["failure_type"]) for e in told_events] == [("failed", "late@example.com",
+    assert [(e.kind, e.email, e.data["failure_type"]) for e in told] == [("failed", "late@example.com",
                                                                                  failure)]
     assert not row.delivery_attempts.exists()
 

@@ -22,7 +22,7 @@ def due(row: SendLog) -> None:
     SendLog.objects.filter(pk=row.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
 
 
-def test_a_message_to_two_domains_is_one_transaction_to_each_domains_mx(world, direct_events):
+def test_a_message_to_two_domains_is_one_transaction_to_each_domains_mx(world, told):
     alpha = world.domain("alpha.test", "127.0.0.2")
     beta = world.domain("beta.test", "127.0.0.3")
     row = world.send("ann@alpha.test, bob@beta.test", cc="cat@alpha.test")
@@ -37,7 +37,7 @@ def test_a_message_to_two_domains_is_one_transaction_to_each_domains_mx(world, d
     attempts = list(DeliveryAttempt.objects.filter(log=row).values_list("result", "error"))
     assert [r for r, _e in attempts] == ["sent", "sent"]
     assert "alpha.test via mx.alpha.test [127.0.0.2]" in attempts[0][1]
-    assert sorted((e.kind, e.email) for e in direct_events) == [("sent", "ann@alpha.test"), ("sent", "bob@beta.test"),
+    assert sorted((e.kind, e.email) for e in told) == [("sent", "ann@alpha.test"), ("sent", "bob@beta.test"),
                                                        ("sent", "cat@alpha.test")]
 
 
@@ -72,7 +72,7 @@ def test_a_domain_without_mx_gets_its_a_record(world):
     assert sink.messages[0].rcpt_tos == ["x@plain.test"]
 
 
-def test_null_mx_fails_at_once_and_sends_nothing(world, direct_events):
+def test_null_mx_fails_at_once_and_sends_nothing(world, told):
     world.mx("nomail.test", "0 .")
     world.host("nomail.test", "127.0.0.9")  # an A record is no reason to try (RFC 7505)
     sink = world.sink("127.0.0.9")
@@ -82,7 +82,7 @@ def test_null_mx_fails_at_once_and_sends_nothing(world, direct_events):
     assert row.failure_type == FailureType.NOT_EXIST
     assert row.refused_recipients == {"who@nomail.test": [556, row.smtp_reply]}
     assert sink.messages == []
-    assert [(e.kind, e.email) for e in direct_events] == [("failed", "who@nomail.test")]
+    assert [(e.kind, e.email) for e in told] == [("failed", "who@nomail.test")]
     # A domain that takes no mail never will: the address is suppressed like a hard bounce.
     assert Suppression.objects.filter(app=world.app, email="who@nomail.test").exists()
 
@@ -120,7 +120,7 @@ def test_starttls_is_used_when_the_mx_offers_it(world):
     assert len(sink.messages) == 1
 
 
-def test_part_delivered_message_waits_with_only_its_remaining_recipients(world, direct_events):
+def test_part_delivered_message_waits_with_only_its_remaining_recipients(world, told):
     alpha = world.domain("alpha.test", "127.0.0.2")
     beta = world.domain("beta.test", "127.0.0.3",
                         refuse={"bob@beta.test": "451 4.3.0 Temporary local problem"})
@@ -129,14 +129,14 @@ def test_part_delivered_message_waits_with_only_its_remaining_recipients(world, 
     assert row.status == S.RETRYING and row.attempts == 1
     assert row.rcpt_to == "bob@beta.test" and row.next_attempt_at is not None
     assert len(alpha.messages) == 1 and beta.messages == []
-    assert [(e.kind, e.email) for e in direct_events] == [("sent", "ann@alpha.test")]
+    assert [(e.kind, e.email) for e in told] == [("sent", "ann@alpha.test")]
     beta.handler.refuse.clear()  # beta is well again
     due(row)
     [row] = world.deliver(row)
     assert row.status == S.SENT and row.attempts == 2
     assert len(alpha.messages) == 1  # not sent twice
     assert [m.rcpt_tos for m in beta.messages] == [["bob@beta.test"]]
-    assert [(e.kind, e.email) for e in direct_events] == [("sent", "ann@alpha.test"), ("sent", "bob@beta.test")]
+    assert [(e.kind, e.email) for e in told] == [("sent", "ann@alpha.test"), ("sent", "bob@beta.test")]
 
 
 def test_giving_up_on_the_rest_of_a_part_delivered_message_keeps_it_sent(world, settings):
@@ -179,7 +179,7 @@ def test_mx_hosts_at_private_addresses_are_refused_unless_allowed(world, setting
     assert sink.messages == []
 
 
-def test_a_recipient_refused_for_now_inside_an_accepted_transaction_waits_alone(world, direct_events):
+def test_a_recipient_refused_for_now_inside_an_accepted_transaction_waits_alone(world, told):
     sink = world.domain("beta.test", "127.0.0.3", refuse={"carl@beta.test": "450 4.2.0 Greylisted, try again"})
     [row] = world.deliver(world.send("bob@beta.test, carl@beta.test"))
     assert row.status == S.RETRYING and row.rcpt_to == "carl@beta.test" and row.attempts == 1
@@ -189,7 +189,7 @@ def test_a_recipient_refused_for_now_inside_an_accepted_transaction_waits_alone(
     [row] = world.deliver(row)
     assert row.status == S.SENT and row.refused_recipients == {}
     assert [m.rcpt_tos for m in sink.messages] == [["bob@beta.test"], ["carl@beta.test"]]
-    assert sorted(e.email for e in direct_events if e.kind == "sent") == ["bob@beta.test", "carl@beta.test"]
+    assert sorted(e.email for e in told if e.kind == "sent") == ["bob@beta.test", "carl@beta.test"]
 
 
 def test_a_failed_tls_handshake_is_tried_again_in_plain_text(world, monkeypatch):

@@ -17,24 +17,12 @@ UNKNOWN = "550 5.1.1 <ghost@example.com>: Recipient address rejected: User unkno
 
 
 @pytest.fixture
-def seen():
-    got: list[events.Event] = []
-
-    def receiver(sender, event, **kwargs):
-        got.append(event)
-
-    events.happened.connect(receiver, dispatch_uid="test-events")
-    yield got
-    events.happened.disconnect(dispatch_uid="test-events")
-
-
-@pytest.fixture
 def sending(smtp_sink_factory, make_server, make_app):
     sink = smtp_sink_factory(refuse={GHOST: UNKNOWN})
     return sink, make_app(make_server(sink), name="events")
 
 
-def test_sent_and_failed_recipients_are_told(client, sending, run_queue, seen):
+def test_sent_and_failed_recipients_are_told(client, sending, run_queue, told):
     _sink, p = sending
     r = post(client, "/api.php", good_fields(p.creds, to=f"bob@example.com,{GHOST}"))
     assert r.status_code == 200, r.content
@@ -42,17 +30,17 @@ def test_sent_and_failed_recipients_are_told(client, sending, run_queue, seen):
     row = SendLog.objects.get(pk=r.json()["id"])
 
     assert row.status == SendLog.Status.SENT
-    by_email = {e.email: e for e in seen}
+    by_email = {e.email: e for e in told}
     assert set(by_email) == {"bob@example.com", GHOST}
     assert by_email["bob@example.com"].kind == events.Kind.SENT
     assert by_email["bob@example.com"].data["smtp_code"] == 250
     failed = by_email[GHOST]
     assert (failed.kind, failed.data["failure_type"], failed.data["smtp_code"]) == (
         events.Kind.FAILED, FailureType.NOT_EXIST, 550)
-    assert {(e.app_id, e.log_id) for e in seen} == {(p.app.id, row.id)}
+    assert {(e.app_id, e.log_id) for e in told} == {(p.app.id, row.id)}
 
 
-def test_a_failing_receiver_is_logged_and_the_outcome_stands(client, sending, run_queue, seen, caplog):
+def test_a_failing_receiver_is_logged_and_the_outcome_stands(client, sending, run_queue, told, caplog):
     _sink, p = sending
 
     def broken(sender, event, **kwargs):
@@ -67,7 +55,7 @@ def test_a_failing_receiver_is_logged_and_the_outcome_stands(client, sending, ru
         events.happened.disconnect(dispatch_uid="test-events-broken")
 
     assert SendLog.objects.get(pk=r.json()["id"]).status == SendLog.Status.SENT
-    assert [e.kind for e in seen] == [events.Kind.SENT]
+    assert [e.kind for e in told] == [events.Kind.SENT]
     assert "receiver bug" in caplog.text
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from hub import events
 from hub.delivery import verp
 from hub.models import SendLog
 
@@ -57,14 +56,3 @@ def sent(account, make_server, make_app) -> Sent:
     return Sent(make_app(server, account=account).app, server)
 
 
-@pytest.fixture
-def told():
-    """hub.events seen while the test runs."""
-    seen: list[events.Event] = []
-
-    def receiver(sender, event, **kwargs):
-        seen.append(event)
-
-    events.happened.connect(receiver, dispatch_uid="inbound-tests")
-    yield seen
-    events.happened.disconnect(dispatch_uid="inbound-tests")
