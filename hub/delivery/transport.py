@@ -111,15 +111,14 @@ def opportunistic_tls_context() -> ssl.SSLContext:
     """TLS as MTAs do it without MTA-STS/DANE: encrypt when offered, accept any certificate
     (a receiver's certificate rarely matches its MX name; refusing would only send the mail
     in plain text instead)."""
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
+    return tls_context(verify=False)
 
 
-def tls_context(server: SmtpServer) -> ssl.SSLContext:
+def tls_context(verify: bool) -> ssl.SSLContext:
+    """A client's TLS: the certificate and host name checked, or (`verify` off: a server's
+    own setting, e.g. a self-signed relay or IMAP host) anything accepted."""
     ctx = ssl.create_default_context()
-    if not server.verify_tls:
+    if not verify:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     return ctx
@@ -174,14 +173,14 @@ class SmtpSession:
         try:
             if server.security == SmtpServer.Security.SSL:
                 conn = smtplib.SMTP_SSL(server.host, server.port, local_hostname=settings.HUB_DOMAIN,
-                                        timeout=server.timeout, context=tls_context(server))
+                                        timeout=server.timeout, context=tls_context(server.verify_tls))
             else:
                 conn = smtplib.SMTP(server.host, server.port, local_hostname=settings.HUB_DOMAIN,
                                     timeout=server.timeout)
             self.conn = conn
             conn.ehlo()
             if server.security == SmtpServer.Security.STARTTLS:
-                conn.starttls(context=tls_context(server))
+                conn.starttls(context=tls_context(server.verify_tls))
                 conn.ehlo()
             if server.username:
                 _login(conn, server.username, password)
@@ -436,10 +435,6 @@ class ConnectionPool:
         """Open sessions by key (server id; (server id, address, port) for direct delivery)."""
         with self._cond:
             return {sid: set(found) for sid, found in self._open.items() if found}
-
-    def open_count(self, key: int | tuple) -> int:
-        with self._cond:
-            return len(self._open.get(key, ()))
 
     def get(self, server: SmtpServer, wait: float | None = None, target: DirectTarget | None = None,
             bulk: bool = False) -> SmtpSession:

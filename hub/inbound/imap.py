@@ -10,10 +10,11 @@ from __future__ import annotations
 import imaplib
 import logging
 import re
-import ssl
 
 from django.conf import settings
 from django.utils import timezone
+
+from hub.delivery.transport import tls_context
 
 from . import process
 from .models import BounceMailbox
@@ -27,21 +28,13 @@ class PollError(Exception):
     """The mailbox could not be read (connection, TLS, login, folder)."""
 
 
-def _tls(mailbox: BounceMailbox) -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    if not mailbox.verify_tls:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
 def _connect(mailbox: BounceMailbox) -> imaplib.IMAP4:
     timeout = settings.HUB_IMAP_TIMEOUT
     if mailbox.security == BounceMailbox.Security.SSL:
-        return imaplib.IMAP4_SSL(mailbox.host, mailbox.port, ssl_context=_tls(mailbox), timeout=timeout)
+        return imaplib.IMAP4_SSL(mailbox.host, mailbox.port, ssl_context=tls_context(mailbox.verify_tls), timeout=timeout)
     conn = imaplib.IMAP4(mailbox.host, mailbox.port, timeout=timeout)
     if mailbox.security == BounceMailbox.Security.STARTTLS:
-        conn.starttls(ssl_context=_tls(mailbox))
+        conn.starttls(ssl_context=tls_context(mailbox.verify_tls))
     return conn
 
 
