@@ -14,9 +14,9 @@ class CampaignsConfig(AppConfig):
         from hub import events
         from hub.delivery import render as seam
 
-        from .render import render_row
+        from .render import prefetch_contacts, render_row
         from .topup import on_event
 
-        seam.register(render_row)
+        seam.register(render_row, prefetch_contacts)
         # A full-speed campaign is topped up by its own rows' outcomes (topup.py).
         events.happened.connect(on_event, dispatch_uid="hub.campaigns.topup")

@@ -265,12 +265,34 @@ def _suppress_hard_bounces(row: SendLog, outcome: Outcome) -> None:
                                    smtp_code=code, reply=text, pol=pol)
 
 
+def check_suppressions(rows: list[SendLog]) -> None:
+    """The suppression list at claim time, one indexed query per app of a claimed batch
+    (hub.delivery.outbox): each row carries its recipients' entries to _suppressed_now."""
+    by_app: dict[int, list[SendLog]] = {}
+    for row in rows:
+        by_app.setdefault(row.app_id, []).append(row)
+    for app_id, app_rows in by_app.items():
+        wanted = {row.pk: {r.lower() for r in _recipients_or_none(row)} for row in app_rows}
+        hits = queries.suppressions(app_id, set().union(*wanted.values()))
+        for row in app_rows:
+            row.suppressed_at_claim = {email: hits[email] for email in wanted[row.pk] if email in hits}
+
+
+def _recipients_or_none(row: SendLog) -> list[str]:
+    try:
+        return envelope_recipients(row)
+    except UnicodeError:
+        return []  # not deliverable anyway: deliver_row records why, and checks again then
+
+
 def _suppressed_now(row: SendLog) -> tuple[list[str], dict[str, list]]:
-    """Re-check the suppression list at claim time (one indexed query): a message accepted
-    just before its recipient was suppressed must not go to them. Returns (the envelope
-    recipients still allowed, {dropped recipient: [None, reason]})."""
+    """Re-check the suppression list at claim time (check_suppressions, or one indexed query
+    here): a message accepted just before its recipient was suppressed must not go to them.
+    Returns (the envelope recipients still allowed, {dropped recipient: [None, reason]})."""
     rcpts = envelope_recipients(row)
-    hits = queries.suppressions(row.app_id, {r.lower() for r in rcpts})
+    hits = getattr(row, "suppressed_at_claim", None)
+    if hits is None:
+        hits = queries.suppressions(row.app_id, {r.lower() for r in rcpts})
     if not hits:
         return rcpts, {}
     campaign = row.campaign_id is not None  # campaign-only entries (unsubscribes) apply here

@@ -21,7 +21,8 @@ from django_q.tasks import async_task
 
 from .. import queries
 from ..models import DeliveryWakeup, SendLog
-from .attempt import deliver_row
+from . import render
+from .attempt import check_suppressions, deliver_row
 from .crew import Crew
 from .lease import WorkerStopping, new_claim_token
 
@@ -56,8 +57,13 @@ def claim_waiting(limit: int) -> list[SendLog]:
 
 def _claimed(token: str, ids: list[int]) -> list[SendLog]:
     """Those of these rows this claim won (by primary key: claim_token has no index), in the
-    order the crew starts them: transactional (priority 0) before campaign rows."""
-    return list(SendLog.objects.filter(pk__in=ids, claim_token=token).order_by("priority", "id"))
+    order the crew starts them: transactional (priority 0) before campaign rows. What each
+    delivery would read per row is read here once for the batch: the suppression list
+    (re-checked at claim time) and campaign rows' contacts (hub.delivery.render)."""
+    rows = list(SendLog.objects.filter(pk__in=ids, claim_token=token).order_by("priority", "id"))
+    check_suppressions(rows)
+    render.prefetch(rows)
+    return rows
 
 def deliver_batch(log_ids: list[int]) -> None:
     """Deliver the given SendLog rows that are still waiting, over pooled connections (the

@@ -42,14 +42,25 @@ class Parts:
 
 
 Renderer = Callable[[object], Parts]
+Prefetcher = Callable[[list], None]
 _renderer: Renderer | None = None
+_prefetcher: Prefetcher | None = None
 
 
-def register(renderer: Renderer) -> None:
+def register(renderer: Renderer, prefetcher: Prefetcher | None = None) -> None:
     """Called once by the campaigns app's AppConfig.ready(); a second call replaces the first
-    (the test runner's reloads)."""
-    global _renderer
-    _renderer = renderer
+    (the test runner's reloads). `prefetcher(rows)`, when given, is called with each claimed
+    batch's campaign rows, so that what the renderer reads per row (the contact) is read
+    once per batch instead."""
+    global _renderer, _prefetcher
+    _renderer, _prefetcher = renderer, prefetcher
+
+
+def prefetch(rows: list) -> None:
+    """The claimed batch's campaign rows, before any is delivered (hub.delivery.outbox)."""
+    campaign_rows = [row for row in rows if row.campaign_id is not None]
+    if campaign_rows and _prefetcher is not None:
+        _prefetcher(campaign_rows)
 
 
 def render(row) -> Parts:

@@ -12,6 +12,8 @@ message would cost two queries and a Fernet decryption."""
 
 from __future__ import annotations
 
+import functools
+import re
 import threading
 import time
 from email.parser import BytesHeaderParser
@@ -66,10 +68,22 @@ def _load_keys(account_id: int, domain_name: str) -> list[tuple[bytes, bytes, by
     return [(k.selector.encode(), k.get_private_key().encode(), _ALGORITHMS[k.algorithm]) for k in rows]
 
 
+# The first From field of a header block: its line and continuation lines (RFC 5322 2.2.3).
+_FROM_FIELD = re.compile(rb"^From:[^\r\n]*(?:\r\n[ \t][^\r\n]*)*", re.IGNORECASE | re.MULTILINE)
+
+
 def from_domain(data: bytes) -> str:
     """The domain of the message's From address, lower case, IDNA; "" when none."""
-    head = data.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
-    headers = BytesHeaderParser(policy=compat32).parsebytes(head)
+    head = data.split(b"\r\n\r\n", 1)[0]
+    field = _FROM_FIELD.search(head)
+    return _domain_of_field(field.group(0)) if field else ""
+
+
+@functools.lru_cache(maxsize=4096)
+def _domain_of_field(field: bytes) -> str:
+    # Per field, not per message: a campaign's million messages share a handful of From
+    # fields, and parsing the whole head for each was a twentieth of a worker's CPU.
+    headers = BytesHeaderParser(policy=compat32).parsebytes(field + b"\r\n\r\n")
     _name, address = first_address(str(headers.get("From", "")))
     domain = address.rpartition("@")[2].strip().rstrip(".").lower()
     if not domain:

@@ -90,3 +90,21 @@ def test_another_accounts_list_does_not_apply(client, metered, run_queue, other)
     Suppression.objects.create(account=other, email="late@example.com", cause="hard_bounce")
     assert run_queue() == 1
     assert len(sink.messages) == 1
+
+
+def test_a_claimed_batch_is_checked_in_one_query(client, metered, run_queue):
+    """The check happens when the batch is claimed, once for all its rows (not per row)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    sink, account, p = metered
+    rows = [accept(client, p, to=f"r{i}@example.com") for i in range(5)]
+    Suppression.objects.create(account=account, email="r3@example.com", cause="manual")
+
+    with CaptureQueriesContext(connection) as seen:
+        assert run_queue() >= 1
+    assert sum('"hub_suppression"' in q["sql"] for q in seen.captured_queries) == 1
+    assert sorted(m.rcpt_tos[0] for m in sink.messages) == ["r0@example.com", "r1@example.com",
+                                                            "r2@example.com", "r4@example.com"]
+    rows[3].refresh_from_db()
+    assert rows[3].status == SendLog.Status.FAILED and rows[3].failure_type == FailureType.BLACKLIST

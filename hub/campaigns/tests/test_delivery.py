@@ -89,3 +89,24 @@ def test_read_receipt_and_no_unsubscribe_headers(world, run_queue):
     assert str(msg["Disposition-Notification-To"]) == "<reply@example.com>"
     assert "List-Unsubscribe" not in msg and "List-Unsubscribe-Post" not in msg
     assert msg["X-SMTPHub-Campaign"] == campaign.sn
+
+
+def test_a_claimed_batch_reads_its_contacts_in_one_query(world):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from hub.campaigns import dispatch
+    from hub.campaigns.render import render_row
+    from hub.delivery import outbox
+
+    campaign = services.create_campaign(world.account, world.fields(), State.SENDING)
+    dispatch.run(campaign.pk, campaign.run_token, budget=1.0)
+    with CaptureQueriesContext(connection) as claiming:
+        rows = outbox.claim_waiting(50)
+    with CaptureQueriesContext(connection) as rendering:
+        parts = [render_row(row) for row in rows]
+    assert len(rows) == SendLog.objects.filter(campaign_id=campaign.pk).count() > 1
+    assert sum('"contacts_contact"' in q["sql"] for q in claiming.captured_queries) == 1
+    assert not any('"contacts_contact"' in q["sql"] for q in rendering.captured_queries)
+    assert sorted(p.to_name for p in parts) == sorted(
+        Contact.objects.get(pk=row.contact_id).fullname for row in rows)

@@ -166,3 +166,13 @@ def test_rotation_publishes_both_then_switches(verified, app, sink, dns_server, 
     data = delivered(sink, accept(app, SendRequest(to="x@example.net", subject="s", message="m")).id)
     assert [s[b"s"] for s in signatures(data)] == [nxt[0].selector.encode(), nxt[1].selector.encode()]
     assert verify_all(data, dns_server) == [True, True]
+
+
+def test_from_domain_reads_the_first_from_field_of_the_head():
+    from hub.domains.signer import from_domain
+
+    folded = (b"Subject: hi\r\nfrom: =?utf-8?b?5ZWG5Z+O?=\r\n <News@Shop.Example.COM>\r\n"
+              b"X-From: other@else.example\r\nFrom: second@else.example\r\n\r\nFrom: body@body.example\r\n")
+    assert from_domain(folded) == "shop.example.com"
+    assert from_domain(b"X-From: a@x.example\r\nTo: b@y.example\r\n\r\nFrom: c@z.example\r\n") == ""
+    assert from_domain(b"From: a@XN--BCHER-KVA.example.\r\n\r\n") == "xn--bcher-kva.example"
