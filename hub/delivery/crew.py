@@ -155,11 +155,18 @@ class Crew:
         hand_back_untried(back)
         return len(back)
 
-    def wait_idle(self) -> None:
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until every row handed in is done (True; rows the threads did not start go
+        back to the queue), or `timeout` passed (False)."""
+        until = None if timeout is None else time.monotonic() + timeout
         with self.cond:
             while (self.queue or self.in_flight) and self._alive():
-                self.progress.wait(0.5)
+                left = 0.5 if until is None else min(0.5, until - time.monotonic())
+                if left <= 0:
+                    return False
+                self.progress.wait(left)
         self._hand_back_leftovers()
+        return True
 
     def finish(self) -> None:
         """Wait for every row, end the threads (they close their database connections)."""

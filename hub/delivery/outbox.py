@@ -92,7 +92,8 @@ def drain() -> int:
             claimed += len(rows)
             deliver_claimed(rows, deadline)  # hands them to this drain's crew
             if len(rows) < batch:
-                crew.wait_idle()
+                if not _wait_idle_unless_urgent(crew):
+                    continue  # transactional mail came in meanwhile: claim it now
                 if settings.HUB_DRAIN_GATHER_MS:
                     # Messages are trickling in one by one: let a few gather before the next
                     # claim (a write transaction and a few queries), so each claim takes several.
@@ -127,6 +128,16 @@ def _wait_for_room(crew: Crew) -> None:
     while not crew.wait_backlog_below(1, timeout=PRIORITY_POLL_SECONDS):
         if queries.transactional_waiting() and crew.hand_back_campaign_rows():
             return
+
+def _wait_idle_unless_urgent(crew: Crew) -> bool:
+    """crew.wait_idle(), looking every PRIORITY_POLL_SECONDS for transactional mail queued
+    meanwhile: False as soon as there is some (the drain claims it at once, beside its rows
+    still on the wire), True when the crew is idle. Why: a slow server holding the last rows
+    of a campaign must not hold a transactional message that a free connection could take."""
+    while not crew.wait_idle(timeout=PRIORITY_POLL_SECONDS):
+        if queries.transactional_waiting():
+            return False
+    return True
 
 def _crew(deadline: float) -> Crew:
     # deliver_row looked up here at each call, so a test can stand in for it on this module.

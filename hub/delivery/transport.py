@@ -352,15 +352,7 @@ class SmtpSession:
         return conn.getreply()
 
     def close(self) -> None:
-        if self.conn is not None:
-            try:
-                self.conn.quit()
-            except (smtplib.SMTPException, OSError):
-                try:
-                    self.conn.close()
-                except OSError:
-                    pass
-            self.conn = None
+        self.hang_up()
         slot, self.slot = self.slot, None
         if slot is not None:
             try:
@@ -370,19 +362,34 @@ class SmtpSession:
                 log.warning("could not free connection slot %s of server %s; its lease will expire",
                             slot.number, slot.server_id, exc_info=True)
 
+    def hang_up(self) -> None:
+        """QUIT (or drop) the connection; the slot stays with the session (close() frees it)."""
+        if self.conn is not None:
+            try:
+                self.conn.quit()
+            except (smtplib.SMTPException, OSError):
+                try:
+                    self.conn.close()
+                except OSError:
+                    pass
+            self.conn = None
+
     @property
     def is_open(self) -> bool:
         return self.conn is not None
+
+    def worn_out(self) -> bool:
+        """Open longer than HUB_SMTP_REUSE_SECONDS or used HUB_SMTP_REUSE_MAX times."""
+        now = time.monotonic()
+        return now - self.opened_at > settings.HUB_SMTP_REUSE_SECONDS or self.uses >= settings.HUB_SMTP_REUSE_MAX
 
     def still_good(self) -> bool:
         """Reusable: young enough, not used too often, and, when it has been idle for a
         while, answers NOOP. (A connection that died anyway is caught at MAIL FROM, before
         any data, and replaced: see _try_servers.)"""
-        if self.conn is None:
+        if self.conn is None or self.worn_out():
             return False
         now = time.monotonic()
-        if now - self.opened_at > settings.HUB_SMTP_REUSE_SECONDS or self.uses >= settings.HUB_SMTP_REUSE_MAX:
-            return False
         if now - self.last_used < settings.HUB_SMTP_NOOP_AFTER_IDLE_SECONDS:
             return True
         try:
@@ -472,9 +479,17 @@ class ConnectionPool:
         while True:
             session = self._take_idle(key, urgent, below=limit)
             if session is not None:
-                if session.fingerprint == fingerprint and session.still_good():
-                    return session
-                self._close(session)  # settings changed, too old or dead: frees its slot
+                if session.fingerprint == fingerprint and not session.slot_lost:
+                    if session.still_good():
+                        return session
+                    # Too old, used too often, or dead: a new connection on the same slot.
+                    # Why not close it and take a slot again: every session of a busy pool
+                    # wears out within seconds of the others (HUB_SMTP_REUSE_MAX), and the
+                    # release-and-take let one worker's threads, woken at once, win every
+                    # slot while another worker's threads polled: its whole crew stalled for
+                    # seconds (the 100k MariaDB campaign: 1-6 s stalls every few seconds).
+                    return self._reconnect(session)
+                self._close(session)  # settings changed, or its slot was taken over: frees it
                 continue
             if self._open_below(key, limit) >= limit or (not urgent and self._found_full_lately(key)):
                 # This process holds every connection the limit allows (no slot can be free
@@ -582,6 +597,15 @@ class ConnectionPool:
             if self._keeper is None or not self._keeper.is_alive():
                 self._keeper = threading.Thread(target=self._keep, name="smtp-pool-keeper", daemon=True)
                 self._keeper.start()
+        return session
+
+    def _reconnect(self, session: SmtpSession) -> SmtpSession:
+        session.hang_up()
+        try:
+            session.open()  # a failure frees the slot (SmtpSession.open closes itself)
+        except BaseException:
+            self._close(session)
+            raise
         return session
 
     def _close(self, session: SmtpSession) -> None:

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import pytest
 
+from hub.delivery import slots
 from hub.delivery.outbox import deliver_batch
 from hub.delivery.transport import pool
-from hub.models import DeliveryAttempt, SendLog
+from hub.models import ConnectionSlot, DeliveryAttempt, SendLog
 from hub.tests.test_retry import ScriptedHandler, accept_logins, attempts_of, queue_one, scripted_server_record
 
 
@@ -61,15 +62,24 @@ def test_one_connection_for_a_batch(scripted_smtp, make_server, make_app):
     assert len(smtp.messages) == 5
 
 
-def test_reuse_max_bounds_the_uses_of_a_connection(scripted_smtp, make_server, make_app, settings):
+def test_reuse_max_bounds_the_uses_of_a_connection(scripted_smtp, make_server, make_app, settings, monkeypatch):
     settings.HUB_SMTP_REUSE_MAX = 2
     smtp = scripted_smtp()
     app = make_app(scripted_server_record(make_server, smtp)).app
+
+    taken = []
+    real_acquire = slots.acquire
+    monkeypatch.setattr(slots, "acquire", lambda *a, **kw: taken.append(1) or real_acquire(*a, **kw))
 
     deliver_each(app, 5)
 
     assert len(smtp.messages) == 5
     assert smtp.handler.sessions == 3  # 2 + 2 + 1
+    # The new connections took the worn-out one's connection slot: one slot, taken once and
+    # still held (no release and take again, which let other workers' threads starve).
+    assert len(taken) == 1
+    (slot,) = ConnectionSlot.objects.all()
+    assert slot.holder and slot.holder == next(iter(pool.sessions[app.servers.get().pk])).slot.holder
 
 
 def test_reuse_seconds_bounds_the_age_of_a_connection(scripted_smtp, make_server, make_app, settings):

@@ -80,3 +80,17 @@ def test_campaign_rows_still_wait_for_the_sizer(monkeypatch):
         release.set()
         crew.finish()
     assert sorted(started) == [1, 2, 3, 4, 5, 6]
+
+
+def test_wait_idle_with_a_timeout_returns_while_rows_are_on_the_wire():
+    release = threading.Event()
+    crew = Crew(float("inf"), deliver=lambda row, servers: release.wait(10), size=4)
+    crew._servers_of = lambda app_id: []
+    try:
+        crew.deliver([SendLog(id=i, app_id=1, priority=1) for i in (1, 2)])
+        assert crew.wait_idle(timeout=0.05) is False
+        assert crew.handed_back == 0
+    finally:
+        release.set()
+    assert crew.wait_idle(timeout=10) is True
+    crew.finish()

@@ -67,3 +67,24 @@ def test_without_transactional_mail_the_drain_just_waits_for_its_batch(world):
     crew.wait_backlog_below = lambda n, timeout=None: calls.append(timeout) or len(calls) >= 3
     outbox._wait_for_room(crew)
     assert len(calls) == 3 and len(crew.queue) == 8 and crew.handed_back == 0
+
+
+def test_a_drain_waiting_for_its_last_rows_on_the_wire_claims_transactional_mail(world):
+    """hub.delivery.outbox._wait_idle_unless_urgent: a short batch's rows still on the wire
+    (a slow server) do not hold a transactional message queued meanwhile."""
+    from hub.delivery.crew import Crew
+
+    crew = Crew(float("inf"), deliver=lambda row, servers: True, size=4)
+    polls = []
+
+    def on_the_wire(timeout=None):
+        polls.append(timeout)
+        if len(polls) == 3:
+            SendLog.objects.create(app=world.app, to="vip@example.com", subject="order", html_body="<p>x</p>")
+        return False  # the slow rows never finish here
+
+    crew.wait_idle = on_the_wire
+    assert outbox._wait_idle_unless_urgent(crew) is False
+    assert polls == [outbox.PRIORITY_POLL_SECONDS] * 3
+    crew.wait_idle = lambda timeout=None: True
+    assert outbox._wait_idle_unless_urgent(crew) is True
