@@ -89,9 +89,11 @@ def main() -> None:
             send()
         drain()
         result = {"messages": a.messages, "campaign": a.campaign}
-        worker = campaign_run(int(app["appid"]), a.messages) if a.campaign else drain
-        api = (lambda: None) if a.campaign else (lambda: [send() for _ in range(a.messages)])
-        for side, run in (("api", api), ("worker", worker)):
+        if a.campaign:  # the worker side only: the campaign makes its own rows
+            sides = [("worker", campaign_run(int(app["appid"]), a.messages))]
+        else:
+            sides = [("api", lambda: [send() for _ in range(a.messages)]), ("worker", drain)]
+        for side, run in sides:
             profile = cProfile.Profile() if a.profile == side else None
             cpu, wall = time.process_time(), time.perf_counter()
             if profile:
@@ -107,14 +109,12 @@ def main() -> None:
                 pstats.Stats(profile, stream=sys.stderr).sort_stats("cumulative").print_stats(40)
         pool.close_all()
         result["sent"] = SendLog.objects.filter(status=SendLog.Status.SENT).count() - 20
-        expected = a.messages
-        if a.campaign:
-            del result["api_cpu_ms_each"], result["api_wall_ms_each"]
-            expected = a.messages - a.messages // 200  # list A: every 200th contact unsubscribed
+        # A campaign's list A: every 200th contact has unsubscribed.
+        expected = a.messages - a.messages // 200 if a.campaign else a.messages
         result["profiled"] = a.profile
         print(json.dumps(result))
         if result["sent"] != expected:
-            raise SystemExit(f"only {result['sent']} of {a.messages} messages were sent")
+            raise SystemExit(f"only {result['sent']} of {expected} messages were sent")
     finally:
         sink.stop()
         shutil.rmtree(work, ignore_errors=True)

@@ -4,13 +4,13 @@ accounted for, no duplicates at the sink, content rendered at delivery."""
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 
 from hub.campaigns import services
 from hub.campaigns.models import State
 from hub.contacts.models import Contact
 from hub.models import SendLog
+from hub.tests.test_claim_suppression import reads
 
 from .conftest import add, run_until
 
@@ -111,8 +111,3 @@ def test_a_claimed_batch_reads_its_contacts_in_one_query(world):
     assert not any(reads("contacts_contact", q["sql"]) for q in rendering.captured_queries)
     assert sorted(p.to_name for p in parts) == sorted(
         Contact.objects.get(pk=row.contact_id).fullname for row in rows)
-
-
-def reads(table: str, sql: str) -> bool:
-    """Does this statement name the table (quoted as SQLite or as MariaDB quotes it)?"""
-    return re.search(rf"[`\"]{table}[`\"]", sql) is not None
