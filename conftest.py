@@ -3,6 +3,7 @@ self-signed TLS certificates, provisioned apps, and a way to run queued tasks.""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import email
 import os
@@ -33,6 +34,12 @@ def django_db_modify_db_settings():
             test["NAME"] = f"{base}-{os.getpid()}{ext}"
         else:
             test["NAME"] = f"{name}_{os.getpid()}"
+    yield
+    for db in settings.DATABASES.values():
+        if db["ENGINE"].endswith("sqlite3"):
+            # The write gate's file (smtphub/sqlite3); Django removes the database itself.
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(db["TEST"]["NAME"] + ".writers")
 
 
 @pytest.fixture(autouse=True)

@@ -6,6 +6,7 @@ inclusive samples, per group, so the report can name the costs."""
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -24,6 +25,8 @@ def start(py_spy: Path, workdir: Path, targets: dict[str, int]) -> list[subproce
     for name, pid in targets.items():
         cmd = [str(py_spy), "record", "--pid", str(pid), "--subprocesses", "--nonblocking", "--rate", str(RATE),
                "--format", "raw", "--output", str(out / f"{name}.txt")]
+        if os.environ.get("BENCH_PROFILE_IDLE"):
+            cmd.append("--idle")  # wall-clock view: waiting threads are sampled too
         procs.append(subprocess.Popen(cmd, stdout=open(out / f"{name}.log", "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115 - the child process writes to it
                                       start_new_session=True))
     return procs

@@ -91,6 +91,7 @@ DATABASE_URL = env.str("DATABASE_URL", default="") or f"sqlite:///{VAR_DIR / 'sm
 DATABASES = {"default": environ.Env.db_url_config(DATABASE_URL)}
 _db = DATABASES["default"]
 if _db["ENGINE"] == "django.db.backends.sqlite3":
+    _db["ENGINE"] = "smtphub.sqlite3"  # Django's, with a write gate between processes (its docstring)
     # The web server and the qcluster write to the same file. WAL lets readers run
     # beside a writer; IMMEDIATE transactions take the write lock up front, so two
     # writers queue on the busy timeout instead of failing with "database is locked".

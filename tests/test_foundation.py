@@ -42,7 +42,7 @@ PROD_ENV = {
 
 def test_default_database_is_sqlite_in_wal_mode(tmp_path):
     s = settings_json(HUB_VAR_DIR=str(tmp_path), DEBUG="1")
-    assert s["db"]["ENGINE"] == "django.db.backends.sqlite3"
+    assert s["db"]["ENGINE"] == "smtphub.sqlite3"  # Django's, with the write gate (smtphub/sqlite3)
     assert s["db"]["NAME"] == str(tmp_path / "smtphub.sqlite3")
     assert "journal_mode=WAL" in s["db"]["OPTIONS"]["init_command"]
     assert s["db"]["OPTIONS"]["timeout"] >= 5
