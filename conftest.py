@@ -35,11 +35,13 @@ def django_db_modify_db_settings():
         else:
             test["NAME"] = f"{name}_{os.getpid()}"
     yield
+    from smtphub.sqlite3.base import gate_path
+
     for db in settings.DATABASES.values():
         if db["ENGINE"].endswith("sqlite3"):
-            # The write gate's file (smtphub/sqlite3); Django removes the database itself.
+            # The write gate's file; Django removes the database itself.
             with contextlib.suppress(FileNotFoundError):
-                os.remove(db["TEST"]["NAME"] + ".writers")
+                os.remove(gate_path(db["TEST"]["NAME"]))
 
 
 @pytest.fixture(autouse=True)

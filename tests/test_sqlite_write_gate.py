@@ -80,19 +80,17 @@ def test_the_gate_is_given_back_at_commit_and_at_rollback():
 
 @pytest.mark.django_db(transaction=True)
 def test_closing_the_connection_gives_the_gate_back():
-    atomic = transaction.atomic()
-    atomic.__enter__()
-    path = connection.write_gate.path
-    try:
+    # Closed inside its transaction (a worker's connection dropped mid-write): neither a
+    # COMMIT nor a ROLLBACK gives the gate back, the close must.
+    with transaction.atomic():
+        path = connection.write_gate.path
         assert connection.write_gate.held
-    finally:
-        atomic.__exit__(None, None, None)
         connection.close()
-    other = WriteGate(path)
-    try:
-        assert other.acquire(timeout=0)
-    finally:
-        other.close()
+        other = WriteGate(path)
+        try:
+            assert other.acquire(timeout=0)
+        finally:
+            other.close()
 
 
 def test_a_gate_held_past_the_timeout_is_not_waited_for_longer(tmp_path):

@@ -26,6 +26,11 @@ import time
 from django.db.backends.sqlite3 import base
 
 
+def gate_path(database: str) -> str:
+    """The gate's file for a database file."""
+    return database + ".writers"
+
+
 class WriteGate:
     """flock(2) on a file beside the database; one per connection, so threads exclude each
     other too (locks of one open file description do not)."""
@@ -73,7 +78,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
         name = str(self.settings_dict.get("NAME") or "")
         if name in ("", ":memory:") or "mode=memory" in name:
             return None
-        path = name + ".writers"
+        path = gate_path(name)
         if self._gate is None or self._gate.path != path:
             if self._gate is not None:
                 self._gate.close()
