@@ -89,6 +89,14 @@ def row_senders(campaign: Campaign) -> list[tuple[int, str]]:
 
 # --- the token bucket ----------------------------------------------------------------------------
 
+# What a waiting row takes to be claimed, sent and topped up again, in real (unscaled) time:
+# a drain's claim rounds and the top-up window. The backlog is never shorter, or the
+# campaign waits for its own rows and sends below its speed: a 10x-scaled run whose backlog
+# was 0.2 s (2 s scaled) kept 12-16 rows waiting and sent at 66 % of its hour_speed
+# (bench/campaign.py --hour-seconds 360). At real scale the two seconds are longer anyway.
+PIPELINE_SECONDS = 0.4
+
+
 def per_second(hour_speed: int) -> float:
     return hour_speed / settings.HUB_CAMPAIGN_HOUR_SECONDS
 
@@ -101,16 +109,19 @@ def scaled(seconds: float) -> float:
 
 
 def backlog_of(rate: float) -> int:
-    """Rows a speed-limited campaign may have waiting: two seconds' worth, at least 5."""
-    return max(5, int(rate * scaled(2.0)))
+    """Rows a speed-limited campaign may have waiting: two seconds' worth (two top-up
+    windows if those are longer), never less than PIPELINE_SECONDS' worth, at least 5."""
+    return max(5, int(rate * max(scaled(max(2.0, 2 * settings.HUB_CAMPAIGN_TOPUP_SECONDS)), PIPELINE_SECONDS)))
 
 
 def bucket_take(bucket_at: datetime | None, at: datetime, rate: float, limit: int) -> tuple[int, datetime]:
     """How many rows may be due by `at` (at most `limit`), and the bucket's next due time.
     Row i of a slice is due at bucket_at + i/rate. A new bucket (start, resume) starts empty;
     it never holds more than one second of unused tokens (so a dispatcher that looked a bit
-    late catches up, but an idle or stalled campaign does not save up a burst)."""
-    burst = timedelta(seconds=scaled(1.0))
+    late catches up, but an idle or stalled campaign does not save up a burst). Never less
+    than one top-up window (topup.py): a campaign fed by top-ups alone would drop the tokens
+    of the time between two of them."""
+    burst = timedelta(seconds=scaled(max(1.0, settings.HUB_CAMPAIGN_TOPUP_SECONDS)))
     start = at if bucket_at is None else max(bucket_at, at - burst)
     if start > at or limit <= 0:
         return 0, start

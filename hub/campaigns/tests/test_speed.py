@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from hub.campaigns import dispatch, services
+from hub.campaigns import dispatch, services, topup
 from hub.campaigns.models import State
 from hub.contacts.models import Contact, MailList
 from hub.models import SendLog
@@ -87,11 +87,44 @@ def test_current_rate_from_the_dispatchers_notes():
 
 def test_a_scaled_hour_scales_the_burst_and_the_backlog(settings):
     """A 10x-scaled run (HUB_CAMPAIGN_HOUR_SECONDS 360) keeps a tenth of the real bucket's
-    second and backlog's two seconds, so its 60-s window is bounded as a 600-s one is."""
+    second and backlog's two seconds (but never less backlog than the hub's own pipeline
+    needs), so its 60-s window is bounded as a 600-s one is."""
     settings.HUB_CAMPAIGN_HOUR_SECONDS = 360
     rate = dispatch.per_second(6000)  # 16.7/s in scaled time
-    assert dispatch.backlog_of(rate) == 5  # 0.2 s worth is 3 rows: the minimum
+    # 0.2 s worth is 3 rows; the hub's own claim-to-top-up time is not scaled: 0.4 s, 6 rows.
+    assert dispatch.backlog_of(rate) == int(rate * dispatch.PIPELINE_SECONDS) == 6
     n, _ = dispatch.bucket_take(T0, T0 + timedelta(hours=1), rate, 1000)
     assert n == int(0.1 * rate) + 1  # after an idle hour: a tenth of a second of tokens
     settings.HUB_CAMPAIGN_HOUR_SECONDS = 3600
     assert dispatch.backlog_of(dispatch.per_second(36000)) == 20  # 10/s: two seconds
+
+
+def _fed_by_top_ups(rate: float, seconds: float) -> tuple[int, float]:
+    """(rows made, seconds to the last call) for a campaign whose backlog is always on its
+    way, so that only the top-ups (one per topup window, as topup.on_event allows) ask the
+    bucket."""
+    window = timedelta(seconds=topup.window_seconds())
+    bucket, at, made, last = None, T0, 0, T0
+    while at < T0 + timedelta(seconds=seconds):
+        n, bucket = dispatch.bucket_take(bucket, at, rate, 10**6)
+        made, last = made + n, at
+        at += window
+    return made, (last - T0).total_seconds()
+
+
+def test_top_ups_alone_keep_the_set_speed(settings):
+    """Found by the 10x-scaled 20k bench: the bucket kept 0.1 s of tokens but top-ups came
+    0.25 s apart, so the campaign sent at ~66 % of its hour_speed. The top-up window scales
+    with the hour, and the bucket keeps at least one window of tokens whatever it is set to:
+    every token due by the last top-up is taken, none early."""
+    for hour, topup_seconds in ((360, 0.25), (3600, 0.25), (3600, 3.0)):
+        settings.HUB_CAMPAIGN_HOUR_SECONDS = hour
+        settings.HUB_CAMPAIGN_TOPUP_SECONDS = topup_seconds
+        rate = dispatch.per_second(30000)
+        made, elapsed = _fed_by_top_ups(rate, 60)
+        assert made == int(elapsed * rate + 1e-9) + 1, (hour, topup_seconds, made, elapsed)
+        # The backlog holds at least two windows of rows: one waits while the other goes out.
+        assert dispatch.backlog_of(rate) >= 2 * rate * topup.window_seconds() - 1
+    settings.HUB_CAMPAIGN_HOUR_SECONDS = 360
+    settings.HUB_CAMPAIGN_TOPUP_SECONDS = 0.25
+    assert topup.window_seconds() == 0.025
