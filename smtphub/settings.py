@@ -200,6 +200,11 @@ Q_CLUSTER = {
     "save_limit": env.int("Q_SAVE_LIMIT", default=-1),
     "poll": 0.1,
     "label": "Task queue",
+    # A worker is replaced after this many tasks (django-q2's default: 500). A speed-limited
+    # campaign's rows trickle in, so its drains are short and many (~1.6 tasks/s at 20/s)
+    # and the 500 came round every few minutes, with the other worker held by the pacer:
+    # see docs/campaigns.md ("Not done / known limits") for what that cost transactional mail.
+    "recycle": env.int("Q_RECYCLE", default=10_000),
 }
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
