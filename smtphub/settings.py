@@ -202,8 +202,8 @@ Q_CLUSTER = {
     "label": "Task queue",
     # A worker is replaced after this many tasks (django-q2's default: 500). A speed-limited
     # campaign's rows trickle in, so its drains are short and many (~1.6 tasks/s at 20/s)
-    # and the 500 came round every few minutes, with the other worker held by the pacer:
-    # see docs/campaigns.md ("Not done / known limits") for what that cost transactional mail.
+    # and the 500 came round about every ten minutes, while the pacer held the other worker:
+    # see docs/campaigns.md ("Not done / known limits") for what each replacement cost.
     "recycle": env.int("Q_RECYCLE", default=10_000),
 }
 if REDIS_URL:

@@ -192,3 +192,24 @@ def _wait_for_web(proc: subprocess.Popen, port: int, log_path) -> None:
         except OSError:
             time.sleep(0.3)
     raise AssertionError("bin/run's web server did not answer:\n" + log_path.read_text("utf-8", "replace")[-3000:])
+
+
+def test_a_replaced_worker_frees_its_connection_slots_as_it_ends(request, client, clusters, sinks, make_server,
+                                                                 make_app):
+    """django-q2 replaces a worker after Q_RECYCLE tasks (here: every task). The session it
+    kept open for the next message holds a connection slot; the slot is freed as the worker
+    ends, not when its lease runs out (600 s here; the keeper's idle close is off too), so the
+    worker that replaces it is not held back (a 5-s stall of transactional mail at each
+    replacement in the campaign bench, docs/campaigns.md)."""
+    from hub.delivery import slots
+
+    handler = CountingHandler()
+    provisioned = make_app(make_server(sinks(handler), timeout=5))
+    clusters.start(workers=1, env={"Q_RECYCLE": "1", "HUB_SMTP_SLOT_LEASE_SECONDS": "600",
+                                   "HUB_SMTP_IDLE_CLOSE_SECONDS": "600"})
+    ids = post_messages(client, provisioned, 1, "replaced")
+    wait_until(lambda: all_in(ids, S.SENT), START, "the message sent", clusters)
+    assert handler.accepted_counts() == {ids[0]: 1}
+    # Its drain was the worker's one task: the worker ends, and its slot with it.
+    wait_until(lambda: slots.open_connections() == {}, 20, "the replaced worker's slot freed", clusters)
+    clusters.check_alive()

@@ -569,6 +569,25 @@ class ConnectionPool:
         """A session that must not be used again (lost mid-transaction)."""
         self._close(session)
 
+    def release_all(self) -> None:
+        """Close every session and free its connection slot now (a worker process that ends:
+        django-q2 replaces it after Q_RECYCLE tasks). Its slots would otherwise count as
+        open until their leases ran out (HUB_SMTP_SLOT_LEASE_SECONDS), holding back the
+        worker that replaces it. The connections are dropped without QUIT: an ending process
+        must not wait on a server (a stalled one would hold a stopping worker for its timeout)."""
+        with self._cond:
+            every = [s for found in self._open.values() for s in found]
+            self._open.clear()
+            self._idle.clear()
+        for session in every:
+            conn, session.conn = session.conn, None
+            if conn is not None:
+                try:
+                    conn.close()
+                except OSError:
+                    pass
+            session.close()  # frees the slot
+
     def close_all(self) -> None:
         """Hang up every session without touching the database (a test's teardown, where the
         database is gone): their slots free up when their leases expire, or at once when the

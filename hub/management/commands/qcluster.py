@@ -25,6 +25,7 @@ like the rest of the hub's logs."""
 from __future__ import annotations
 
 import logging
+import multiprocessing.util
 import os
 import signal
 import threading
@@ -37,7 +38,7 @@ from django_q.cluster import Cluster
 from django_q.management.commands.qcluster import Command as QClusterCommand
 from django_q.signals import post_spawn
 
-from hub.delivery import lease, outbox
+from hub.delivery import lease, outbox, transport
 
 log = logging.getLogger("hub.worker")
 
@@ -84,12 +85,28 @@ class Command(QClusterCommand):
             _stop(cluster)
 
 def _worker_spawned(sender, proc_name, **kwargs) -> None:
-    """In each new worker process: SIGTERM stops it cleanly (see WorkerStopping)."""
+    """In each new worker process: SIGTERM stops it cleanly (see WorkerStopping), and its
+    SMTP sessions' connection slots are freed when it ends (`_worker_ending`)."""
     def stop(signum, frame):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not interrupt the hand-back
         raise lease.WorkerStopping(128 + signum)
 
     signal.signal(signal.SIGTERM, stop)
+    # multiprocessing runs a process's finalizers when its target returns or raises (not
+    # after SIGKILL: then the slots' leases run out, or the cluster's rescue frees them).
+    multiprocessing.util.Finalize(None, _worker_ending, exitpriority=10)
+
+
+def _worker_ending() -> None:
+    """A worker process ends (django-q2 replaces it after Q_RECYCLE tasks, or it stops): its
+    connection slots are freed now. Before, a replaced worker's slots stayed taken for their
+    lease, and transactional mail waited up to 5 s behind them (docs/campaigns.md)."""
+    try:
+        transport.pool.release_all()
+    except Exception:
+        log.exception("could not free this worker's SMTP connection slots; their leases will expire")
+    finally:
+        connections.close_all()
 
 def _recover() -> None:
     """At start: rows of dead clusters are due at once, and a drain looks at the outbox now
