@@ -111,7 +111,8 @@ def scaled(seconds: float) -> float:
 def backlog_of(rate: float) -> int:
     """Rows a speed-limited campaign may have waiting: two seconds' worth (two top-up
     windows if those are longer), never less than PIPELINE_SECONDS' worth, at least 5."""
-    return max(5, int(rate * max(scaled(max(2.0, 2 * settings.HUB_CAMPAIGN_TOPUP_SECONDS)), PIPELINE_SECONDS)))
+    seconds = scaled(max(2.0, 2 * settings.HUB_CAMPAIGN_TOPUP_SECONDS))
+    return max(5, int(rate * max(seconds, PIPELINE_SECONDS)))
 
 
 def bucket_take(bucket_at: datetime | None, at: datetime, rate: float, limit: int) -> tuple[int, datetime]:

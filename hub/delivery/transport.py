@@ -362,17 +362,22 @@ class SmtpSession:
                 log.warning("could not free connection slot %s of server %s; its lease will expire",
                             slot.number, slot.server_id, exc_info=True)
 
-    def hang_up(self) -> None:
-        """QUIT (or drop) the connection; the slot stays with the session (close() frees it)."""
-        if self.conn is not None:
+    def hang_up(self, quit: bool = True) -> None:
+        """QUIT the connection (with quit=False, or when QUIT fails: drop it); the slot stays
+        with the session (close() frees it)."""
+        conn, self.conn = self.conn, None
+        if conn is None:
+            return
+        if quit:
             try:
-                self.conn.quit()
+                conn.quit()  # closes the socket too
+                return
             except (smtplib.SMTPException, OSError):
-                try:
-                    self.conn.close()
-                except OSError:
-                    pass
-            self.conn = None
+                pass
+        try:
+            conn.close()
+        except OSError:
+            pass
 
     @property
     def is_open(self) -> bool:
@@ -575,32 +580,27 @@ class ConnectionPool:
         open until their leases ran out (HUB_SMTP_SLOT_LEASE_SECONDS), holding back the
         worker that replaces it. The connections are dropped without QUIT: an ending process
         must not wait on a server (a stalled one would hold a stopping worker for its timeout)."""
-        with self._cond:
-            every = [s for found in self._open.values() for s in found]
-            self._open.clear()
-            self._idle.clear()
-        for session in every:
-            conn, session.conn = session.conn, None
-            if conn is not None:
-                try:
-                    conn.close()
-                except OSError:
-                    pass
+        for session in self._forget_all():
+            session.hang_up(quit=False)
             session.close()  # frees the slot
 
     def close_all(self) -> None:
         """Hang up every session without touching the database (a test's teardown, where the
         database is gone): their slots free up when their leases expire, or at once when the
         cluster stops (hub.delivery.lease)."""
-        with self._cond:
-            every = [s for found in self._open.values() for s in found]
-            self._open.clear()
-            self._idle.clear()
-        for session in every:
+        for session in self._forget_all():
             session.slot = None
             session.close()
 
     # -- inside ---------------------------------------------------------------------------
+    def _forget_all(self) -> list[SmtpSession]:
+        """Every open session, no longer the pool's (idle or not)."""
+        with self._cond:
+            every = [s for found in self._open.values() for s in found]
+            self._open.clear()
+            self._idle.clear()
+        return every
+
     def _wait_of(self, key: int | tuple, urgent: bool) -> threading.Condition:
         """The condition the threads of a lane (urgent or bulk) waiting for a session of
         `key` wait on (lock held)."""
