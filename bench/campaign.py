@@ -201,6 +201,31 @@ def busiest_window(times: list[float], window: float) -> int:
     return best
 
 
+def rate_by_tenth(times: list[float]) -> list[float]:
+    """Delivered msgs/s in each tenth of the span from the first to the last message: does
+    the rate hold as the outbox grows?"""
+    if len(times) < 10:
+        return []
+    times = sorted(times)
+    first, span = times[0], (times[-1] - times[0]) or 1e-9
+    counts = [0] * 10
+    for t in times:
+        counts[min(9, int((t - first) / span * 10))] += 1
+    return [round(n / (span / 10), 1) for n in counts]
+
+
+def mariadb_settings() -> dict:
+    """The server settings that decide a large campaign's speed on MariaDB (docs/deploy.md)."""
+    from django.db import connection
+
+    if connection.vendor != "mysql":
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT @@innodb_buffer_pool_size, @@innodb_flush_log_at_trx_commit, @@version")
+        pool, flush, version = cursor.fetchone()
+    return {"innodb_buffer_pool_size": int(pool), "innodb_flush_log_at_trx_commit": int(flush), "version": version}
+
+
 def comparisons(args, work: Path, rows, delivered: float | None) -> dict:
     """The smtplib baseline and django-post_office for the campaign's own recipients, in this
     same run, each to a sink of its own (bench/peers.py); ratios of the hub's delivered rate."""
@@ -232,6 +257,8 @@ def main() -> int:
     ap.add_argument("--hour-seconds", type=float, default=3600.0, help="HUB_CAMPAIGN_HOUR_SECONDS (time scale)")
     ap.add_argument("--clusters", type=int, default=1)
     ap.add_argument("--q-workers", type=int, default=2, help="per cluster (no worker is kept by a campaign)")
+    ap.add_argument("--max-connections", type=int, default=None,
+                    help="the sink server's max_connections in the hub (default: the model's, 5)")
     ap.add_argument("--kill-at", type=float, default=0.0, help="SIGKILL the first cluster at this fraction")
     ap.add_argument("--probe-interval", type=float, default=1.0)
     ap.add_argument("--baseline-seconds", type=float, default=15.0, help="probe alone before the campaign")
@@ -267,7 +294,7 @@ def main() -> int:
     try:
         sink.start()
         log(f"preparing a fresh {args.db} database in {work}")
-        hub.prepare(sink_port=sink.port)
+        hub.prepare(sink_port=sink.port, max_connections=args.max_connections)
         os.environ.update(hub.env(DJANGO_SETTINGS_MODULE="smtphub.settings"))
         import django
 
@@ -384,7 +411,8 @@ def main() -> int:
         seconds = (span["last"] - span["first"]).total_seconds() if span["first"] else 0
         result = {
             "database": connection.vendor, "recipients_list_a": args.recipients, "clusters": args.clusters,
-            "q_workers": args.q_workers, "hour_speed": args.hour_speed, "hour_seconds": args.hour_seconds,
+            "q_workers": args.q_workers, "max_connections": args.max_connections, "hour_speed": args.hour_speed,
+            "hour_seconds": args.hour_seconds,
             "contacts_read": campaign.total, "rows": n_rows, "skipped": campaign.skipped,
             "sent": progress.sent, "failed": progress.failed, "waiting": progress.waiting,
             "accounted": progress.sent + progress.failed + progress.waiting + sum(campaign.skipped.values())
@@ -395,6 +423,7 @@ def main() -> int:
             "delivered_per_s": round(progress.sent / seconds, 1) if seconds else None,
             "campaign_seconds": round(done_at - started_at, 1),
             "time_to_first_message_s": round(span["first"].timestamp() - started_at, 2) if span["first"] else None,
+            "rate_by_tenth": rate_by_tenth(sent_times), "mariadb": mariadb_settings(),
             "busiest_window": {"window_s": window, "messages": busiest_window(sent_times, window),
                                "limit": round(args.hour_speed / 6 * 1.01) if args.hour_speed else None},
             "transactional_ms_during": {"n": len(probes), "p50": pct(probes, 0.5), "p99": pct(probes, 0.99),
