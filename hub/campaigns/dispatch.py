@@ -46,6 +46,7 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from hub import quota
+from hub.contacts import store
 from hub.contacts.models import Contact
 from hub.delivery.outbox import wake_workers
 from hub.mailtemplates.models import Template
@@ -190,10 +191,12 @@ def read_slice(campaign: Campaign, want: int, ctx: Context, at: datetime) -> Sli
             s.done = True
             break
         list_id = lists[s.cursor_list]
-        page = list(Contact.objects.filter(mail_list_id=list_id, id__gt=s.cursor_contact).order_by("id")
-                    .values_list("id", "email", "subscribed")[:PAGE])
-        if not page:
+        page, last_id = store.page_after(list_id, s.cursor_contact, PAGE, "id", "email", "subscribed")
+        if last_id is None:
             s.cursor_list, s.cursor_contact = s.cursor_list + 1, 0
+            continue
+        if not page:
+            s.cursor_contact = last_id  # those contacts were deleted meanwhile
             continue
         emails = {email for _pk, email, subscribed in page if subscribed}
         earlier = set()

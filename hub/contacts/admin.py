@@ -53,15 +53,13 @@ def contacts_csv(mail_list: MailList) -> Iterator[str]:
     """The list as CSV (UTF-8 with BOM for spreadsheets), read in keyset chunks."""
     writer = csv.writer(_Echo())
     yield "\ufeff" + writer.writerow(EXPORT_COLUMNS)
-    last = 0
+    last: int | None = 0
     while True:
-        rows = list(Contact.objects.filter(mail_list=mail_list, pk__gt=last).order_by("id")
-                    .values_list("id", *EXPORT_COLUMNS)[:2000])
-        for row in rows:
-            yield writer.writerow([_cell(v) for v in row[1:]])
-        if len(rows) < 2000:
+        rows, last = store.page_after(mail_list.pk, last, 2000, *EXPORT_COLUMNS)
+        if last is None:
             return
-        last = rows[-1][0]
+        for row in rows:
+            yield writer.writerow([_cell(v) for v in row])
 
 
 def unsubscribed_lines(mail_list: MailList) -> Iterator[str]:

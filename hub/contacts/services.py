@@ -245,13 +245,11 @@ def search_contacts(account: Account, list_id: int | str | None, *, keyword: str
 
 
 def _page(qs: QuerySet[Contact], offset: int, limit: int) -> list[Contact]:
-    """`limit` contacts by id after skipping `offset`. A deep offset (V28's page=N) first
-    skips over ids alone, which the (mail_list, id) index covers, then reads just the page's
-    rows: a plain OFFSET would make MariaDB read every skipped row whole."""
-    ordered = qs.order_by("id")
-    if not offset:
-        return list(ordered[:limit])
-    ids = list(ordered.values_list("id", flat=True)[offset:offset + limit])
+    """`limit` contacts by id after skipping `offset`: their ids first, which the
+    (mail_list, id) index covers, then just the page's rows. A plain OFFSET would make
+    MariaDB read every skipped row whole, and whole rows after a deep `after_id` make it
+    walk the list from its first contact (store.page_after says why)."""
+    ids = list(qs.order_by("id").values_list("id", flat=True)[offset:offset + limit])
     return list(Contact.objects.filter(pk__in=ids).order_by("id")) if ids else []
 
 

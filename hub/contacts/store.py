@@ -134,3 +134,23 @@ def keyword_page(mail_list_id: int, keyword: str, after_id: int, offset: int,
             return 0, []
         cursor.execute(f"SELECT COUNT(*) {_keyword_where()}", params)  # past the last page
         return cursor.fetchone()[0], []
+
+
+def page_after(mail_list_id: int, after_id: int, limit: int, *fields: str) -> tuple[list[tuple], int | None]:
+    """The next `limit` contacts of a list after id `after_id`, in id order, as value tuples
+    of `fields`, and the last id read (None at the list's end). Rows deleted since their id
+    was read are missing from the tuples, so advance a cursor with the id returned.
+
+    Why two queries: asked for `mail_list_id = L AND id > X ORDER BY id LIMIT n` with columns
+    the (mail_list, id) index does not hold, MariaDB 10.11 walks the list's index entries
+    from its first contact, filtering id > X on the way (EXPLAIN: ref on mail_list alone,
+    "Using index condition"): at position 700,000 of a million-contact list a page of 1,000
+    took 124 ms instead of 2 ms, so reading a list page by page was quadratic. Asked for
+    the ids alone, it seeks to X in that index (a range, 0.6 ms). So: the ids from the
+    index, then their rows by primary key."""
+    ids = list(Contact.objects.filter(mail_list_id=mail_list_id, id__gt=after_id).order_by("id")
+               .values_list("id", flat=True)[:limit])
+    if not ids:
+        return [], None
+    rows = list(Contact.objects.filter(mail_list_id=mail_list_id, id__in=ids).order_by("id").values_list(*fields))
+    return rows, ids[-1]

@@ -96,3 +96,29 @@ def test_sweep_restarts_a_dead_pacer(world, settings):
     OrmQ.objects.all().delete()
     dispatch.sweep()
     assert queued_tasks() == ["hub.campaigns.tasks.pace"]
+
+
+def test_a_page_deleted_between_its_two_reads_does_not_end_the_list(world, monkeypatch):
+    # store.page_after reads a page's ids, then their rows: when every row of the page went
+    # in between, the cursor moves past those ids and the list goes on (it is not finished).
+    from hub.contacts import store
+    from hub.contacts.models import Contact
+
+    campaign = services.create_campaign(world.account, world.fields(), State.SENDING)
+    a = world.lists[0]
+    first_three = list(Contact.objects.filter(mail_list=a).order_by("id").values_list("id", flat=True)[:3])
+    real, calls = store.page_after, []
+
+    def first_page_gone(list_id, after_id, limit, *fields):
+        calls.append(after_id)
+        if len(calls) == 1:
+            return [], first_three[-1]
+        return real(list_id, after_id, limit, *fields)
+
+    monkeypatch.setattr(dispatch.store, "page_after", first_page_gone)
+    s = dispatch.read_slice(campaign, 100, dispatch.context_for(campaign), timezone.now())
+    assert calls[:2] == [0, first_three[-1]]
+    # a5, a6 of list A (a4 unsubscribed), then B's b1..b4 (B's a2 and a3: still in A, so
+    # duplicates).
+    assert [r.to for r in s.rows] == ["a5@x.example", "a6@x.example", "b1@y.example", "b2@y.example",
+                                      "b3@y.example", "b4@y.example"]

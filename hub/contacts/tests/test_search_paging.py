@@ -110,3 +110,49 @@ def test_like_wildcards_in_a_keyword_are_plain_characters(account, mail_list, fi
         "50% off_sale"]
     assert services.search_contacts(account, mail_list.pk, keyword="%")[0] == 1  # not "everything"
     assert services.search_contacts(account, mail_list.pk, keyword="user_")[0] == 0  # "_" is no wildcard
+
+
+def whole_row_reads_after_an_id(queries) -> list[str]:
+    """SELECTs of contact columns beyond the (mail_list, id) index with `id > X` in them:
+    the shape MariaDB reads by walking the list from its start (store.page_after)."""
+    found = []
+    for sql in selects(queries):
+        columns, _, where = sql.upper().partition(" WHERE ")
+        if "CONTACTS_CONTACT" in columns and "EMAIL" in columns.split(" FROM ")[0] and '"ID" >' in \
+                where.replace("`", '"').replace("CONTACTS_CONTACT", "").replace('"."', '"'):
+            found.append(sql)
+    return found
+
+
+def test_page_after_reads_ids_from_the_index_then_rows_by_key(mail_list, filled):
+    after, walked, reads = 0, [], []
+    while True:
+        with CaptureQueriesContext(connection) as ctx:
+            rows, last = store.page_after(mail_list.pk, after, 7, "id", "email")
+        reads += ctx.captured_queries
+        if last is None:
+            break
+        walked += rows
+        after = last
+    assert walked == [(c.pk, c.email) for c in filled]
+    assert reads and not whole_row_reads_after_an_id(reads)
+
+
+def test_page_after_skips_rows_deleted_between_its_two_reads(mail_list, filled, monkeypatch):
+    real = Contact.objects.filter
+
+    def filter_then_delete(*args, **kwargs):
+        if "id__in" in kwargs:  # the second read: the third contact was deleted meanwhile
+            Contact.objects.filter(pk=filled[2].pk).delete()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(Contact.objects, "filter", filter_then_delete)
+    rows, last = store.page_after(mail_list.pk, 0, 5, "id")
+    assert rows == [(c.pk,) for c in filled[:5] if c is not filled[2]] and last == filled[4].pk
+
+
+def test_cursor_pages_read_ids_before_rows(account, mail_list, filled):
+    with CaptureQueriesContext(connection) as ctx:
+        _total, page = services.search_contacts(account, mail_list.pk, after_id=filled[20].pk, limit=5)
+    assert [c.pk for c in page] == [c.pk for c in filled[21:26]]
+    assert not whole_row_reads_after_an_id(ctx.captured_queries)
