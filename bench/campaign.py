@@ -215,7 +215,8 @@ def rate_by_tenth(times: list[float]) -> list[float]:
 
 
 def mariadb_settings() -> dict:
-    """The server settings that decide a large campaign's speed on MariaDB (docs/deploy.md)."""
+    """MariaDB's settings that bear on a large campaign's speed (docs/campaigns.md: the 1M
+    runs), recorded with each run so runs on differently set servers are not compared."""
     from django.db import connection
 
     if connection.vendor != "mysql":
