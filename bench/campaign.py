@@ -258,6 +258,9 @@ def main() -> int:
     ap.add_argument("--hour-seconds", type=float, default=3600.0, help="HUB_CAMPAIGN_HOUR_SECONDS (time scale)")
     ap.add_argument("--clusters", type=int, default=1)
     ap.add_argument("--q-workers", type=int, default=2, help="per cluster (no worker is kept by a campaign)")
+    ap.add_argument("--rtt-ms", type=float, default=0.0,
+                    help="put bench/delayproxy.py (this round trip, ± --jitter-ms) between the hub and its sink")
+    ap.add_argument("--jitter-ms", type=float, default=5.0)
     ap.add_argument("--max-connections", type=int, default=None,
                     help="the sink server's max_connections in the hub (default: the model's, 5)")
     ap.add_argument("--kill-at", type=float, default=0.0, help="SIGKILL the first cluster at this fraction")
@@ -289,13 +292,16 @@ def main() -> int:
     sink = sink_mod.Sink(work)
     peaks = PeakRss(procstat)
     stop_probe = threading.Event()
+    proxy = None
     profiles = common.bench_module("profiles")
     probe_ids: list[int] = []
     deadline = time.monotonic() + args.budget_minutes * 60
     try:
         sink.start()
+        if args.rtt_ms:
+            proxy = common.bench_module("run").DelayProxy(sink.port, args.rtt_ms, args.jitter_ms, work)
         log(f"preparing a fresh {args.db} database in {work}")
-        hub.prepare(sink_port=sink.port, max_connections=args.max_connections)
+        hub.prepare(sink_port=proxy.port if proxy else sink.port, max_connections=args.max_connections)
         os.environ.update(hub.env(DJANGO_SETTINGS_MODULE="smtphub.settings"))
         import django
 
@@ -413,6 +419,7 @@ def main() -> int:
         result = {
             "database": connection.vendor, "recipients_list_a": args.recipients, "clusters": args.clusters,
             "q_workers": args.q_workers, "max_connections": args.max_connections, "hour_speed": args.hour_speed,
+            "rtt_ms": args.rtt_ms, "jitter_ms": args.jitter_ms if args.rtt_ms else 0,
             "hour_seconds": args.hour_seconds,
             "contacts_read": campaign.total, "rows": n_rows, "skipped": campaign.skipped,
             "sent": progress.sent, "failed": progress.failed, "waiting": progress.waiting,
@@ -461,6 +468,8 @@ def main() -> int:
     finally:
         stop_probe.set()
         hub.stop()
+        if proxy is not None:
+            proxy.stop()
         sink.stop()
         if args.keep:
             log(f"kept {work}")

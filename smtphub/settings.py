@@ -253,6 +253,9 @@ HUB_DELIVERY_BATCH = env.int("HUB_DELIVERY_BATCH", default=50)
 HUB_DELIVERY_THREADS = env.int("HUB_DELIVERY_THREADS", default=16)
 # RFC 2920: MAIL, RCPTs and DATA in one round trip where the server offers PIPELINING.
 HUB_SMTP_PIPELINING = env.bool("HUB_SMTP_PIPELINING", default=True)
+# ... and the next message's envelope behind the current one's content (hub.delivery.chain):
+# one round trip per message on a session instead of two.
+HUB_SMTP_PIPELINE_NEXT = env.bool("HUB_SMTP_PIPELINE_NEXT", default=True)
 # Connection slots (hub.delivery.slots): a slot's lease, renewed while its connection is open,
 # frees it after a killed worker; a thread waits this long for a free connection of its
 # server before the message goes back to the queue; idle connections close after this long.

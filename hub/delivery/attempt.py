@@ -17,6 +17,7 @@ from django.utils import timezone
 from .. import events, queries, quota
 from ..models import DeliveryAttempt, SendLog, SmtpServer
 from . import bounces, direct, groupcommit, signing, suppression, throttle, verp
+from .chain import Ahead, Chain
 from .message import SMTP_POLICY, build_message, envelope_recipients
 from .policy import by_health, mark_server, retry_delay, too_old
 from .render import NotRenderable
@@ -44,17 +45,24 @@ class AllConnectionsBusy(Exception):
     back to the queue untried (hub.delivery.outbox takes it again)."""
 
 
-def _try_servers(row: SendLog, servers: list[SmtpServer],
-                 rcpts: list[str] | None = None) -> tuple[Outcome | None, SmtpServer | None, list[Try], float]:
+def _try_servers(row: SendLog, servers: list[SmtpServer], rcpts: list[str] | None = None,
+                 chain: Chain | None = None,
+                 ahead: Ahead | None = None) -> tuple[Outcome | None, SmtpServer | None, list[Try], float]:
     """Offer the message to each server in turn until one gives an answer about the
     message itself. Returns (outcome or None, server that answered, tries, throttle wait).
     Raises AllConnectionsBusy when no server had a free connection and none was tried.
-    `rcpts`: the envelope recipients still allowed (default: all of the row's)."""
+    `rcpts`: the envelope recipients still allowed (default: all of the row's). `chain`:
+    where the next message to pipeline behind this one comes from (hub.delivery.chain);
+    `ahead`: this row's envelope, already on the wire of its first server's session."""
     rcpts = envelope_recipients(row) if rcpts is None else rcpts
     tries: list[Try] = []
     throttle_wait = 0.0
     busy = 0
     built: dict[str, bytes] = {}  # signed message by the server's sender (its From fallback)
+    if ahead is not None:
+        built[ahead.server.sender] = ahead.data
+        if not servers or servers[0].pk != ahead.server.pk:
+            ahead.drop()  # (its server failed meanwhile: the row goes the usual way)
     for server in servers:
         if server.is_direct:
             # Straight to the recipients' MX hosts (hub.delivery.direct): it answers for the
@@ -65,6 +73,10 @@ def _try_servers(row: SendLog, servers: list[SmtpServer],
                 mark_server(server)  # its health: delivering (a destination's trouble is not the server's)
             return outcome, server, tries, wait
         started, t0 = timezone.now(), time.monotonic()
+        carried = ahead if ahead is not None and ahead.session is not None and ahead.server.pk == server.pk else None
+        ahead = None  # (the first server only)
+        if carried is not None:
+            started, t0 = carried.started, carried.t0
         # Built and signed (DKIM, by a registered EDM signer, after the last change to its
         # headers) BEFORE a connection is taken: a session is held for its round trips, not
         # also for the build, which under a busy GIL takes a thread several times its CPU.
@@ -75,22 +87,28 @@ def _try_servers(row: SendLog, servers: list[SmtpServer],
                 row, build_message(row, server.sender).as_bytes(policy=SMTP_POLICY))
         session = None
         try:
-            try:
-                session = pool.get(server, bulk=bool(row.priority))  # campaign rows give way
-            except ConnectionFailed as exc:
-                _connect_failed(tries, server, exc, started, t0)
-                continue  # fail over to the next server
-            except NoConnectionSlot:
-                busy += 1
-                continue  # all its connections are busy: another server may have room
-            slot, wait = throttle.acquire(server)
-            if wait:
-                throttle_wait = wait if not throttle_wait else min(throttle_wait, wait)
-                continue  # over this server's limit: another server may have room
-            # MAIL FROM: the server's sender, or a signed VERP bounce address (hub.delivery.verp).
-            sender = verp.envelope_sender(row, server)
+            if carried is not None:
+                # Our envelope went out behind the previous message: its session, its slot.
+                session, slot, sender = carried.session, carried.throttle_slot, carried.sender
+                carried.session = carried.throttle_slot = None
+            else:
+                try:
+                    session = pool.get(server, bulk=bool(row.priority))  # campaign rows give way
+                except ConnectionFailed as exc:
+                    _connect_failed(tries, server, exc, started, t0)
+                    continue  # fail over to the next server
+                except NoConnectionSlot:
+                    busy += 1
+                    continue  # all its connections are busy: another server may have room
+                slot, wait = throttle.acquire(server)
+                if wait:
+                    throttle_wait = wait if not throttle_wait else min(throttle_wait, wait)
+                    continue  # over this server's limit: another server may have room
+                # MAIL FROM: the server's sender, or a signed VERP bounce address (hub.delivery.verp).
+                sender = verp.envelope_sender(row, server)
             reused = session.uses > 0
-            outcome = session.send(sender, rcpts, data)
+            follow = chain.follower(row, server, session) if chain is not None else None
+            outcome = session.send(sender, rcpts, data, follow)
             if outcome.lost_before_data and reused:
                 # The pooled connection had died while idle: reconnect once and send now.
                 pool.discard(session)
@@ -104,7 +122,8 @@ def _try_servers(row: SendLog, servers: list[SmtpServer],
                         continue
                     _connect_failed(tries, server, exc, started, t0)
                     continue  # the server is gone: fail over
-                outcome = session.send(sender, rcpts, data)
+                follow = chain.follower(row, server, session) if chain is not None else None
+                outcome = session.send(sender, rcpts, data, follow)
             ms = int((time.monotonic() - t0) * 1000)
             if outcome.status == SendLog.Status.SENT:
                 result = DeliveryAttempt.Result.SENT
@@ -120,10 +139,16 @@ def _try_servers(row: SendLog, servers: list[SmtpServer],
             return outcome, server, tries, 0.0
         finally:
             if session is not None:
-                pool.put(session)  # back for the next message (a closed one is dropped)
+                # Back for the next message (a closed one is dropped), or on to the row whose
+                # envelope it carries now (hub.delivery.chain).
+                if chain is not None:
+                    chain.hand_on(session)
+                else:
+                    pool.put(session)
     if busy and not tries and not throttle_wait:
         raise AllConnectionsBusy()
     return None, None, tries, throttle_wait
+
 
 def _finish(row: SendLog, outcome: Outcome | None, server: SmtpServer | None, tries: list[Try],
             throttle_wait: float) -> None:
@@ -272,51 +297,17 @@ def _suppress_hard_bounces(row: SendLog, outcome: Outcome) -> None:
                                    smtp_code=code, reply=text, pol=pol)
 
 
-def check_suppressions(rows: list[SendLog]) -> None:
-    """The suppression list at claim time, one indexed query per app of a claimed batch
-    (hub.delivery.outbox): each row carries its recipients' entries to _suppressed_now."""
-    by_app: dict[int, list[SendLog]] = {}
-    for row in rows:
-        by_app.setdefault(row.app_id, []).append(row)
-    for app_id, app_rows in by_app.items():
-        wanted = {row.pk: {r.lower() for r in _recipients_or_none(row)} for row in app_rows}
-        hits = queries.suppressions(app_id, set().union(*wanted.values()))
-        for row in app_rows:
-            row.suppressed_at_claim = {email: hits[email] for email in wanted[row.pk] if email in hits}
-
-
-def _recipients_or_none(row: SendLog) -> list[str]:
-    try:
-        return envelope_recipients(row)
-    except UnicodeError:
-        return []  # not deliverable anyway: deliver_row records why, and checks again then
-
-
-def _suppressed_now(row: SendLog) -> tuple[list[str], dict[str, list]]:
-    """Re-check the suppression list at claim time (check_suppressions, or one indexed query
-    here): a message accepted just before its recipient was suppressed must not go to them.
-    Returns (the envelope recipients still allowed, {dropped recipient: [None, reason]})."""
-    rcpts = envelope_recipients(row)
-    hits = getattr(row, "suppressed_at_claim", None)
-    if hits is None:
-        hits = queries.suppressions(row.app_id, {r.lower() for r in rcpts})
-    if not hits:
-        return rcpts, {}
-    campaign = row.campaign_id is not None  # campaign-only entries (unsubscribes) apply here
-    blocked = {email: cause for email, (cause, bulk_only) in hits.items() if campaign or not bulk_only}
-    kept = [r for r in rcpts if r.lower() not in blocked]
-    dropped = {r: [None, f"{bounces.SUPPRESSED_PREFIX}{blocked[r.lower()]}"] for r in rcpts if r.lower() in blocked}
-    return kept, dropped
-
-
-def deliver_row(row: SendLog, servers: list[SmtpServer]) -> bool:
+def deliver_row(row: SendLog, servers: list[SmtpServer], chain: Chain | None = None) -> bool:
     """One row, on its own: whatever goes wrong with it is recorded on it and does not touch
     the other rows of the batch. Returns False when it went back to the queue untried (every
-    server's connections were busy): the caller takes it again."""
+    server's connections were busy): the caller takes it again. With a `chain` (a crew
+    thread's), the next row may be pipelined behind this one (hub.delivery.chain), and this
+    row may be the one whose envelope is already on the wire."""
     attempts_before = row.attempts
     result = None
+    ahead = chain.claim_ahead(row) if chain is not None else None
     try:
-        rcpts, dropped = _suppressed_now(row)
+        rcpts, dropped = (ahead.rcpts, ahead.dropped) if ahead is not None else suppression.suppressed_now(row)
         if dropped and not rcpts:
             # Every recipient was suppressed since the message was accepted: nothing is sent.
             reason = next(iter(dropped.values()))[1]  # starts with bounces.SUPPRESSED_PREFIX: type 6 or 7
@@ -330,7 +321,7 @@ def deliver_row(row: SendLog, servers: list[SmtpServer]) -> bool:
             result = (outcome, None, [], 60.0)
         else:
             # Health seen earlier in this batch counts: a server that just failed goes last.
-            result = _try_servers(row, by_health(servers), rcpts)
+            result = _try_servers(row, by_health(servers), rcpts, chain, ahead)
             if dropped and result[0] is not None:
                 result[0].refused = {**dropped, **result[0].refused}
         _finish(row, *result)
@@ -347,6 +338,9 @@ def deliver_row(row: SendLog, servers: list[SmtpServer]) -> bool:
             _record_sent(row, result)  # the server has it: never send it again
         else:
             abandon(row)
+    finally:
+        if ahead is not None and (ahead.session is not None or ahead.throttle_slot is not None):
+            ahead.drop()  # never reached its session (an error before): out of step, closed
     return True
 
 def hand_back_untried(rows: list[SendLog]) -> None:

@@ -37,6 +37,7 @@ from django.db import transaction
 
 from ..models import SendLog, SmtpServer
 from .attempt import abandon, abandon_rows, deliver_row, hand_back_untried
+from .chain import Chain
 from .policy import servers_in_order
 
 log = logging.getLogger(__name__)
@@ -86,8 +87,8 @@ class Sizer:
 
 
 class Crew:
-    def __init__(self, deadline: float, deliver: Callable[[SendLog, list[SmtpServer]], bool] = deliver_row,
-                 size: int | None = None) -> None:
+    def __init__(self, deadline: float, deliver: Callable[..., bool] = deliver_row,
+                 size: int | None = None, chains: bool | None = None) -> None:
         self.deadline = deadline
         self.deliver_row = deliver  # hub.delivery.attempt.deliver_row (tests may stand in for it)
         # No more threads than a claimed batch has rows: a drain then never holds claimed rows
@@ -95,6 +96,10 @@ class Crew:
         self.size = max(1, size if size is not None else min(settings.HUB_DELIVERY_THREADS,
                                                              settings.HUB_DELIVERY_BATCH))
         self.inline = self.size == 1 or transaction.get_connection().in_atomic_block
+        # Threads pipeline the queue's next row behind the one they deliver (hub.delivery.chain):
+        # `deliver` then takes the thread's chain as a third argument.
+        self.chains = settings.HUB_SMTP_PIPELINE_NEXT if chains is None else chains
+        self.chains = self.chains and (chains is not None or deliver is deliver_row)
         # One lock, two conditions: idle threads wait for `work`, the caller waits for
         # `progress` (a row done); each wakes only its own waiters.
         self.cond = threading.Lock()
@@ -275,6 +280,26 @@ class Crew:
             raise
         self.in_flight.pop(row.id, None)
 
+    def _take_next(self, wanted: Callable[[SendLog, list[SmtpServer]], bool]) -> SendLog | None:
+        """The queue's head row for a thread's chain (hub.delivery.chain), if `wanted` with
+        the app's servers (as read already: no query under the lock); now in flight."""
+        with self.cond:
+            if not self.queue or self.stopping or self.closing or time.monotonic() > self.deadline:
+                return None
+            row = self.queue[0]
+            servers = self._servers.get(row.app_id)
+            if servers is None or not wanted(row, servers):
+                return None
+            self.queue.popleft()
+            self.in_flight[row.id] = row
+            return row
+
+    def _give_back(self, row: SendLog) -> None:
+        with self.cond:
+            self.in_flight.pop(row.id, None)
+            self.queue.appendleft(row)
+            self.work.notify()
+
     def _run(self) -> None:
         try:
             while True:
@@ -290,22 +315,34 @@ class Crew:
                         return  # closing, or the rows left are handed back by the caller
                     row = self.queue.popleft()
                     self.in_flight[row.id] = row
-                try:
-                    if not self.deliver_row(row, self._servers_of(row.app_id)):
-                        with self.cond:
-                            self.handed_back += 1
-                except Exception as exc:
-                    # Only the servers' query can get here (deliver_row records its own).
-                    log.exception("delivery thread failed on SendLog %s", row.id)
-                    abandon(row)
-                    self.failed = exc
-                finally:
-                    with self.cond:
-                        self.in_flight.pop(row.id, None)
-                        self._done_one()
-                        self.work.notify()  # a thread held back by the sizer may go on
-                        self.progress.notify()  # only the caller waits for progress
+                chain = Chain(self._take_next, self._give_back) if self.chains else None
+                while row is not None:
+                    self._deliver_in_thread(row, chain)
+                    row = chain.next_row() if chain is not None else None
+                    if row is not None and self.stopping:
+                        # stop() counted it as on the wire and gave it back: not ours now.
+                        chain.claim_ahead(row).drop()
+                        row = None
         finally:
             with self.cond:
                 self.progress.notify()
             db.connections.close_all()  # this thread's own connections
+
+    def _deliver_in_thread(self, row: SendLog, chain: Chain | None) -> None:
+        try:
+            delivered = (self.deliver_row(row, self._servers_of(row.app_id), chain) if chain is not None
+                         else self.deliver_row(row, self._servers_of(row.app_id)))
+            if not delivered:
+                with self.cond:
+                    self.handed_back += 1
+        except Exception as exc:
+            # Only the servers' query can get here (deliver_row records its own).
+            log.exception("delivery thread failed on SendLog %s", row.id)
+            abandon(row)
+            self.failed = exc
+        finally:
+            with self.cond:
+                self.in_flight.pop(row.id, None)
+                self._done_one()
+                self.work.notify()  # a thread held back by the sizer may go on
+                self.progress.notify()  # only the caller waits for progress

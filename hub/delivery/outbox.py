@@ -22,9 +22,10 @@ from django_q.tasks import async_task
 from .. import queries
 from ..models import DeliveryWakeup, SendLog
 from . import render
-from .attempt import check_suppressions, deliver_row
+from .attempt import deliver_row
 from .crew import Crew
 from .lease import WorkerStopping, new_claim_token
+from .suppression import check_suppressions
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,8 @@ def _wait_idle_unless_urgent(crew: Crew) -> bool:
 
 def _crew(deadline: float) -> Crew:
     # deliver_row looked up here at each call, so a test can stand in for it on this module.
-    return Crew(deadline, lambda row, servers: deliver_row(row, servers))
+    return Crew(deadline, lambda row, servers, *chain: deliver_row(row, servers, *chain),
+                chains=settings.HUB_SMTP_PIPELINE_NEXT)
 
 # The crew of the drain running in this thread: deliver_claimed hands rows to it.
 _drain_crew = threading.local()

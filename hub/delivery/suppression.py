@@ -11,7 +11,8 @@ settings' defaults). Failures about the sender (reputation, RBL, rate limits, co
 connection) never count against a recipient.
 
 Used by the delivery engine (synchronous replies), hub.inbound (DSNs, ARF reports,
-unsubscribes) and the admin. Runs only on failures and reports, never per sent message."""
+unsubscribes) and the admin. Runs only on failures and reports, never per sent message;
+the list itself is read at claim time (below: one query per app of a claimed batch)."""
 
 from __future__ import annotations
 
@@ -22,8 +23,10 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from ..models import App, FailureType, SoftBounce, Suppression, SuppressionPolicy
+from .. import queries
+from ..models import App, FailureType, SendLog, SoftBounce, Suppression, SuppressionPolicy
 from . import bounces
+from .message import envelope_recipients
 
 Cause = Suppression.Cause
 
@@ -113,3 +116,41 @@ def remove(account_id: int, email: str) -> bool:
     email = email.strip().lower()
     SoftBounce.objects.filter(account_id=account_id, email=email).delete()
     return Suppression.objects.filter(account_id=account_id, email=email).delete()[0] > 0
+
+
+# -- at claim time (the delivery engine) ------------------------------------------------------
+def check_suppressions(rows: list[SendLog]) -> None:
+    """The suppression list at claim time, one indexed query per app of a claimed batch
+    (hub.delivery.outbox): each row carries its recipients' entries to suppressed_now."""
+    by_app: dict[int, list[SendLog]] = {}
+    for row in rows:
+        by_app.setdefault(row.app_id, []).append(row)
+    for app_id, app_rows in by_app.items():
+        wanted = {row.pk: {r.lower() for r in recipients_or_none(row)} for row in app_rows}
+        hits = queries.suppressions(app_id, set().union(*wanted.values()))
+        for row in app_rows:
+            row.suppressed_at_claim = {email: hits[email] for email in wanted[row.pk] if email in hits}
+
+
+def recipients_or_none(row: SendLog) -> list[str]:
+    try:
+        return envelope_recipients(row)
+    except UnicodeError:
+        return []  # not deliverable anyway: deliver_row records why, and checks again then
+
+
+def suppressed_now(row: SendLog) -> tuple[list[str], dict[str, list]]:
+    """Re-check the suppression list at claim time (check_suppressions, or one indexed query
+    here): a message accepted just before its recipient was suppressed must not go to them.
+    Returns (the envelope recipients still allowed, {dropped recipient: [None, reason]})."""
+    rcpts = envelope_recipients(row)
+    hits = getattr(row, "suppressed_at_claim", None)
+    if hits is None:
+        hits = queries.suppressions(row.app_id, {r.lower() for r in rcpts})
+    if not hits:
+        return rcpts, {}
+    campaign = row.campaign_id is not None  # campaign-only entries (unsubscribes) apply here
+    blocked = {email: cause for email, (cause, bulk_only) in hits.items() if campaign or not bulk_only}
+    kept = [r for r in rcpts if r.lower() not in blocked]
+    dropped = {r: [None, f"{bounces.SUPPRESSED_PREFIX}{blocked[r.lower()]}"] for r in rcpts if r.lower() in blocked}
+    return kept, dropped

@@ -153,6 +153,10 @@ class SmtpSession:
         self.fingerprint: tuple = ()
         self.slot_lost = False
         self.tls_used = False
+        # The envelope (MAIL FROM, RCPT TOs) of the next message, written behind the last
+        # one's content and not answered yet (send's `follow`): only its send may use the
+        # session next; anyone else must close it.
+        self.pending: tuple[str, list[str]] | None = None
 
     @property
     def key(self) -> int | tuple:
@@ -249,24 +253,38 @@ class SmtpSession:
             self.close()
             raise ConnectionFailed(f"cannot connect to {where}: {type(exc).__name__}: {exc}") from exc
 
-    def send(self, envelope_from: str, rcpts: list[str], data: str | bytes) -> Outcome:
+    def send(self, envelope_from: str, rcpts: list[str], data: str | bytes,
+             follow: Callable[[], tuple[str, list[str]] | None] | None = None) -> Outcome:
         """One SMTP transaction. Per-recipient refusals are recorded; the message counts as
         sent when the server accepts it for at least one recipient. Where the server offers
         PIPELINING (RFC 2920), MAIL, every RCPT and DATA go out in one write and their
-        replies are read one by one: one round trip instead of 2 + recipients."""
+        replies are read one by one: one round trip instead of 2 + recipients.
+
+        `follow` (pipelining only): asked once the server said 354, for the envelope (MAIL
+        FROM, RCPT TOs) of the next message on this session, or None. That envelope and
+        its DATA leave in the same write as this message's content (RFC 2920 allows the
+        content as the first "command" of a group), so a message costs one round trip
+        instead of two; its replies are read by the next send() (self.pending), which must
+        be given the same envelope."""
         conn = self.conn
         assert conn is not None
         self.uses += 1
         self.last_used = time.monotonic()
         data_started = False
+        pending, self.pending = self.pending, None
         try:
-            if settings.HUB_SMTP_PIPELINING and conn.has_extn("pipelining"):
-                early = self._pipelined_envelope(conn, envelope_from, rcpts)
+            if pending is not None or (settings.HUB_SMTP_PIPELINING and conn.has_extn("pipelining")):
+                if pending is not None and pending != (envelope_from, rcpts):
+                    raise smtplib.SMTPException("the envelope sent ahead is not this message's")
+                early = self._pipelined_envelope(conn, envelope_from, rcpts, written=pending is not None)
                 if isinstance(early, Outcome):
                     return early
                 refused = early
                 data_started = True
-                code, resp = self._send_data(conn, data)
+                # The next message's envelope, if any, goes with the content: its replies are
+                # the next ones on the wire (set first: a failed write closes, which clears it).
+                self.pending = follow() if follow is not None else None
+                code, resp = self._send_data(conn, data, self.pending)
             else:
                 code, resp = conn.mail(envelope_from)
                 if code != 250:
@@ -294,8 +312,11 @@ class SmtpSession:
                            lost_before_data=not data_started)
         except smtplib.SMTPResponseException as exc:
             # The transaction was left half-done (e.g. DATA refused): reset it, or drop the
-            # connection, so the next message does not start inside it.
+            # connection, so the next message does not start inside it. (With the next
+            # message's envelope on the wire, RSET would be answered out of step: drop it.)
             try:
+                if self.pending is not None:
+                    raise smtplib.SMTPException("an envelope was sent ahead")
                 conn.rset()
             except (smtplib.SMTPException, OSError):
                 self.close()
@@ -304,17 +325,18 @@ class SmtpSession:
                            transient=400 <= exc.smtp_code < 500)
         except (smtplib.SMTPException, OSError) as exc:
             self.close()
-            return Outcome(SendLog.Status.FAILED, None, "", f"{type(exc).__name__}: {exc}", transient=True)
+            return Outcome(SendLog.Status.FAILED, None, "", f"{type(exc).__name__}: {exc}", transient=True,
+                           lost_before_data=not data_started)
 
-    def _pipelined_envelope(self, conn: smtplib.SMTP, envelope_from: str, rcpts: list[str]) -> Outcome | dict:
+    def _pipelined_envelope(self, conn: smtplib.SMTP, envelope_from: str, rcpts: list[str],
+                            written: bool = False) -> Outcome | dict:
         """MAIL, RCPT..., DATA in one write (smtplib's own command formatting and reply
-        reading: putcmd's text, getreply). Returns the refused recipients when DATA was
-        answered 354 (the message may follow), else the Outcome. Every reply is read before
-        anything else is sent, so the session is in step again whatever happened."""
-        commands = [f"mail FROM:{smtplib.quoteaddr(envelope_from)}"]
-        commands += [f"rcpt TO:{smtplib.quoteaddr(rcpt)}" for rcpt in rcpts]
-        commands.append("data")
-        conn.send("".join(f"{command}{smtplib.CRLF}" for command in commands))
+        reading: putcmd's text, getreply), unless `written` (sent ahead behind the previous
+        message). Returns the refused recipients when DATA was answered 354 (the message may
+        follow), else the Outcome. Every reply is read before anything else is sent, so the
+        session is in step again whatever happened."""
+        if not written:
+            conn.send(_envelope(envelope_from, rcpts))
         mail_code, mail_resp = conn.getreply()
         refused: dict[str, list] = {}
         for rcpt in rcpts:
@@ -340,15 +362,18 @@ class SmtpSession:
         return refused
 
     @staticmethod
-    def _send_data(conn: smtplib.SMTP, data: str | bytes) -> tuple[int, bytes]:
+    def _send_data(conn: smtplib.SMTP, data: str | bytes,
+                   then: tuple[str, list[str]] | None = None) -> tuple[int, bytes]:
         """The message after a 354, ended by <CRLF>.<CRLF>, exactly as smtplib's data() sends
-        it (its own line-end and dot-stuffing helpers); returns the end-of-data reply."""
+        it (its own line-end and dot-stuffing helpers), followed in the same write by the
+        envelope `then` (the next message's, pipelined); returns the end-of-data reply."""
         if isinstance(data, str):
             data = smtplib._fix_eols(data).encode("ascii")
         quoted = smtplib._quote_periods(data)
         if quoted[-2:] != smtplib.bCRLF:
             quoted += smtplib.bCRLF
-        conn.send(quoted + b"." + smtplib.bCRLF)
+        ahead = _envelope(*then).encode(conn.command_encoding) if then is not None else b""
+        conn.send(quoted + b"." + smtplib.bCRLF + ahead)
         return conn.getreply()
 
     def close(self) -> None:
@@ -366,6 +391,7 @@ class SmtpSession:
         """QUIT the connection (with quit=False, or when QUIT fails: drop it); the slot stays
         with the session (close() frees it)."""
         conn, self.conn = self.conn, None
+        self.pending = None  # (QUIT's reply would be out of step; harmless: the socket closes)
         if conn is None:
             return
         if quit:
@@ -401,6 +427,14 @@ class SmtpSession:
             return self.conn.noop()[0] == 250
         except (smtplib.SMTPException, OSError):
             return False
+
+
+def _envelope(envelope_from: str, rcpts: list[str]) -> str:
+    """MAIL, every RCPT and DATA as one pipelined group (smtplib's own command text)."""
+    commands = [f"mail FROM:{smtplib.quoteaddr(envelope_from)}"]
+    commands += [f"rcpt TO:{smtplib.quoteaddr(rcpt)}" for rcpt in rcpts]
+    commands.append("data")
+    return "".join(f"{command}{smtplib.CRLF}" for command in commands)
 
 
 def _fingerprint(server: SmtpServer, target: DirectTarget | None = None) -> tuple:
@@ -547,8 +581,9 @@ class ConnectionPool:
         return time.monotonic() - at < SLOT_POLL_SECONDS
 
     def put(self, session: SmtpSession) -> None:
-        """Check a session back in after a message (closed ones are forgotten)."""
-        if not session.is_open or session.slot_lost:
+        """Check a session back in after a message (closed ones are forgotten, and so are
+        ones with an envelope sent ahead that no message took: they are out of step)."""
+        if not session.is_open or session.slot_lost or session.pending is not None:
             self._close(session)
             return
         with self._cond:
