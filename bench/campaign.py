@@ -299,7 +299,7 @@ def main() -> int:
     try:
         sink.start()
         if args.rtt_ms:
-            proxy = common.bench_module("run").DelayProxy(sink.port, args.rtt_ms, args.jitter_ms, work)
+            proxy = sink_mod.DelayProxy(sink.port, args.rtt_ms, args.jitter_ms, work)
         log(f"preparing a fresh {args.db} database in {work}")
         hub.prepare(sink_port=proxy.port if proxy else sink.port, max_connections=args.max_connections)
         os.environ.update(hub.env(DJANGO_SETTINGS_MODULE="smtphub.settings"))

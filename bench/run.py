@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import message as M
 import profiles
 from procstat import Sampler, snapshot
-from sink import Sink, free_port, wait_port
+from sink import DelayProxy, Sink
 
 from hub import REPO, Hub, mariadb_cli, stop_process
 
@@ -99,26 +99,6 @@ def machine_facts() -> dict:
         "git_commit": git + ("+dirty" if dirty else ""),
         "loadavg_at_start": os.getloadavg(),
     }
-
-
-# --- the delay proxy ---------------------------------------------------------------------
-
-class DelayProxy:
-    """bench/delayproxy.py in front of a sink: every exchange costs --rtt-ms (± jitter)."""
-
-    def __init__(self, target_port: int, rtt_ms: float, jitter_ms: float, log_dir: Path) -> None:
-        self.port = free_port()
-        log_dir.mkdir(parents=True, exist_ok=True)
-        self.log = open(log_dir / "delayproxy.log", "wb")  # noqa: SIM115 - the child process writes to it
-        self.proc = subprocess.Popen(
-            [sys.executable, str(BENCH / "delayproxy.py"), "--listen", f"127.0.0.1:{self.port}",
-             "--target", f"127.0.0.1:{target_port}", "--rtt-ms", str(rtt_ms), "--jitter-ms", str(jitter_ms)],
-            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_port(self.port)
-
-    def stop(self) -> None:
-        stop_process(self.proc, timeout=10)
-        self.log.close()
 
 
 # --- waiting for delivery ------------------------------------------------------------------

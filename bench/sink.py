@@ -12,6 +12,7 @@ import signal
 import socket
 import stat
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -140,3 +141,27 @@ class Sink:
         self.proc = None
         if getattr(self, "counter_file", None):
             self.counter_file.close()
+
+
+class DelayProxy:
+    """bench/delayproxy.py in front of a sink: every exchange costs `rtt_ms` (± jitter)."""
+
+    def __init__(self, target_port: int, rtt_ms: float, jitter_ms: float, log_dir: Path) -> None:
+        self.port = free_port()
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.log = open(log_dir / "delayproxy.log", "wb")  # noqa: SIM115 - the child process writes to it
+        self.proc = subprocess.Popen(
+            [sys.executable, str(BENCH / "delayproxy.py"), "--listen", f"127.0.0.1:{self.port}",
+             "--target", f"127.0.0.1:{target_port}", "--rtt-ms", str(rtt_ms), "--jitter-ms", str(jitter_ms)],
+            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_port(self.port)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.log.close()
