@@ -114,7 +114,7 @@ def _try_servers(row: SendLog, servers: list[SmtpServer], rcpts: list[str] | Non
                 pool.discard(session)
                 session = None
                 try:
-                    session = pool.get(server)
+                    session = pool.get(server, bulk=bool(row.priority))
                 except (ConnectionFailed, NoConnectionSlot) as exc:
                     throttle.release(slot)
                     if isinstance(exc, NoConnectionSlot):

@@ -97,8 +97,12 @@ class Chain:
         prepare = prepare or make_ready
         def wanted(candidate: SendLog, servers: list[SmtpServer]) -> bool:
             # Its first server now is this session's (so not a direct one: those never chain).
-            return (bool(row.priority) or not candidate.priority) and bool(servers) \
-                and by_health(servers)[0].pk == server.pk
+            # A campaign row follows neither a transactional row (whose session may be the
+            # reserved one) nor while a transactional message waits in the pool for a session
+            # of this server: this one goes back to the pool after its message, as before.
+            if candidate.priority and (not row.priority or pool.urgent_waiting(session.key)):
+                return False
+            return bool(servers) and by_health(servers)[0].pk == server.pk
 
         def follow() -> tuple[str, list[str]] | None:
             if self.ahead is not None or session.worn_out() or session.slot_lost:
@@ -132,17 +136,23 @@ def make_ready(row: SendLog, server: SmtpServer) -> Ahead | None:
     """`row` ready to follow another message on a session of `server` (hub.delivery.chain):
     recipients checked, message built and signed, send-limit slot taken. None when it
     cannot follow: it is then delivered on its own, where whatever failed here is recorded."""
+    slot = None
     try:
         rcpts, dropped = suppressed_now(row)
         if not rcpts:
             return None
         started, t0 = timezone.now(), time.monotonic()
-        data = signing.sign(row, build_message(row, server.sender).as_bytes(policy=SMTP_POLICY))
-        sender = verp.envelope_sender(row, server)
+        # The send limit first: over it, nothing is built for nothing (the server waits at 354).
         slot, wait = throttle.acquire(server)
         if wait:
             return None
+        data = signing.sign(row, build_message(row, server.sender).as_bytes(policy=SMTP_POLICY))
+        sender = verp.envelope_sender(row, server)
     except Exception:
         log.debug("SendLog %s cannot follow on a session; it is delivered on its own", row.id, exc_info=True)
+        try:
+            throttle.release(slot)
+        except Exception:
+            log.exception("could not give back the send-limit slot taken for SendLog %s", row.id)
         return None
     return Ahead(row, server, rcpts, dropped, data, sender, slot, started=started, t0=t0)

@@ -107,6 +107,7 @@ class Crew:
         self.progress = threading.Condition(self.cond)
         self.queue: deque[SendLog] = deque()
         self.in_flight: dict[int, SendLog] = {}
+        self.ahead = 0  # of those, rows a chain took whose thread is still on the row before
         self.threads: list[threading.Thread] = []
         self.idle_threads = 0
         self.sizer = Sizer(self.size)
@@ -282,7 +283,8 @@ class Crew:
 
     def _take_next(self, wanted: Callable[[SendLog, list[SmtpServer]], bool]) -> SendLog | None:
         """The queue's head row for a thread's chain (hub.delivery.chain), if `wanted` with
-        the app's servers (as read already: no query under the lock); now in flight."""
+        the app's servers (as read already: no query under the lock); now in flight, but not
+        counted against the sizer's number until its thread moves on to it (`_move_on`)."""
         with self.cond:
             if not self.queue or self.stopping or self.closing or time.monotonic() > self.deadline:
                 return None
@@ -292,22 +294,61 @@ class Crew:
                 return None
             self.queue.popleft()
             self.in_flight[row.id] = row
+            self.ahead += 1
             return row
 
     def _give_back(self, row: SendLog) -> None:
+        """A row `_take_next` gave that could not follow: back where it was in the queue
+        (behind transactional rows queued meanwhile, if it is a campaign row), or, when the
+        crew is stopping, back to the outbox."""
         with self.cond:
             self.in_flight.pop(row.id, None)
-            self.queue.appendleft(row)
-            self.work.notify()
+            self.ahead -= 1
+            if not self.stopping:
+                at = next((i for i, r in enumerate(self.queue) if r.priority), len(self.queue)) if row.priority else 0
+                self.queue.insert(at, row)
+                self.work.notify()
+                return
+        self._hand_back_ahead(row)
+
+    def _move_on(self, chain: Chain) -> SendLog | None:
+        """The row this thread takes next: the one its chain sent the envelope of, if any.
+        When the crew is stopping, that row is not delivered: its session closes and it goes
+        back to the outbox (unless stop() already counted it as on the wire)."""
+        row = chain.next_row()
+        if row is None:
+            return None
+        with self.cond:
+            self.ahead -= 1
+            stopping = self.stopping
+        if not stopping:
+            return row
+        try:
+            chain.claim_ahead(row).drop()
+        finally:
+            with self.cond:
+                self.in_flight.pop(row.id, None)
+                self.progress.notify()
+            self._hand_back_ahead(row)
+        return None
+
+    def _hand_back_ahead(self, row: SendLog) -> None:
+        # Its content never left: back as it was. (After stop(), which counted it as on the
+        # wire and re-queued it itself, this matches nothing: the claim token is gone.)
+        try:
+            hand_back_untried([row])
+        except Exception:
+            log.exception("could not hand back SendLog %s; the sweeper will", row.id)
 
     def _run(self) -> None:
         try:
             while True:
                 with self.cond:
                     self.idle_threads += 1
-                    # A thread takes a row only while fewer than the sizer's number are in flight,
-                    # except a transactional row (priority 0): it never waits for campaign rows.
-                    while not self.closing and (not self.queue or (len(self.in_flight) >= self.sizer.active
+                    # A thread takes a row only while fewer than the sizer's number are in flight
+                    # (rows taken ahead by a chain not counted), except a transactional row
+                    # (priority 0): it never waits for campaign rows.
+                    while not self.closing and (not self.queue or (len(self.in_flight) - self.ahead >= self.sizer.active
                                                                    and self.queue[0].priority)):
                         self.work.wait()
                     self.idle_threads -= 1
@@ -318,11 +359,7 @@ class Crew:
                 chain = Chain(self._take_next, self._give_back) if self.chains else None
                 while row is not None:
                     self._deliver_in_thread(row, chain)
-                    row = chain.next_row() if chain is not None else None
-                    if row is not None and self.stopping:
-                        # stop() counted it as on the wire and gave it back: not ours now.
-                        chain.claim_ahead(row).drop()
-                        row = None
+                    row = self._move_on(chain) if chain is not None else None
         finally:
             with self.cond:
                 self.progress.notify()

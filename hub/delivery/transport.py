@@ -572,6 +572,11 @@ class ConnectionPool:
                     # free does not, so look at the database again after a short while.
                     self._wait_of(key, urgent).wait(min(remaining, SLOT_POLL_SECONDS))
 
+    def urgent_waiting(self, key: int | tuple) -> bool:
+        """A transactional caller of this process waits in get() for a session of `key`."""
+        with self._cond:
+            return bool(self._urgent.get(key))
+
     def _found_full_lately(self, key: int | tuple, limit: int) -> bool:
         """All slots below `limit` (or below limit + 1, an urgent caller's limit when this is
         a bulk one's: those include them) were taken when a thread of this process last

@@ -13,8 +13,9 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from conftest import SinkHandler, SmtpSink, free_port
-from hub.delivery import slots, transport
-from hub.delivery.chain import Chain
+from hub.delivery import outbox, slots, transport
+from hub.delivery.chain import Ahead, Chain
+from hub.delivery.crew import Crew
 from hub.delivery.outbox import deliver_batch
 from hub.delivery.transport import pool
 from hub.models import DeliveryAttempt, SendLog, SmtpServer
@@ -159,13 +160,14 @@ def test_a_connection_lost_with_an_envelope_ahead(sink, make_server, make_app, m
     assert slots.open_connections([smtp.pk]).get(smtp.pk, 0) == len(pool.sessions.get(smtp.pk, ()))
 
 
-def test_campaign_mail_never_follows_on_a_transactional_session():
+def test_campaign_mail_follows_neither_a_transactional_row_nor_a_waiting_one(monkeypatch):
     seen: list = []
     chain = Chain(take=lambda wanted: seen.append(wanted), give_back=lambda row: None)
     server = SmtpServer(pk=1, host="h")
 
     class Session:
         slot_lost = False
+        key = 1
 
         @staticmethod
         def worn_out() -> bool:
@@ -179,3 +181,37 @@ def test_campaign_mail_never_follows_on_a_transactional_session():
     assert not behind_transactional(SendLog(priority=1), [server])
     assert behind_campaign(SendLog(priority=0), [server]) and behind_campaign(SendLog(priority=1), [server])
     assert not behind_campaign(SendLog(priority=1), [SmtpServer(pk=2, host="other")])
+    # A transactional message waiting in the pool for this server: the session goes back.
+    monkeypatch.setitem(pool._urgent, Session.key, 1)
+    assert not behind_campaign(SendLog(priority=1), [server])
+    assert behind_campaign(SendLog(priority=0), [server])
+
+
+def test_a_row_given_back_goes_behind_transactional_rows_queued_meanwhile():
+    crew = Crew(float("inf"), deliver=lambda row, servers: True, size=4)
+    crew._servers = {1: [SmtpServer(pk=1, host="h")]}
+    crew.queue.extend([SendLog(id=1, app_id=1, priority=1), SendLog(id=2, app_id=1, priority=1)])
+    taken = crew._take_next(lambda row, servers: True)
+    assert taken.id == 1 and crew.ahead == 1 and list(crew.in_flight) == [1]
+    crew.queue.appendleft(SendLog(id=9, app_id=1, priority=0))  # a transactional row came in
+    crew._give_back(taken)
+    assert [r.id for r in crew.queue] == [9, 1, 2] and crew.ahead == 0 and not crew.in_flight
+
+
+def test_a_row_taken_ahead_goes_back_to_the_outbox_when_the_crew_stops(make_server, make_app):
+    """The drain failed (Crew.abandon_all) while a thread's next row had its envelope on the
+    wire: that row is not delivered and not left `sending`: it is queued again, untouched."""
+    app = make_app(make_server()).app
+    first, second = queue(app, 2)
+    claimed = {r.id: r for r in outbox.claim([first.id, second.id])}
+    crew = Crew(float("inf"), size=4)
+    crew.queue.append(claimed[second.id])
+    crew._servers = {app.id: list(app.servers.all())}
+    taken = crew._take_next(lambda row, servers: True)
+    chain = Chain(crew._take_next, crew._give_back)
+    chain.ahead = Ahead(taken, crew._servers[app.id][0], [taken.to], {}, b"", "s@example.com", None)
+    crew.abandon_all()
+    assert crew._move_on(chain) is None
+    second.refresh_from_db()
+    assert (second.status, second.attempts, second.claim_token) == (S.QUEUED, 0, "")
+    assert not crew.in_flight and crew.ahead == 0
