@@ -131,13 +131,8 @@ class Sink:
         return SinkReport(self.counted(), files, len(ids), files - len(ids) - missing, missing, first, last)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        if self.proc is not None:
+            terminate(self.proc)
         self.proc = None
         if getattr(self, "counter_file", None):
             self.counter_file.close()
@@ -157,11 +152,16 @@ class DelayProxy:
         wait_port(self.port)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        terminate(self.proc)
         self.log.close()
+
+
+def terminate(proc: subprocess.Popen) -> None:
+    """SIGTERM a child still running, and kill it if it has not ended within 10 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)

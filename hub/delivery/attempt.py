@@ -339,8 +339,8 @@ def deliver_row(row: SendLog, servers: list[SmtpServer], chain: Chain | None = N
         else:
             abandon(row)
     finally:
-        if ahead is not None and (ahead.session is not None or ahead.throttle_slot is not None):
-            ahead.drop()  # never reached its session (an error before): out of step, closed
+        if ahead is not None:
+            ahead.drop()  # whatever of it was not used (an error before its send): closed, freed
     return True
 
 def hand_back_untried(rows: list[SendLog]) -> None:

@@ -10,8 +10,9 @@ of a group: written behind it, the next envelope's replies come back with the co
 How: a crew thread (hub.delivery.crew) delivers its row A; once the server has said 354 for
 A, the session asks `follow` for a next row. The thread takes the crew queue's head B if
 its first server is A's (and, behind a transactional row, only another transactional row:
-campaign mail never rides the connection kept for transactional mail), builds B's message,
-takes B's send-limit slot, and writes A's content and B's envelope together. A's outcome is
+campaign mail never rides the connection kept for transactional mail, nor keeps a session
+a transactional message of the process waits for), takes B's send-limit slot, builds B's
+message, and writes A's content and B's envelope together. A's outcome is
 read and recorded as usual; then the same thread delivers B on the same session, reading
 the replies to the envelope already sent (an `Ahead`), and may send C behind B's content.
 
@@ -68,8 +69,8 @@ class Ahead:
 
 class Chain:
     """A crew thread's source of next rows. `take(wanted)` pops the queue's head row if
-    `wanted(row, its servers)` (else None) and counts it in flight; `give_back(row)` puts a
-    taken row back at the head, untouched."""
+    `wanted(row, its servers)` (else None) and counts it in flight; `give_back(row)` returns
+    a taken row that could not follow, untouched (hub.delivery.crew.Crew._give_back)."""
 
     def __init__(self, take: Callable[[Callable[[SendLog, list[SmtpServer]], bool]], SendLog | None],
                  give_back: Callable[[SendLog], None]) -> None:
@@ -127,9 +128,8 @@ class Chain:
             ahead.session = session
             return
         pool.put(session)  # (one with an envelope pending and no taker is closed there)
-        if ahead is not None and ahead.session is None and ahead.throttle_slot is not None:
-            slot, ahead.throttle_slot = ahead.throttle_slot, None
-            throttle.release(slot)
+        if ahead is not None and ahead.session is None:
+            ahead.drop()  # (no session: frees its send-limit slot only)
 
 
 def make_ready(row: SendLog, server: SmtpServer) -> Ahead | None:

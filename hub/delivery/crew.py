@@ -98,8 +98,7 @@ class Crew:
         self.inline = self.size == 1 or transaction.get_connection().in_atomic_block
         # Threads pipeline the queue's next row behind the one they deliver (hub.delivery.chain):
         # `deliver` then takes the thread's chain as a third argument.
-        self.chains = settings.HUB_SMTP_PIPELINE_NEXT if chains is None else chains
-        self.chains = self.chains and (chains is not None or deliver is deliver_row)
+        self.chains = chains if chains is not None else (deliver is deliver_row and settings.HUB_SMTP_PIPELINE_NEXT)
         # One lock, two conditions: idle threads wait for `work`, the caller waits for
         # `progress` (a row done); each wakes only its own waiters.
         self.cond = threading.Lock()
