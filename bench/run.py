@@ -43,8 +43,8 @@ PO_PYTHON = WORK / "po-venv" / "bin" / "python"
 PY_SPY = WORK / "tools" / "bin" / "py-spy"
 
 ALL_PARTS = ["baseline", "baseline-30ms", "hub-sqlite", "hub-sqlite-30ms", "hub-sqlite-drain",
-             "hub-sqlite-drain-30ms", "hub-sqlite-2q", "hub-mariadb", "hub-batch", "hub-batch-30ms",
-             "hub-batch-drain", "po-default", "po-default-30ms", "po-batch1000", "po-dual"]
+             "hub-sqlite-drain-30ms", "hub-sqlite-2q", "hub-mariadb", "hub-mariadb-drain", "hub-batch",
+             "hub-batch-30ms", "hub-batch-drain", "po-default", "po-default-30ms", "po-batch1000", "po-dual"]
 FULL_PARTS = list(ALL_PARTS)
 QUICK_PARTS = ["baseline", "baseline-30ms", "hub-sqlite", "hub-sqlite-30ms", "hub-sqlite-drain",
                "hub-sqlite-drain-30ms", "hub-batch", "hub-batch-30ms", "po-default", "po-default-30ms",
@@ -564,7 +564,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help=f"1,000 messages; parts {','.join(QUICK_PARTS)}")
     ap.add_argument("--messages", type=int, help="messages per contender (default 20000, quick 1000)")
     ap.add_argument("--secondary-messages", type=int,
-                    help="messages for hub-sqlite-drain, hub-sqlite-2q and hub-mariadb "
+                    help="messages for hub-sqlite-drain, hub-sqlite-2q, hub-mariadb and hub-mariadb-drain "
                          "(default: min(messages, 5000), so a full run stays under 30 min)")
     ap.add_argument("--rtt-ms", type=float, default=30.0, help="round trip the *-30ms parts add (default 30)")
     ap.add_argument("--jitter-ms", type=float, default=5.0, help="± jitter on that round trip (default 5)")
@@ -616,7 +616,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown parts: {unknown}")
     if shutil.which("wrk") is None and any(p.startswith("hub") for p in parts):
         raise SystemExit("wrk is missing: run `bash bench/setup.sh` first")
-    if "hub-mariadb" in parts:
+    if "hub-mariadb" in parts or "hub-mariadb-drain" in parts:
         mariadb_cli("SELECT 1")
 
     bench = Bench(args)
@@ -640,6 +640,8 @@ def main(argv: list[str] | None = None) -> int:
                                            secondary=True),
         "hub-mariadb": lambda: bench.hub("hub-mariadb", "mariadb", profile=args.profile,
                                          secondary=True),
+        "hub-mariadb-drain": lambda: bench.hub("hub-mariadb-drain", "mariadb", drain=True, profile=args.profile,
+                                               secondary=True),
         "po-default": lambda: bench.post_office("po-default", None),
         "po-default-30ms": lambda: bench.post_office("po-default-30ms", None, rtt=True),
         "po-batch1000": lambda: bench.post_office("po-batch1000", 1000),
