@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from django.utils import timezone
 
 from ..models import SendLog, SmtpServer, ThrottleSlot
-from . import signing, throttle, verp
-from .message import SMTP_POLICY, build_message
+from . import throttle, verp
+from .message import wire_bytes
 from .policy import by_health
 from .suppression import suppressed_now
 from .transport import SmtpSession, pool
@@ -146,7 +146,7 @@ def make_ready(row: SendLog, server: SmtpServer) -> Ahead | None:
         slot, wait = throttle.acquire(server)
         if wait:
             return None
-        data = signing.sign(row, build_message(row, server.sender).as_bytes(policy=SMTP_POLICY))
+        data = wire_bytes(row, server.sender)
         sender = verp.envelope_sender(row, server)
     except Exception:
         log.debug("SendLog %s cannot follow on a session; it is delivered on its own", row.id, exc_info=True)

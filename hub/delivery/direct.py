@@ -32,9 +32,9 @@ from django.conf import settings
 from django.utils import timezone
 
 from ..models import DeliveryAttempt, SendLog, SmtpServer
-from . import destinations, mta_sts, mx, signing, throttle, verp
+from . import destinations, mta_sts, mx, throttle, verp
 from .destinations import throttled
-from .message import SMTP_POLICY, build_message, envelope_recipients
+from .message import envelope_recipients, wire_bytes
 from .transport import ConnectionFailed, DirectTarget, NoConnectionSlot, Outcome, TlsFailed, pool
 
 R = DeliveryAttempt.Result
@@ -70,8 +70,7 @@ class _Message:
 
     def bytes(self) -> bytes:
         if self.data is None:
-            built = build_message(self.row, self.server.sender).as_bytes(policy=SMTP_POLICY)
-            self.data = signing.sign(self.row, built)  # after the last change to its headers
+            self.data = wire_bytes(self.row, self.server.sender)
         return self.data
 
 

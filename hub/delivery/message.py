@@ -25,7 +25,7 @@ from ..calendar import build_ics
 from ..headertext import display_name, one_line
 from ..models import Attachment, SendLog
 from ..textify import html_to_text
-from . import render
+from . import render, signing
 
 # A header value the generator would write unchanged: printable ASCII words, single spaces.
 _UNFOLDED = re.compile(r"[\x21-\x7e]+(?: [\x21-\x7e]+)*")
@@ -191,6 +191,13 @@ def _boundary() -> str:
     # `Content-Type: multipart/alternative; boundary="..."` within 78 characters: one line,
     # which SMTP_POLICY writes without running the folding.
     return f"=_smtphub_{secrets.token_hex(8)}"
+
+
+def wire_bytes(row: SendLog, sender: str) -> bytes:
+    """The message as it leaves the hub: built for `sender` (its From fallback), written for
+    SMTP and signed (DKIM, by a registered EDM signer, hub.delivery.signing) after the last
+    change to its headers, so the signature covers exactly what is sent."""
+    return signing.sign(row, build_message(row, sender).as_bytes(policy=SMTP_POLICY))
 
 
 def build_message(row: SendLog, sender: str) -> Message:

@@ -1,8 +1,8 @@
 """The hook that signs a message's final bytes (DKIM) just before it is sent.
 
 The core does not know who signs: an EDM app (hub.domains) registers its signer in its
-AppConfig.ready(). attempt.py calls sign() on the serialized message, after the last change
-to its headers, so the signature covers exactly what leaves the hub.
+AppConfig.ready(). hub.delivery.message.wire_bytes calls sign() on the serialized message,
+after the last change to its headers, so the signature covers exactly what leaves the hub.
 
 A signer that raises does not stop the mail: the message goes out as it was before that
 signer (unsigned), and the failure is logged at ERROR with the SendLog id. Why: a broken key

@@ -9,7 +9,7 @@ import pytest
 from django.db import OperationalError
 from django.utils import timezone
 
-from hub.delivery import attempt
+from hub.delivery import attempt, message
 from hub.delivery.message import build_message
 from hub.delivery.outbox import claim, deliver_batch
 from hub.delivery.transport import Outcome
@@ -32,14 +32,14 @@ def test_one_bad_row_does_not_stop_the_batch(smtp_sink, make_server, make_app, s
     # accept_raw now builds every message once before it accepts it (issue 17 item 4), so no
     # input reaches the queue that the builder cannot handle: a row that fails to build (a
     # future bug, a row stored by an older version) is simulated.
-    real_build = attempt.build_message
+    real_build = message.build_message
 
     def build(row, sender):
         if row.pk == poison.pk:
             raise UnicodeError("simulated: the message cannot be built")
         return real_build(row, sender)
 
-    monkeypatch.setattr(attempt, "build_message", build)
+    monkeypatch.setattr(message, "build_message", build)
 
     deliver_batch([first.id, poison.id, last.id])
 
