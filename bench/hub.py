@@ -9,7 +9,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import sqlite3
 import subprocess
 import time
@@ -20,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from procstat import descendants, snapshot
-from sink import free_port
+from sink import free_port, stop_process
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -47,21 +46,6 @@ def _parse_ts(value) -> float | None:
     text = str(value).replace("T", " ").split("+")[0]
     fmt = "%Y-%m-%d %H:%M:%S.%f" if "." in text else "%Y-%m-%d %H:%M:%S"
     return datetime.strptime(text, fmt).replace(tzinfo=UTC).timestamp()
-
-
-def stop_process(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
-    """Stop one process we started (in its own session): ask, wait, then kill its group."""
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(sig)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # the group is this process's own session
-        except ProcessLookupError:
-            pass
-        proc.wait(timeout=10)
 
 
 @dataclass

@@ -33,9 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import message as M
 import profiles
 from procstat import Sampler, snapshot
-from sink import DelayProxy, Sink
+from sink import DelayProxy, Sink, stop_process
 
-from hub import REPO, Hub, mariadb_cli, stop_process
+from hub import REPO, Hub, mariadb_cli
 
 BENCH = Path(__file__).resolve().parent
 WORK = BENCH / ".work"

@@ -131,8 +131,7 @@ class Sink:
         return SinkReport(self.counted(), files, len(ids), files - len(ids) - missing, missing, first, last)
 
     def stop(self) -> None:
-        if self.proc is not None:
-            terminate(self.proc)
+        stop_process(self.proc, timeout=10)
         self.proc = None
         if getattr(self, "counter_file", None):
             self.counter_file.close()
@@ -152,16 +151,20 @@ class DelayProxy:
         wait_port(self.port)
 
     def stop(self) -> None:
-        terminate(self.proc)
+        stop_process(self.proc, timeout=10)
         self.log.close()
 
 
-def terminate(proc: subprocess.Popen) -> None:
-    """SIGTERM a child still running, and kill it if it has not ended within 10 s."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
+def stop_process(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
+    """Stop one process we started (in its own session): ask, wait, then kill its group."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+            os.killpg(proc.pid, signal.SIGKILL)  # the group is this process's own session
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=10)
